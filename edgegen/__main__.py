@@ -1,0 +1,5 @@
+import sys
+
+from edgegen.cli.main import main
+
+sys.exit(main())

@@ -1,0 +1,65 @@
+"""Typed errors: every failure a caller can act on is one of these, never a bare crash."""
+from __future__ import annotations
+
+
+class EdgegenError(Exception):
+    """Base class of every error edgegen raises on purpose."""
+
+
+class ModelFormatError(EdgegenError, ValueError):
+    """A model or voice file is malformed, truncated or unsupported; the message names the problem."""
+
+
+class ModelNotFoundError(EdgegenError, FileNotFoundError):
+    """No model or voice by that name or path is installed."""
+
+
+class UnsupportedModelError(EdgegenError):
+    """The file is valid but this backend cannot run its architecture or tensor types."""
+
+
+class MemoryBudgetError(EdgegenError, MemoryError):
+    """Weights + KV cache (+ voice sessions) would not fit in the memory budget; the message gives the numbers."""
+
+
+class ContextOverflowError(EdgegenError, ValueError):
+    """The prompt (plus requested tokens) does not fit in the context window."""
+
+
+class TemplateError(EdgegenError, ValueError):
+    """A chat template failed to render, was unsafe, or exceeded its size/time limits."""
+
+
+class TokenizerError(EdgegenError, ValueError):
+    """Text could not be tokenized or ids could not be decoded (bad id, invalid UTF-8 input)."""
+
+
+class AudioDeviceError(EdgegenError, RuntimeError):
+    """No audio output device, a busy device, or no PortAudio library."""
+
+
+class VoiceConfigError(ModelFormatError):
+    """A Piper voice config (.onnx.json) is missing fields or inconsistent."""
+
+
+class CloudError(EdgegenError, RuntimeError):
+    """The cloud endpoint failed: connect/idle timeout, HTTP error, reset, malformed stream."""
+
+
+class RouteError(EdgegenError, ValueError):
+    """The routing policy forbids what was asked (for example cloud without opt-in)."""
+
+
+class StoreError(EdgegenError):
+    """The model store could not complete an operation (bad name, disk full, registry failure)."""
+
+
+class ChecksumError(StoreError):
+    """A downloaded or registered file does not match its manifest's sha256."""
+
+
+class CancelledError(EdgegenError):
+    """A stream was cancelled by its caller."""
+
+
+__all__ = [name for name, obj in globals().items() if isinstance(obj, type) and issubclass(obj, EdgegenError)]

@@ -1,0 +1,52 @@
+// kernels.h — the dispatch table every product goes through.
+//
+// One KernelTable per ISA. It is filled in layers: the scalar reference first, then each SIMD
+// file overwrites the entries it implements (so a missing SIMD kernel silently falls back to
+// the reference, never to nothing). The forward pass calls only through the table: this is
+// also the seam where an accelerator provider would slot in.
+#pragma once
+
+#include "common.h"
+
+namespace eg {
+
+// Dot products of `nr` consecutive weight rows with one activation row.
+//   n:          elements per row (a multiple of the weight type's block size)
+//   out:        nr floats; out[r] = dot(row r, act)
+//   w:          first weight row, in the weight type; rows are `row_stride` bytes apart
+//   act:        the activation row, already converted to the weight type's vec_dot_type
+// Preconditions (checked by callers, not here): n % block_size == 0, nr >= 1.
+using vec_dot_fn = void (*)(int64_t n, float* out, const void* w, size_t row_stride, int64_t nr,
+                            const void* act);
+
+// Convert n floats to one row of a type (n % block_size == 0).
+using quantize_row_fn = void (*)(const float* x, void* y, int64_t n);
+// Convert one row of a type back to n floats.
+using dequantize_row_fn = void (*)(const void* x, float* y, int64_t n);
+
+struct KernelTable {
+    const char* isa = "scalar";
+    vec_dot_fn vec_dot[kTypeCount] = {};              // indexed by weight type
+    quantize_row_fn quantize_row[kTypeCount] = {};    // indexed by destination type
+    dequantize_row_fn dequantize_row[kTypeCount] = {};
+};
+
+// ---- layer fillers: each file defines its own; on the wrong architecture it does nothing ------
+void fill_table_scalar(KernelTable& t);        // quant_ref.cpp: F32/F16/BF16, Q4_0, Q4_1, Q5_0, Q8_0, Q8_1
+void fill_table_scalar_k(KernelTable& t);      // quant_k_ref.cpp: Q4_K, Q6_K, Q8_K
+void fill_table_avx2(KernelTable& t);          // quant_avx2.cpp
+void fill_table_avx2_k(KernelTable& t);        // quant_k_avx2.cpp
+void fill_table_neon(KernelTable& t);          // quant_neon.cpp (aarch64 baseline)
+void fill_table_neon_dotprod(KernelTable& t);  // quant_neon_dotprod.cpp (armv8.2 dotprod)
+
+// ---- ISA selection (cpu_isa.cpp) ---------------------------------------------------------------
+// Names: "scalar", "avx2", "neon", "neon_dotprod". The active table is picked once from CPU
+// features, or from EDGEGEN_FORCE_ISA; tests may switch it with set_isa().
+const KernelTable& kernels();
+const KernelTable& kernels_for(const std::string& isa);  // throws if the CPU lacks it
+std::string active_isa();
+void set_isa(const std::string& isa);
+bool isa_available(const std::string& isa);
+const char* const* all_isas();  // nullptr-terminated list, most capable last
+
+}  // namespace eg
