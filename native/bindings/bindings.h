@@ -1,0 +1,6 @@
+// bindings.h — one bind_* function per wrapped concept; module.cpp only calls them.
+#pragma once
+
+#include <pybind11/pybind11.h>
+
+void bind_gguf(pybind11::module_& m);

@@ -1,0 +1,7 @@
+// module.cpp — registers every binding; the bindings themselves live one concept per file.
+#include "bindings.h"
+
+PYBIND11_MODULE(_native, m) {
+    m.doc() = "edgegen native runtime: GGUF views, kernels, forward pass";
+    bind_gguf(m);
+}
