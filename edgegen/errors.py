@@ -46,6 +46,10 @@ class CloudError(EdgegenError, RuntimeError):
     """The cloud endpoint failed: connect/idle timeout, HTTP error, reset, malformed stream."""
 
 
+class InvalidRequestError(EdgegenError, ValueError):
+    """A request argument is out of range or of the wrong type (sampling parameters, chat messages)."""
+
+
 class RouteError(EdgegenError, ValueError):
     """The routing policy forbids what was asked (for example cloud without opt-in)."""
 
