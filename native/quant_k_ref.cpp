@@ -1,0 +1,509 @@
+// quant_k_ref.cpp — scalar reference for the k-quants: Q4_K and Q6_K weights, Q8_K activations.
+//
+// Ported operation for operation from ggml (ggml-quants.c: quantize_row_q4_K_ref,
+// quantize_row_q6_K_ref, quantize_row_q8_K_ref, make_qkx2_quants, make_qx_quants; ggml-cpu
+// quants.c: ggml_vec_dot_{q4_K,q6_K}_q8_K_generic), so quantized bytes equal llama.cpp's when it
+// quantizes without an importance matrix. Same float ops in the same order: build with
+// -ffp-contract=off, since a fused multiply-add changes the rounding of e.g. `scale*l + min - x`.
+//
+// Q8_K follows current ggml: iscale = -127/max (older ggml used -128; ggml changed it for the
+// IQ2 AVX paths), so activations lie in [-127, 127] and every int16 product sum below is exact.
+#include <cmath>
+#include <cstring>
+
+#include "kernels.h"
+
+namespace eg {
+namespace {
+
+constexpr float kGroupMaxEps = 1e-15f;  // ggml's GROUP_MAX_EPS: below this a group is all zero
+
+// Round to nearest, ties to even, via the float magic-number trick: bit-identical to ggml's
+// nearest_int for |x| <= 2^22 and, like it, deterministic (never UB) for anything larger or NaN.
+inline int nearest_int(float fval) {
+    const float val = fval + 12582912.f;
+    int32_t i;
+    std::memcpy(&i, &val, sizeof(i));
+    return (i & 0x007fffff) - 0x00400000;
+}
+
+// ================================================================================================
+// Scale search helpers
+// ================================================================================================
+
+// Fits x ~ scale * L - the_min with L in [0, nmax] by weighted least squares, trying nstep+1
+// candidate inverse scales around nmax/(max-min). Returns scale; writes L and the_min (>= 0).
+float make_qkx2_quants(int n, int nmax, const float* x, const float* weights, uint8_t* L,
+                       float* the_min, uint8_t* Laux, float rmin, float rdelta, int nstep,
+                       bool use_mad) {
+    float min = x[0];
+    float max = x[0];
+    float sum_w = weights[0];
+    float sum_x = sum_w * x[0];
+    for (int i = 1; i < n; ++i) {
+        if (x[i] < min) min = x[i];
+        if (x[i] > max) max = x[i];
+        const float w = weights[i];
+        sum_w += w;
+        sum_x += w * x[i];
+    }
+    if (min > 0) min = 0;
+    if (max == min) {
+        for (int i = 0; i < n; ++i) L[i] = 0;
+        *the_min = -min;
+        return 0.f;
+    }
+    float iscale = nmax / (max - min);
+    float scale = 1 / iscale;
+    float best_error = 0;
+    for (int i = 0; i < n; ++i) {
+        const int l = nearest_int(iscale * (x[i] - min));
+        L[i] = static_cast<uint8_t>(std::max(0, std::min(nmax, l)));
+        float diff = scale * L[i] + min - x[i];
+        diff = use_mad ? std::fabs(diff) : diff * diff;
+        best_error += weights[i] * diff;
+    }
+    if (nstep < 1) {
+        *the_min = -min;
+        return scale;
+    }
+    for (int is = 0; is <= nstep; ++is) {
+        iscale = (rmin + rdelta * is + nmax) / (max - min);
+        float sum_l = 0, sum_l2 = 0, sum_xl = 0;
+        for (int i = 0; i < n; ++i) {
+            int l = nearest_int(iscale * (x[i] - min));
+            l = std::max(0, std::min(nmax, l));
+            Laux[i] = static_cast<uint8_t>(l);
+            const float w = weights[i];
+            sum_l += w * l;
+            sum_l2 += w * l * l;
+            sum_xl += w * l * x[i];
+        }
+        const float D = sum_w * sum_l2 - sum_l * sum_l;
+        if (D > 0) {
+            float this_scale = (sum_w * sum_xl - sum_x * sum_l) / D;
+            float this_min = (sum_l2 * sum_x - sum_l * sum_xl) / D;
+            if (this_min > 0) {
+                this_min = 0;
+                this_scale = sum_xl / sum_l2;
+            }
+            float cur_error = 0;
+            for (int i = 0; i < n; ++i) {
+                float diff = this_scale * Laux[i] + this_min - x[i];
+                diff = use_mad ? std::fabs(diff) : diff * diff;
+                cur_error += weights[i] * diff;
+            }
+            if (cur_error < best_error) {
+                for (int i = 0; i < n; ++i) L[i] = Laux[i];
+                best_error = cur_error;
+                scale = this_scale;
+                min = this_min;
+            }
+        }
+    }
+    *the_min = -min;
+    return scale;
+}
+
+// Symmetric fit x ~ scale * (L - nmax), L in [0, 2*nmax). ggml's make_qx_quants with
+// rmse_type = 1 (weights x^2) and no importance weights: the only path Q6_K uses.
+float make_qx_quants_rmse1(int n, int nmax, const float* x, int8_t* L) {
+    float max = 0;
+    float amax = 0;
+    for (int i = 0; i < n; ++i) {
+        const float ax = std::fabs(x[i]);
+        if (ax > amax) { amax = ax; max = x[i]; }
+    }
+    if (amax < kGroupMaxEps) {  // all zero
+        for (int i = 0; i < n; ++i) L[i] = 0;
+        return 0.f;
+    }
+    float iscale = -nmax / max;
+    float sumlx = 0;
+    float suml2 = 0;
+    for (int i = 0; i < n; ++i) {
+        int l = nearest_int(iscale * x[i]);
+        l = std::max(-nmax, std::min(nmax - 1, l));
+        L[i] = static_cast<int8_t>(l + nmax);
+        const float w = x[i] * x[i];
+        sumlx += w * x[i] * l;
+        suml2 += w * l * l;
+    }
+    float scale = suml2 ? sumlx / suml2 : 0.0f;
+    float best = scale * sumlx;
+    for (int is = -9; is <= 9; ++is) {
+        if (is == 0) continue;
+        iscale = -(nmax + 0.1f * is) / max;
+        sumlx = suml2 = 0;
+        for (int i = 0; i < n; ++i) {
+            int l = nearest_int(iscale * x[i]);
+            l = std::max(-nmax, std::min(nmax - 1, l));
+            const float w = x[i] * x[i];
+            sumlx += w * x[i] * l;
+            suml2 += w * l * l;
+        }
+        if (suml2 > 0 && sumlx * sumlx > best * suml2) {
+            for (int i = 0; i < n; ++i) {
+                const int l = nearest_int(iscale * x[i]);
+                L[i] = static_cast<int8_t>(nmax + std::max(-nmax, std::min(nmax - 1, l)));
+            }
+            scale = sumlx / suml2;
+            best = scale * sumlx;
+        }
+    }
+    return scale;
+}
+
+// Q4_K packs 8 six-bit scales and 8 six-bit mins in 12 bytes: sub-blocks 0..3 use the low 6 bits
+// of bytes 0..7; sub-blocks 4..7 put their low 4 bits in bytes 8..11 and their top 2 bits in the
+// spare top bits of bytes 0..7.
+inline void get_scale_min_k4(int j, const uint8_t* q, uint8_t* d, uint8_t* m) {
+    if (j < 4) {
+        *d = q[j] & 63;
+        *m = q[j + 4] & 63;
+    } else {
+        *d = static_cast<uint8_t>((q[j + 4] & 0xF) | ((q[j - 4] >> 6) << 4));
+        *m = static_cast<uint8_t>((q[j + 4] >> 4) | ((q[j - 0] >> 6) << 4));
+    }
+}
+
+// ================================================================================================
+// Q4_K: 8 sub-blocks of 32, x = d*sc*q - dmin*m, q in [0, 15]
+// ================================================================================================
+void quantize_row_q4_K(const float* x, void* vy, int64_t n) {
+    auto* y = static_cast<block_q4_K*>(vy);
+    const int64_t nb = n / QK_K;
+    uint8_t L[QK_K];
+    uint8_t Laux[32];
+    float weights[32];
+    float mins[QK_K / 32];
+    float scales[QK_K / 32];
+    for (int64_t i = 0; i < nb; ++i) {
+        float max_scale = 0;  // as the min is subtracted, scales are never negative
+        float max_min = 0;
+        for (int j = 0; j < QK_K / 32; ++j) {
+            float sum_x2 = 0;
+            for (int l = 0; l < 32; ++l) sum_x2 += x[32 * j + l] * x[32 * j + l];
+            const float av_x = std::sqrt(sum_x2 / 32);
+            for (int l = 0; l < 32; ++l) weights[l] = av_x + std::fabs(x[32 * j + l]);
+            scales[j] = make_qkx2_quants(32, 15, x + 32 * j, weights, L + 32 * j, &mins[j], Laux,
+                                         -1.f, 0.1f, 20, false);
+            if (scales[j] > max_scale) max_scale = scales[j];
+            if (mins[j] > max_min) max_min = mins[j];
+        }
+
+        const float inv_scale = max_scale > 0 ? 63.f / max_scale : 0.f;
+        const float inv_min = max_min > 0 ? 63.f / max_min : 0.f;
+        std::memset(y[i].scales, 0, sizeof(y[i].scales));
+        for (int j = 0; j < QK_K / 32; ++j) {
+            uint8_t ls = static_cast<uint8_t>(nearest_int(inv_scale * scales[j]));
+            uint8_t lm = static_cast<uint8_t>(nearest_int(inv_min * mins[j]));
+            ls = std::min<uint8_t>(63, ls);
+            lm = std::min<uint8_t>(63, lm);
+            if (j < 4) {
+                y[i].scales[j] = ls;
+                y[i].scales[j + 4] = lm;
+            } else {
+                y[i].scales[j + 4] = static_cast<uint8_t>((ls & 0xF) | ((lm & 0xF) << 4));
+                y[i].scales[j - 4] |= static_cast<uint8_t>((ls >> 4) << 6);
+                y[i].scales[j - 0] |= static_cast<uint8_t>((lm >> 4) << 6);
+            }
+        }
+        y[i].d = f32_to_fp16(max_scale / 63.f);
+        y[i].dmin = f32_to_fp16(max_min / 63.f);
+
+        // Requantize against the rounded 6-bit scales actually stored.
+        for (int j = 0; j < QK_K / 32; ++j) {
+            uint8_t sc, m;
+            get_scale_min_k4(j, y[i].scales, &sc, &m);
+            const float d = fp16_to_f32(y[i].d) * sc;
+            if (!d) continue;
+            const float dm = fp16_to_f32(y[i].dmin) * m;
+            for (int ii = 0; ii < 32; ++ii) {
+                const int l = nearest_int((x[32 * j + ii] + dm) / d);
+                L[32 * j + ii] = static_cast<uint8_t>(std::max(0, std::min(15, l)));
+            }
+        }
+
+        // Each 32-byte group holds two sub-blocks: low nibbles the first, high nibbles the second.
+        uint8_t* q = y[i].qs;
+        for (int j = 0; j < QK_K; j += 64) {
+            for (int l = 0; l < 32; ++l) q[l] = static_cast<uint8_t>(L[j + l] | (L[j + l + 32] << 4));
+            q += 32;
+        }
+        x += QK_K;
+    }
+}
+
+void dequantize_row_q4_K(const void* vx, float* y, int64_t n) {
+    const auto* x = static_cast<const block_q4_K*>(vx);
+    for (int64_t i = 0; i < n / QK_K; ++i) {
+        const uint8_t* q = x[i].qs;
+        const float d = fp16_to_f32(x[i].d);
+        const float min = fp16_to_f32(x[i].dmin);
+        int is = 0;
+        uint8_t sc, m;
+        for (int j = 0; j < QK_K; j += 64) {
+            get_scale_min_k4(is + 0, x[i].scales, &sc, &m);
+            const float d1 = d * sc, m1 = min * m;
+            get_scale_min_k4(is + 1, x[i].scales, &sc, &m);
+            const float d2 = d * sc, m2 = min * m;
+            for (int l = 0; l < 32; ++l) *y++ = d1 * (q[l] & 0xF) - m1;
+            for (int l = 0; l < 32; ++l) *y++ = d2 * (q[l] >> 4) - m2;
+            q += 32;
+            is += 2;
+        }
+    }
+}
+
+// ================================================================================================
+// Q6_K: 16 sub-blocks of 16, x = d * sc * (q - 32), q in [0, 63], sc int8
+// ================================================================================================
+void quantize_row_q6_K(const float* x, void* vy, int64_t n) {
+    auto* y = static_cast<block_q6_K*>(vy);
+    const int64_t nb = n / QK_K;
+    int8_t L[QK_K];
+    float scales[QK_K / 16];
+    for (int64_t i = 0; i < nb; ++i) {
+        float max_scale = 0;
+        float max_abs_scale = 0;
+        for (int ib = 0; ib < QK_K / 16; ++ib) {
+            const float scale = make_qx_quants_rmse1(16, 32, x + 16 * ib, L + 16 * ib);
+            scales[ib] = scale;
+            const float abs_scale = std::fabs(scale);
+            if (abs_scale > max_abs_scale) {
+                max_abs_scale = abs_scale;
+                max_scale = scale;
+            }
+        }
+        if (max_abs_scale < kGroupMaxEps) {
+            std::memset(&y[i], 0, sizeof(block_q6_K));
+            y[i].d = f32_to_fp16(0.f);
+            x += QK_K;
+            continue;
+        }
+
+        const float iscale = -128.f / max_scale;
+        y[i].d = f32_to_fp16(1 / iscale);
+        for (int ib = 0; ib < QK_K / 16; ++ib) {
+            y[i].scales[ib] = static_cast<int8_t>(std::min(127, nearest_int(iscale * scales[ib])));
+        }
+        for (int j = 0; j < QK_K / 16; ++j) {
+            const float d = fp16_to_f32(y[i].d) * y[i].scales[j];
+            if (!d) continue;
+            for (int ii = 0; ii < 16; ++ii) {
+                int l = nearest_int(x[16 * j + ii] / d);
+                l = std::max(-32, std::min(31, l));
+                L[16 * j + ii] = static_cast<int8_t>(l + 32);
+            }
+        }
+
+        // Per 128 elements: ql holds the low nibbles (elements l and l+64 share a byte, likewise
+        // l+32 and l+96); qh holds the top 2 bits of l, l+32, l+64, l+96 in one byte.
+        uint8_t* ql = y[i].ql;
+        uint8_t* qh = y[i].qh;
+        for (int j = 0; j < QK_K; j += 128) {
+            for (int l = 0; l < 32; ++l) {
+                const uint8_t q1 = L[j + l + 0] & 0xF;
+                const uint8_t q2 = L[j + l + 32] & 0xF;
+                const uint8_t q3 = L[j + l + 64] & 0xF;
+                const uint8_t q4 = L[j + l + 96] & 0xF;
+                ql[l + 0] = static_cast<uint8_t>(q1 | (q3 << 4));
+                ql[l + 32] = static_cast<uint8_t>(q2 | (q4 << 4));
+                qh[l] = static_cast<uint8_t>((L[j + l] >> 4) | ((L[j + l + 32] >> 4) << 2) |
+                                             ((L[j + l + 64] >> 4) << 4) | ((L[j + l + 96] >> 4) << 6));
+            }
+            ql += 64;
+            qh += 32;
+        }
+        x += QK_K;
+    }
+}
+
+// The 6-bit value of element n + l (n = 0, 32, 64, 96 within a 128-element half) minus 32.
+inline int q6_value(const uint8_t* ql, const uint8_t* qh, int l, int quarter) {
+    const int low = quarter & 1 ? ql[l + 32] : ql[l];
+    const int nib = quarter < 2 ? (low & 0xF) : (low >> 4);
+    return (nib | (((qh[l] >> (2 * quarter)) & 3) << 4)) - 32;
+}
+
+void dequantize_row_q6_K(const void* vx, float* y, int64_t n) {
+    const auto* x = static_cast<const block_q6_K*>(vx);
+    for (int64_t i = 0; i < n / QK_K; ++i) {
+        const float d = fp16_to_f32(x[i].d);
+        const uint8_t* ql = x[i].ql;
+        const uint8_t* qh = x[i].qh;
+        const int8_t* sc = x[i].scales;
+        for (int half = 0; half < QK_K; half += 128) {
+            for (int l = 0; l < 32; ++l) {
+                const int is = l / 16;
+                for (int quarter = 0; quarter < 4; ++quarter) {
+                    y[l + 32 * quarter] = d * sc[is + 2 * quarter] * q6_value(ql, qh, l, quarter);
+                }
+            }
+            y += 128;
+            ql += 64;
+            qh += 32;
+            sc += 8;
+        }
+    }
+}
+
+// ================================================================================================
+// Q8_K: activations, x = d * q with float d, q in [-127, 127]; bsums = sums of 16 q's
+// ================================================================================================
+void quantize_row_q8_K(const float* x, void* vy, int64_t n) {
+    auto* y = static_cast<block_q8_K*>(vy);
+    for (int64_t i = 0; i < n / QK_K; ++i) {
+        float max = 0;
+        float amax = 0;
+        for (int j = 0; j < QK_K; ++j) {
+            const float ax = std::fabs(x[j]);
+            if (ax > amax) { amax = ax; max = x[j]; }
+        }
+        if (!amax) {  // ggml leaves bsums unset here; zero is their true value
+            std::memset(&y[i], 0, sizeof(block_q8_K));
+            x += QK_K;
+            continue;
+        }
+        const float iscale = -127.f / max;
+        for (int j = 0; j < QK_K; ++j) {
+            y[i].qs[j] = static_cast<int8_t>(std::min(127, nearest_int(iscale * x[j])));
+        }
+        for (int j = 0; j < QK_K / 16; ++j) {
+            int sum = 0;
+            for (int ii = 0; ii < 16; ++ii) sum += y[i].qs[j * 16 + ii];
+            y[i].bsums[j] = static_cast<int16_t>(sum);
+        }
+        y[i].d = 1 / iscale;
+        x += QK_K;
+    }
+}
+
+void dequantize_row_q8_K(const void* vx, float* y, int64_t n) {
+    const auto* x = static_cast<const block_q8_K*>(vx);
+    for (int64_t i = 0; i < n / QK_K; ++i) {
+        for (int j = 0; j < QK_K; ++j) *y++ = x[i].d * x[i].qs[j];
+    }
+}
+
+// ================================================================================================
+// Dot products with Q8_K activations: integer sums per sub-block, one float scale per super-block.
+// Eight float lanes (element index mod 8) as in ggml's generic code.
+// ================================================================================================
+
+// Unpacks Q4_K's 12 scale bytes into 8 scales (bytes 0..7) and 8 mins (bytes 8..15).
+inline void unpack_q4_K_scales(const uint8_t* packed, uint8_t out[16]) {
+    constexpr uint32_t kmask1 = 0x3f3f3f3f, kmask2 = 0x0f0f0f0f, kmask3 = 0x03030303;
+    uint32_t utmp[4];
+    std::memcpy(utmp, packed, 12);
+    utmp[3] = ((utmp[2] >> 4) & kmask2) | (((utmp[1] >> 6) & kmask3) << 4);
+    const uint32_t uaux = utmp[1] & kmask1;
+    utmp[1] = (utmp[2] & kmask2) | (((utmp[0] >> 6) & kmask3) << 4);
+    utmp[2] = uaux;
+    utmp[0] &= kmask1;
+    std::memcpy(out, utmp, 16);
+}
+
+float dot_row_q4_K_q8_K(int64_t nb, const block_q4_K* x, const block_q8_K* y) {
+    int8_t aux8[QK_K];
+    float sums[8] = {0, 0, 0, 0, 0, 0, 0, 0};
+    float sumf = 0;
+    for (int64_t i = 0; i < nb; ++i) {
+        const uint8_t* q4 = x[i].qs;
+        int8_t* a = aux8;
+        for (int j = 0; j < QK_K / 64; ++j) {
+            for (int l = 0; l < 32; ++l) a[l] = static_cast<int8_t>(q4[l] & 0xF);
+            a += 32;
+            for (int l = 0; l < 32; ++l) a[l] = static_cast<int8_t>(q4[l] >> 4);
+            a += 32;
+            q4 += 32;
+        }
+        uint8_t sm[16];
+        unpack_q4_K_scales(x[i].scales, sm);
+        const uint8_t* scales = sm;
+        const uint8_t* mins = sm + 8;
+
+        int32_t summ = 0;  // sum over groups of 16 of bsum * min: the dmin term
+        for (int j = 0; j < QK_K / 16; ++j) summ += y[i].bsums[j] * mins[j / 2];
+
+        int32_t aux32[8] = {0, 0, 0, 0, 0, 0, 0, 0};
+        const int8_t* q8 = y[i].qs;
+        a = aux8;
+        for (int j = 0; j < QK_K / 32; ++j) {
+            const int32_t scale = scales[j];
+            for (int k = 0; k < 4; ++k) {
+                for (int l = 0; l < 8; ++l) aux32[l] += scale * (q8[l] * a[l]);
+                q8 += 8;
+                a += 8;
+            }
+        }
+        const float d = fp16_to_f32(x[i].d) * y[i].d;
+        for (int l = 0; l < 8; ++l) sums[l] += d * aux32[l];
+        const float dmin = fp16_to_f32(x[i].dmin) * y[i].d;
+        sumf -= dmin * summ;
+    }
+    for (int l = 0; l < 8; ++l) sumf += sums[l];
+    return sumf;
+}
+
+float dot_row_q6_K_q8_K(int64_t nb, const block_q6_K* x, const block_q8_K* y) {
+    int8_t aux8[QK_K];
+    float sums[8] = {0, 0, 0, 0, 0, 0, 0, 0};
+    for (int64_t i = 0; i < nb; ++i) {
+        const uint8_t* ql = x[i].ql;
+        const uint8_t* qh = x[i].qh;
+        int8_t* a = aux8;
+        for (int half = 0; half < QK_K; half += 128) {
+            for (int l = 0; l < 32; ++l) {
+                for (int quarter = 0; quarter < 4; ++quarter) {
+                    a[l + 32 * quarter] = static_cast<int8_t>(q6_value(ql, qh, l, quarter));
+                }
+            }
+            a += 128;
+            ql += 64;
+            qh += 32;
+        }
+        int32_t aux32[8] = {0, 0, 0, 0, 0, 0, 0, 0};
+        const int8_t* q8 = y[i].qs;
+        a = aux8;
+        for (int j = 0; j < QK_K / 16; ++j) {
+            const int32_t scale = x[i].scales[j];
+            for (int k = 0; k < 2; ++k) {
+                for (int l = 0; l < 8; ++l) aux32[l] += scale * (q8[l] * a[l]);
+                q8 += 8;
+                a += 8;
+            }
+        }
+        const float d = fp16_to_f32(x[i].d) * y[i].d;
+        for (int l = 0; l < 8; ++l) sums[l] += d * aux32[l];
+    }
+    float sumf = 0;
+    for (int l = 0; l < 8; ++l) sumf += sums[l];
+    return sumf;
+}
+
+template <typename Block, float (*DotRow)(int64_t, const Block*, const block_q8_K*)>
+void vec_dot_k_rows(int64_t n, float* out, const void* w, size_t stride, int64_t nr, const void* act) {
+    const auto* y = static_cast<const block_q8_K*>(act);
+    for (int64_t r = 0; r < nr; ++r) {
+        const auto* x = reinterpret_cast<const Block*>(static_cast<const uint8_t*>(w) + r * stride);
+        out[r] = DotRow(n / QK_K, x, y);
+    }
+}
+
+}  // namespace
+
+void fill_table_scalar_k(KernelTable& t) {
+    auto i = [](QType q) { return static_cast<int>(q); };
+    t.quantize_row[i(QType::Q4_K)] = quantize_row_q4_K;
+    t.quantize_row[i(QType::Q6_K)] = quantize_row_q6_K;
+    t.quantize_row[i(QType::Q8_K)] = quantize_row_q8_K;
+    t.dequantize_row[i(QType::Q4_K)] = dequantize_row_q4_K;
+    t.dequantize_row[i(QType::Q6_K)] = dequantize_row_q6_K;
+    t.dequantize_row[i(QType::Q8_K)] = dequantize_row_q8_K;
+    t.vec_dot[i(QType::Q4_K)] = vec_dot_k_rows<block_q4_K, dot_row_q4_K_q8_K>;
+    t.vec_dot[i(QType::Q6_K)] = vec_dot_k_rows<block_q6_K, dot_row_q6_K_q8_K>;
+}
+
+}  // namespace eg
