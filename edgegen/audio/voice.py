@@ -18,7 +18,7 @@ import numpy as np
 
 from edgegen.audio.phonemize import Clause, phonemes_to_ids, phonemize
 from edgegen.audio.voice_config import VoiceConfig
-from edgegen.errors import ModelFormatError, ModelNotFoundError
+from edgegen.errors import InvalidRequestError, ModelFormatError, ModelNotFoundError
 
 Split = Literal["clause", "sentence"]
 DEFAULT_VOICE = "joe"
@@ -117,7 +117,7 @@ def _make_session(model_path: Path, config: VoiceConfig, threads: Optional[int])
     options = ort.SessionOptions()
     if threads is not None:
         if isinstance(threads, bool) or not isinstance(threads, int) or threads < 1:
-            raise ValueError(f"threads must be a positive integer, got {threads!r}")
+            raise InvalidRequestError(f"threads must be a positive integer, got {threads!r}")
         options.intra_op_num_threads = threads
         options.inter_op_num_threads = 1
     try:
@@ -178,7 +178,7 @@ class Voice:
         silence end every sentence but the last. Closing the generator stops the work.
         """
         if split not in ("clause", "sentence"):
-            raise ValueError(f"split must be 'clause' or 'sentence', got {split!r}")
+            raise InvalidRequestError(f"split must be 'clause' or 'sentence', got {split!r}")
         scales = np.array(
             [
                 _scale("noise_scale", noise_scale, self.config.noise_scale),
@@ -189,12 +189,17 @@ class Voice:
         )
         sid = self._speaker_id(speaker)
         if not (isinstance(volume, (int, float)) and math.isfinite(volume) and volume >= 0):
-            raise ValueError(f"volume must be a finite number >= 0, got {volume!r}")
+            raise InvalidRequestError(f"volume must be a finite number >= 0, got {volume!r}")
         if not (isinstance(sentence_silence, (int, float)) and 0 <= sentence_silence <= 60):
-            raise ValueError(f"sentence_silence must be between 0 and 60 seconds, got {sentence_silence!r}")
+            raise InvalidRequestError(f"sentence_silence must be between 0 and 60 seconds, got {sentence_silence!r}")
         silence = np.zeros(int(self.sample_rate * sentence_silence), dtype=np.float32)
+        # Settings are checked above, at call time; the work starts on the first next().
+        return self._generate(_check_text(text), split, scales, sid, normalize, float(volume), silence)
 
-        sentences = [s for s in phonemize(_check_text(text), self.config) if any(c.phonemes for c in s)]
+    def _generate(
+        self, text: str, split: Split, scales: np.ndarray, sid: Optional[int], normalize: bool, volume: float, silence: np.ndarray
+    ) -> Iterator[AudioChunk]:
+        sentences = [s for s in phonemize(text, self.config) if any(c.phonemes for c in s)]
         for n, sentence in enumerate(sentences):
             units = _units(sentence, split)
             for k, clause in enumerate(units):
@@ -237,10 +242,10 @@ class Voice:
         if isinstance(speaker, str):
             if speaker not in self.config.speaker_id_map:
                 names = ", ".join(sorted(self.config.speaker_id_map)) or "none"
-                raise ValueError(f"unknown speaker {speaker!r} (this voice's speakers: {names})")
+                raise InvalidRequestError(f"unknown speaker {speaker!r} (this voice's speakers: {names})")
             speaker = self.config.speaker_id_map[speaker]
         if isinstance(speaker, bool) or not isinstance(speaker, int) or not 0 <= speaker < n:
-            raise ValueError(f"speaker id must be in [0, {n - 1}] for this voice, got {speaker!r}")
+            raise InvalidRequestError(f"speaker id must be in [0, {n - 1}] for this voice, got {speaker!r}")
         return speaker if n > 1 else None  # a single-speaker model has no sid input
 
 
@@ -264,13 +269,13 @@ def _scale(name: str, value: Optional[float], default: float, positive: bool = F
     if value is None:
         return default
     if isinstance(value, bool) or not isinstance(value, (int, float)) or not math.isfinite(value) or value < 0 or value > 100:
-        raise ValueError(f"{name} must be a finite number in [0, 100], got {value!r}")
+        raise InvalidRequestError(f"{name} must be a finite number in [0, 100], got {value!r}")
     if positive and value == 0:
-        raise ValueError(f"{name} must be > 0")
+        raise InvalidRequestError(f"{name} must be > 0")
     return float(value)
 
 
 def _check_text(text: str) -> str:
     if not isinstance(text, str):
-        raise TypeError(f"text must be a str, got {type(text).__name__}")
+        raise InvalidRequestError(f"text must be a str, got {type(text).__name__}")
     return text
