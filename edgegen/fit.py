@@ -1,0 +1,188 @@
+"""Memory fit check: will weights + KV cache + voice sessions fit in the budget? Asked before loading.
+
+`estimate_memory` holds the arithmetic (the engine reuses it to size its KV cache);
+`check_fit` turns an estimate that does not fit into MemoryBudgetError with the numbers.
+
+Weights are mmapped, so they count at file size: the pages are shared and clean, but a model
+whose weights do not fit in RAM pages from storage on every token, which on an SBC's SD card is
+unusable. Counting them is the honest default.
+"""
+from __future__ import annotations
+
+import os
+import re
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Optional, Union
+
+from .errors import MemoryBudgetError, StoreError
+
+# bytes per cached K or V element: f16 = 2; q8_0 = a 2-byte scale + 32 int8 per 32-element block.
+KV_BYTES_PER_ELEMENT = {"f32": 4.0, "f16": 2.0, "q8_0": 34 / 32}
+# Measured on en_US-joe-medium (60.3 MiB .onnx): +89 MiB RSS after creating the onnxruntime
+# session, +135 MiB after synthesising a 100-phoneme sentence. 2x the file + 32 MiB covers that.
+VOICE_SESSION_FACTOR = 2.0
+VOICE_SESSION_FIXED = 32 << 20
+# Runtime beyond weights and KV: activations, thread stacks, the Python heap (llama.cpp's own
+# compute buffers for these model sizes are tens of MiB).
+RUNTIME_OVERHEAD = 64 << 20
+DEFAULT_MARGIN_FRACTION = 0.10
+DEFAULT_MARGIN_MIN = 256 << 20
+
+
+@dataclass(frozen=True)
+class MemoryEstimate:
+    weights_bytes: int
+    kv_bytes: int
+    scratch_bytes: int  # logits, activations and fixed runtime overhead
+    voice_bytes: int
+    n_ctx: int
+    kv_type: str
+
+    @property
+    def total_bytes(self) -> int:
+        return self.weights_bytes + self.kv_bytes + self.scratch_bytes + self.voice_bytes
+
+    def describe(self) -> str:
+        parts = [f"weights {fmt_bytes(self.weights_bytes)}"]
+        if self.kv_bytes:
+            parts.append(f"KV cache {fmt_bytes(self.kv_bytes)} ({self.n_ctx} tokens, {self.kv_type})")
+        parts.append(f"scratch {fmt_bytes(self.scratch_bytes)}")
+        if self.voice_bytes:
+            parts.append(f"voice sessions {fmt_bytes(self.voice_bytes)}")
+        return f"{fmt_bytes(self.total_bytes)} = " + " + ".join(parts)
+
+
+def kv_bytes_per_element(kv_type: str) -> float:
+    try:
+        return KV_BYTES_PER_ELEMENT[kv_type]
+    except KeyError:
+        raise ValueError(f"unknown KV cache type {kv_type!r}; use one of {sorted(KV_BYTES_PER_ELEMENT)}") from None
+
+
+def voice_session_bytes(onnx_size: int) -> int:
+    """Estimated resident memory of one onnxruntime session for a voice file of this size."""
+    return int(onnx_size * VOICE_SESSION_FACTOR) + VOICE_SESSION_FIXED
+
+
+def estimate_memory(
+    *,
+    weights_bytes: int,
+    n_layer: int = 0,
+    n_ctx: int = 0,
+    n_head_kv: int = 0,
+    head_dim: int = 0,
+    head_dim_v: Optional[int] = None,
+    kv_type: str = "f16",
+    n_vocab: int = 0,
+    n_embd: int = 0,
+    voice_sizes: tuple[int, ...] = (),
+) -> MemoryEstimate:
+    """Bytes a model needs at a context length.
+
+    KV cache (llama-style): 2 * n_layer * n_ctx * n_head_kv * head_dim * bytes_per_element, with
+    K and V counted separately when their head sizes differ (head_dim_v). Scratch: float32 logits
+    (twice: the sampler works on a copy), a few activation rows, plus a fixed runtime overhead.
+    Voice sessions: see voice_session_bytes.
+    """
+    for label, value in (("weights_bytes", weights_bytes), ("n_layer", n_layer), ("n_ctx", n_ctx),
+                         ("n_head_kv", n_head_kv), ("head_dim", head_dim), ("n_vocab", n_vocab), ("n_embd", n_embd)):
+        if value < 0:
+            raise ValueError(f"{label} must be >= 0, got {value}")
+    per_elem = kv_bytes_per_element(kv_type)
+    hv = head_dim if head_dim_v is None else head_dim_v
+    kv = int(n_layer * n_ctx * n_head_kv * (head_dim + hv) * per_elem)
+    # float32 logits and the sampler's working copy, plus one float32 row per layer input.
+    scratch = RUNTIME_OVERHEAD + 2 * 4 * n_vocab + 4 * 4 * n_embd
+    voices = sum(voice_session_bytes(s) for s in voice_sizes)
+    return MemoryEstimate(weights_bytes, kv, scratch, voices, n_ctx, kv_type)
+
+
+def estimate_for_gguf(path: Union[str, Path], n_ctx: int, kv_type: str = "f16", voice_sizes: tuple[int, ...] = ()) -> MemoryEstimate:
+    """estimate_memory with the shape read from a GGUF file's metadata."""
+    from .store.inspect import llm_shape, read_gguf_summary
+
+    path = Path(path)
+    shape = llm_shape(read_gguf_summary(path))
+    return estimate_memory(
+        weights_bytes=path.stat().st_size, n_layer=shape.n_layer, n_ctx=n_ctx, n_head_kv=shape.n_head_kv,
+        head_dim=shape.head_dim_k, head_dim_v=shape.head_dim_v, kv_type=kv_type, n_vocab=shape.n_vocab,
+        n_embd=shape.n_embd, voice_sizes=voice_sizes,
+    )
+
+
+# --- the budget ----------------------------------------------------------------------------
+
+
+def available_memory_bytes(meminfo: Union[str, Path] = "/proc/meminfo") -> Optional[int]:
+    """MemAvailable from /proc/meminfo, or None where it cannot be read (not Linux)."""
+    try:
+        with open(meminfo, encoding="ascii", errors="replace") as fh:
+            for line in fh:
+                if line.startswith("MemAvailable:"):
+                    fields = line.split()
+                    return int(fields[1]) * 1024 if len(fields) >= 2 and fields[1].isdigit() else None
+    except OSError:
+        return None
+    return None
+
+
+def default_memory_budget(meminfo: Union[str, Path] = "/proc/meminfo") -> Optional[int]:
+    """Available RAM minus a margin (10 %, at least 256 MiB) for the OS and other programs;
+    None (no limit) where the available memory is unknown."""
+    avail = available_memory_bytes(meminfo)
+    if avail is None:
+        return None
+    return max(0, avail - max(DEFAULT_MARGIN_MIN, int(avail * DEFAULT_MARGIN_FRACTION)))
+
+
+_SIZE_RE = re.compile(r"\s*(\d+(?:\.\d+)?)\s*([kmgt]?)(i?b?)\s*", re.IGNORECASE)
+
+
+def parse_size(text: Union[str, int]) -> int:
+    """'512M', '2G', '1.5GiB', '1048576' -> bytes (binary units: 1K = 1024)."""
+    if isinstance(text, int) and not isinstance(text, bool):
+        if text < 0:
+            raise StoreError(f"memory size must be >= 0, got {text}")
+        return text
+    m = _SIZE_RE.fullmatch(str(text))
+    if not m:
+        raise StoreError(f"cannot read memory size {text!r}; write e.g. 512M, 2G or 1.5GiB")
+    scale = 1024 ** "_kmgt".index(m.group(2).lower() or "_")
+    return int(float(m.group(1)) * scale)
+
+
+def fmt_bytes(n: int) -> str:
+    for unit, scale in (("GiB", 1 << 30), ("MiB", 1 << 20), ("KiB", 1 << 10)):
+        if abs(n) >= scale:
+            return f"{n / scale:.1f} {unit}"
+    return f"{n} B"
+
+
+def resolve_budget(budget: Union[None, str, int]) -> Optional[int]:
+    """A caller's budget (bytes or '2G'), or the default from $EDGEGEN_MEMORY_BUDGET / MemAvailable."""
+    if budget is None:
+        env = os.environ.get("EDGEGEN_MEMORY_BUDGET")
+        return parse_size(env) if env else default_memory_budget()
+    return parse_size(budget)
+
+
+def check_fit(estimate: MemoryEstimate, budget: Union[None, str, int] = None, what: str = "model") -> MemoryEstimate:
+    """Returns the estimate if it fits the budget; raises MemoryBudgetError with the numbers if not."""
+    limit = resolve_budget(budget)
+    if limit is not None and estimate.total_bytes > limit:
+        hint = " Try a shorter context" + (" or a q8_0 KV cache" if estimate.kv_type != "q8_0" and estimate.kv_bytes else "")
+        raise MemoryBudgetError(
+            f"{what} needs {estimate.describe()}, but the memory budget is {fmt_bytes(limit)} "
+            f"({estimate.total_bytes} > {limit} bytes).{hint} or raise --memory-budget."
+        )
+    return estimate
+
+
+def check_model_fit(model_path: Union[str, Path], n_ctx: int, kv_type: str = "f16",
+                    voice_paths: tuple[Union[str, Path], ...] = (), budget: Union[None, str, int] = None) -> MemoryEstimate:
+    """The loader's one call: estimate a GGUF at n_ctx (plus voice sessions) and refuse it with
+    MemoryBudgetError if it does not fit the budget (default: available RAM minus a margin)."""
+    sizes = tuple(Path(p).stat().st_size for p in voice_paths)
+    estimate = estimate_for_gguf(model_path, n_ctx, kv_type, sizes)
+    return check_fit(estimate, budget, what=Path(model_path).name)
