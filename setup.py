@@ -9,6 +9,7 @@ import os
 
 from pybind11.setup_helpers import ParallelCompile, Pybind11Extension, build_ext
 from setuptools import setup
+from setuptools.command.build_py import build_py as _build_py
 
 ParallelCompile("EDGEGEN_BUILD_JOBS", default=0).install()
 
@@ -26,4 +27,17 @@ ext = Pybind11Extension(
     extra_link_args=["-pthread"] + (["-fsanitize=address,undefined"] if os.environ.get("EDGEGEN_SANITIZE") else []),
 )
 
-setup(ext_modules=[ext], cmdclass={"build_ext": build_ext})
+
+class build_py(_build_py):
+    """Also ships the model manifests: models/*.toml -> edgegen/_manifests/ in the built package
+    (a checkout or editable install reads models/ directly; see edgegen/store/manifest.py)."""
+
+    def run(self):
+        super().run()
+        target = os.path.join(self.build_lib, "edgegen", "_manifests")
+        self.mkpath(target)
+        for path in sorted(glob.glob("models/*.toml")):
+            self.copy_file(path, target)
+
+
+setup(ext_modules=[ext], cmdclass={"build_ext": build_ext, "build_py": build_py})

@@ -1,11 +1,12 @@
 """What a model file says about itself: GGUF metadata (for `info` and the fit check), voice configs.
 
-`read_gguf_summary` is the one place that reads GGUF here, so it can switch readers. It is a
-bounded walk over the header, the key/value section and the tensor descriptors only (never tensor
-data): every count and length is checked against the bytes that remain before it is used, so a
-hostile file fails fast with ModelFormatError instead of hanging. We do not use gguf.GGUFReader
-here: it materialises every array element (13 s on Gemma's 262k-token vocabulary) and trusts
-array lengths.
+`read_gguf_summary` is the one place that reads GGUF here, so it can switch readers: it uses
+edgegen.gguf.GGUFFile (the native validating reader) when the extension is built. Without it,
+`read_gguf_summary_py` is a bounded walk over the header, the key/value section and the tensor
+descriptors only (never tensor data): every count and length is checked against the bytes that
+remain before it is used, so a hostile file fails fast with ModelFormatError instead of hanging.
+We do not use gguf.GGUFReader: it materialises every array element (13 s on Gemma's 262k-token
+vocabulary) and trusts array lengths.
 """
 from __future__ import annotations
 
@@ -114,7 +115,37 @@ class _Cursor:
 
 
 def read_gguf_summary(path: Path) -> GGUFSummary:
-    """Header, metadata and tensor shapes of a GGUF file; ModelFormatError on anything malformed."""
+    """Header, metadata and tensor shapes of a GGUF file; ModelFormatError on anything malformed.
+
+    Uses the project's validating native reader (edgegen.gguf.GGUFFile) when the extension is
+    built, and the bounded pure-Python walk below otherwise (a pure-Python install, or a broken
+    build), so `edgegen models` never depends on the compiler."""
+    try:
+        from ..gguf import GGUFFile
+        from .. import _native  # noqa: F401  (GGUFFile imports it lazily; fail here, not later)
+    except ImportError:
+        return read_gguf_summary_py(path)
+    return _summary_from_gguffile(GGUFFile, path)
+
+
+def _summary_from_gguffile(gguf_file: Any, path: Path) -> GGUFSummary:
+    with gguf_file(path) as f:
+        metadata: dict[str, Any] = {}
+        for key, value in f.metadata.items():
+            if f.metadata_types.get(key) == "array":
+                metadata[key] = ArrayInfo(-1, len(value))
+            else:
+                metadata[key] = value
+        parameters = 0
+        types: dict[str, int] = {}
+        for t in f.tensors.values():
+            parameters += t.n_elements
+            types[t.type_name] = types.get(t.type_name, 0) + 1
+        return GGUFSummary(f.version, metadata, len(f.tensors), parameters, types)
+
+
+def read_gguf_summary_py(path: Path) -> GGUFSummary:
+    """The bounded pure-Python walk (metadata and tensor descriptors only)."""
     try:
         with open(path, "rb") as fh:
             size = fh.seek(0, 2)
