@@ -23,9 +23,12 @@ KV_BYTES_PER_ELEMENT = {"f32": 4.0, "f16": 2.0, "q8_0": 34 / 32}
 # session, +135 MiB after synthesising a 100-phoneme sentence. 2x the file + 32 MiB covers that.
 VOICE_SESSION_FACTOR = 2.0
 VOICE_SESSION_FIXED = 32 << 20
-# Runtime beyond weights and KV: activations, thread stacks, the Python heap (llama.cpp's own
-# compute buffers for these model sizes are tens of MiB).
-RUNTIME_OVERHEAD = 64 << 20
+# Compute scratch per token of a prompt batch: float32 logits over the vocabulary plus a few
+# activation rows. Fitted to llama.cpp 0.3.36's "compute buffer size" (SmolLM2-135M: 99.4 MiB at
+# n_ubatch 512, 12.4 MiB at 64; Gemma 3 270M: 514.5 / 64.3 MiB), i.e. 4 * (n_vocab + ~3 n_embd)
+# bytes per batch token. Plus a fixed allowance for thread stacks and the Python heap.
+DEFAULT_N_BATCH = 512
+RUNTIME_OVERHEAD = 32 << 20
 DEFAULT_MARGIN_FRACTION = 0.10
 DEFAULT_MARGIN_MIN = 256 << 20
 
@@ -76,29 +79,31 @@ def estimate_memory(
     kv_type: str = "f16",
     n_vocab: int = 0,
     n_embd: int = 0,
+    n_batch: int = DEFAULT_N_BATCH,
     voice_sizes: tuple[int, ...] = (),
 ) -> MemoryEstimate:
     """Bytes a model needs at a context length.
 
     KV cache (llama-style): 2 * n_layer * n_ctx * n_head_kv * head_dim * bytes_per_element, with
-    K and V counted separately when their head sizes differ (head_dim_v). Scratch: float32 logits
-    (twice: the sampler works on a copy), a few activation rows, plus a fixed runtime overhead.
+    K and V counted separately when their head sizes differ (head_dim_v). Scratch: per token of a
+    prompt batch (n_batch), float32 logits and activation rows, plus a fixed runtime overhead.
     Voice sessions: see voice_session_bytes.
     """
     for label, value in (("weights_bytes", weights_bytes), ("n_layer", n_layer), ("n_ctx", n_ctx),
-                         ("n_head_kv", n_head_kv), ("head_dim", head_dim), ("n_vocab", n_vocab), ("n_embd", n_embd)):
+                         ("n_head_kv", n_head_kv), ("head_dim", head_dim), ("n_vocab", n_vocab), ("n_embd", n_embd),
+                         ("n_batch", n_batch)):
         if value < 0:
             raise ValueError(f"{label} must be >= 0, got {value}")
     per_elem = kv_bytes_per_element(kv_type)
     hv = head_dim if head_dim_v is None else head_dim_v
     kv = int(n_layer * n_ctx * n_head_kv * (head_dim + hv) * per_elem)
-    # float32 logits and the sampler's working copy, plus one float32 row per layer input.
-    scratch = RUNTIME_OVERHEAD + 2 * 4 * n_vocab + 4 * 4 * n_embd
+    scratch = RUNTIME_OVERHEAD + 4 * max(n_batch, 1) * (n_vocab + 4 * n_embd)
     voices = sum(voice_session_bytes(s) for s in voice_sizes)
     return MemoryEstimate(weights_bytes, kv, scratch, voices, n_ctx, kv_type)
 
 
-def estimate_for_gguf(path: Union[str, Path], n_ctx: int, kv_type: str = "f16", voice_sizes: tuple[int, ...] = ()) -> MemoryEstimate:
+def estimate_for_gguf(path: Union[str, Path], n_ctx: int, kv_type: str = "f16", voice_sizes: tuple[int, ...] = (),
+                      n_batch: int = DEFAULT_N_BATCH) -> MemoryEstimate:
     """estimate_memory with the shape read from a GGUF file's metadata."""
     from .store.inspect import llm_shape, read_gguf_summary
 
@@ -107,7 +112,7 @@ def estimate_for_gguf(path: Union[str, Path], n_ctx: int, kv_type: str = "f16", 
     return estimate_memory(
         weights_bytes=path.stat().st_size, n_layer=shape.n_layer, n_ctx=n_ctx, n_head_kv=shape.n_head_kv,
         head_dim=shape.head_dim_k, head_dim_v=shape.head_dim_v, kv_type=kv_type, n_vocab=shape.n_vocab,
-        n_embd=shape.n_embd, voice_sizes=voice_sizes,
+        n_embd=shape.n_embd, n_batch=n_batch, voice_sizes=voice_sizes,
     )
 
 
@@ -180,9 +185,10 @@ def check_fit(estimate: MemoryEstimate, budget: Union[None, str, int] = None, wh
 
 
 def check_model_fit(model_path: Union[str, Path], n_ctx: int, kv_type: str = "f16",
-                    voice_paths: tuple[Union[str, Path], ...] = (), budget: Union[None, str, int] = None) -> MemoryEstimate:
+                    voice_paths: tuple[Union[str, Path], ...] = (), budget: Union[None, str, int] = None,
+                    n_batch: int = DEFAULT_N_BATCH) -> MemoryEstimate:
     """The loader's one call: estimate a GGUF at n_ctx (plus voice sessions) and refuse it with
     MemoryBudgetError if it does not fit the budget (default: available RAM minus a margin)."""
     sizes = tuple(Path(p).stat().st_size for p in voice_paths)
-    estimate = estimate_for_gguf(model_path, n_ctx, kv_type, sizes)
+    estimate = estimate_for_gguf(model_path, n_ctx, kv_type, sizes, n_batch)
     return check_fit(estimate, budget, what=Path(model_path).name)
