@@ -14,7 +14,7 @@ from setuptools.command.build_py import build_py as _build_py
 ParallelCompile("EDGEGEN_BUILD_JOBS", default=0).install()
 
 sources = sorted(glob.glob("native/*.cpp")) + sorted(glob.glob("native/bindings/*.cpp"))
-extra = ["-O3", "-fno-math-errno", "-fvisibility=hidden"]
+extra = ["-O3", "-fno-math-errno", "-ffp-contract=off", "-fvisibility=hidden"]
 if os.environ.get("EDGEGEN_SANITIZE"):
     extra += ["-fsanitize=address,undefined", "-fno-omit-frame-pointer", "-O1", "-g"]
 

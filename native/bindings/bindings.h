@@ -3,4 +3,5 @@
 
 #include <pybind11/pybind11.h>
 
+void bind_kernels(pybind11::module_& m);
 void bind_gguf(pybind11::module_& m);

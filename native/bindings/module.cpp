@@ -3,5 +3,6 @@
 
 PYBIND11_MODULE(_native, m) {
     m.doc() = "edgegen native runtime: GGUF views, kernels, forward pass";
+    bind_kernels(m);
     bind_gguf(m);
 }

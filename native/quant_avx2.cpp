@@ -1,0 +1,294 @@
+// quant_avx2.cpp — x86-64 AVX2+FMA+F16C kernels for the 32-element block formats and float rows.
+//
+// Compiled for every x86-64 build with a per-file target pragma; cpu_isa.cpp calls
+// fill_table_avx2 only after checking the CPU has AVX2, FMA and F16C. Integer parts are exact;
+// only the float accumulation order differs from quant_ref.cpp. Products run four weight rows per
+// pass so each activation block is loaded (and its correction term computed) once for four rows.
+#include "kernels.h"
+
+#if defined(__x86_64__) || defined(_M_X64)
+
+#if defined(__clang__)
+#pragma clang attribute push(__attribute__((target("avx2,fma,f16c"))), apply_to = function)
+#elif defined(__GNUC__)
+#pragma GCC push_options
+#pragma GCC target("avx2,fma,f16c")
+#endif
+
+#include <immintrin.h>
+
+#include <cmath>
+
+namespace eg {
+namespace {
+
+// ---- helpers -----------------------------------------------------------------------------------
+inline float h2f(fp16_t h) { return _cvtsh_ss(h); }
+
+inline float hsum_ps(__m256 v) {
+    __m128 r = _mm_add_ps(_mm256_castps256_ps128(v), _mm256_extractf128_ps(v, 1));
+    r = _mm_add_ps(r, _mm_movehl_ps(r, r));
+    r = _mm_add_ss(r, _mm_movehdup_ps(r));
+    return _mm_cvtss_f32(r);
+}
+
+inline int hsum_epi32(__m256i v) {
+    __m128i r = _mm_add_epi32(_mm256_castsi256_si128(v), _mm256_extracti128_si256(v, 1));
+    r = _mm_add_epi32(r, _mm_shuffle_epi32(r, _MM_SHUFFLE(1, 0, 3, 2)));
+    r = _mm_add_epi32(r, _mm_shuffle_epi32(r, _MM_SHUFFLE(2, 3, 0, 1)));
+    return _mm_cvtsi128_si32(r);
+}
+
+// 16 packed bytes -> 32 bytes 0..15: low 128 bits = low nibbles (elements 0..15), high = high nibbles.
+inline __m256i nibbles_to_bytes(const uint8_t* p) {
+    const __m128i t = _mm_loadu_si128(reinterpret_cast<const __m128i*>(p));
+    const __m256i b = _mm256_set_m128i(_mm_srli_epi16(t, 4), t);
+    return _mm256_and_si256(b, _mm256_set1_epi8(0x0F));
+}
+
+// 32 bits -> 32 bytes, 0xFF where the bit is set.
+inline __m256i bits_to_bytes(const uint8_t* p) {
+    uint32_t x32;
+    std::memcpy(&x32, p, 4);
+    const __m256i shuf = _mm256_set_epi64x(0x0303030303030303, 0x0202020202020202, 0x0101010101010101, 0);
+    __m256i bytes = _mm256_shuffle_epi8(_mm256_set1_epi32(static_cast<int>(x32)), shuf);
+    bytes = _mm256_or_si256(bytes, _mm256_set1_epi64x(0x7fbfdfeff7fbfdfe));
+    return _mm256_cmpeq_epi8(bytes, _mm256_set1_epi64x(-1));
+}
+
+// Unsigned bytes (<= 15, or <= 31 as a sum) times signed bytes, pairwise into 8 x int32 -> float.
+inline __m256 dot_u8_s8(__m256i u, __m256i s) {
+    const __m256i p16 = _mm256_maddubs_epi16(u, s);
+    return _mm256_cvtepi32_ps(_mm256_madd_epi16(p16, _mm256_set1_epi16(1)));
+}
+
+// Signed x signed bytes (|x| <= 127 or x = -128 with |y| <= 127) via the sign trick.
+inline __m256 dot_s8_s8(__m256i x, __m256i y) {
+    return dot_u8_s8(_mm256_sign_epi8(x, x), _mm256_sign_epi8(y, x));
+}
+
+template <typename Block>
+inline const Block* row_ptr(const void* w, size_t stride, int64_t r) {
+    return reinterpret_cast<const Block*>(static_cast<const uint8_t*>(w) + r * stride);
+}
+
+// ---- Q4_0 x Q8_0 -------------------------------------------------------------------------------
+// (q - 8) * y summed = maddubs(q, y) - maddubs(8, y): the second term is shared by all NR rows.
+template <int NR>
+inline void q4_0_rows(int64_t nb, float* out, const void* w, size_t stride, const block_q8_0* y) {
+    const block_q4_0* x[NR];
+    __m256 acc[NR];
+    for (int r = 0; r < NR; ++r) { x[r] = row_ptr<block_q4_0>(w, stride, r); acc[r] = _mm256_setzero_ps(); }
+    const __m256i eight = _mm256_set1_epi8(8);
+    const __m256i ones = _mm256_set1_epi16(1);
+    for (int64_t i = 0; i < nb; ++i) {
+        const __m256i qy = _mm256_loadu_si256(reinterpret_cast<const __m256i*>(y[i].qs));
+        const __m256i off = _mm256_maddubs_epi16(eight, qy);
+        const float dy = h2f(y[i].d);
+        for (int r = 0; r < NR; ++r) {
+            const __m256i qx = nibbles_to_bytes(x[r][i].qs);
+            const __m256i p16 = _mm256_sub_epi16(_mm256_maddubs_epi16(qx, qy), off);
+            const __m256 p = _mm256_cvtepi32_ps(_mm256_madd_epi16(p16, ones));
+            acc[r] = _mm256_fmadd_ps(_mm256_set1_ps(h2f(x[r][i].d) * dy), p, acc[r]);
+        }
+    }
+    for (int r = 0; r < NR; ++r) out[r] = hsum_ps(acc[r]);
+}
+
+// ---- Q4_1 x Q8_1 -------------------------------------------------------------------------------
+template <int NR>
+inline void q4_1_rows(int64_t nb, float* out, const void* w, size_t stride, const block_q8_1* y) {
+    const block_q4_1* x[NR];
+    __m256 acc[NR];
+    float summs[NR];
+    for (int r = 0; r < NR; ++r) {
+        x[r] = row_ptr<block_q4_1>(w, stride, r);
+        acc[r] = _mm256_setzero_ps();
+        summs[r] = 0.0f;
+    }
+    for (int64_t i = 0; i < nb; ++i) {
+        const __m256i qy = _mm256_loadu_si256(reinterpret_cast<const __m256i*>(y[i].qs));
+        const float dy = h2f(y[i].d), sy = h2f(y[i].s);
+        for (int r = 0; r < NR; ++r) {
+            const __m256 p = dot_u8_s8(nibbles_to_bytes(x[r][i].qs), qy);
+            acc[r] = _mm256_fmadd_ps(_mm256_set1_ps(h2f(x[r][i].d) * dy), p, acc[r]);
+            summs[r] += h2f(x[r][i].m) * sy;
+        }
+    }
+    for (int r = 0; r < NR; ++r) out[r] = hsum_ps(acc[r]) + summs[r];
+}
+
+// ---- Q5_0 x Q8_0 -------------------------------------------------------------------------------
+template <int NR>
+inline void q5_0_rows(int64_t nb, float* out, const void* w, size_t stride, const block_q8_0* y) {
+    const block_q5_0* x[NR];
+    __m256 acc[NR];
+    for (int r = 0; r < NR; ++r) { x[r] = row_ptr<block_q5_0>(w, stride, r); acc[r] = _mm256_setzero_ps(); }
+    const __m256i hi_off = _mm256_set1_epi8(static_cast<char>(0xF0));
+    for (int64_t i = 0; i < nb; ++i) {
+        const __m256i qy = _mm256_loadu_si256(reinterpret_cast<const __m256i*>(y[i].qs));
+        const float dy = h2f(y[i].d);
+        for (int r = 0; r < NR; ++r) {
+            // bit 4 clear -> OR 0xF0 turns the nibble into (q - 16) as int8; bit set -> q - 16 = nibble.
+            const __m256i hi = _mm256_andnot_si256(bits_to_bytes(x[r][i].qh), hi_off);
+            const __m256i qx = _mm256_or_si256(nibbles_to_bytes(x[r][i].qs), hi);
+            const __m256 p = dot_s8_s8(qx, qy);
+            acc[r] = _mm256_fmadd_ps(_mm256_set1_ps(h2f(x[r][i].d) * dy), p, acc[r]);
+        }
+    }
+    for (int r = 0; r < NR; ++r) out[r] = hsum_ps(acc[r]);
+}
+
+// ---- Q8_0 x Q8_0 -------------------------------------------------------------------------------
+template <int NR>
+inline void q8_0_rows(int64_t nb, float* out, const void* w, size_t stride, const block_q8_0* y) {
+    const block_q8_0* x[NR];
+    __m256 acc[NR];
+    for (int r = 0; r < NR; ++r) { x[r] = row_ptr<block_q8_0>(w, stride, r); acc[r] = _mm256_setzero_ps(); }
+    for (int64_t i = 0; i < nb; ++i) {
+        const __m256i qy = _mm256_loadu_si256(reinterpret_cast<const __m256i*>(y[i].qs));
+        const float dy = h2f(y[i].d);
+        for (int r = 0; r < NR; ++r) {
+            // |x| goes unsigned (so a weight of -128 reads as 128); activations are within +-127.
+            const __m256i qx = _mm256_loadu_si256(reinterpret_cast<const __m256i*>(x[r][i].qs));
+            const __m256 p = dot_s8_s8(qx, qy);
+            acc[r] = _mm256_fmadd_ps(_mm256_set1_ps(h2f(x[r][i].d) * dy), p, acc[r]);
+        }
+    }
+    for (int r = 0; r < NR; ++r) out[r] = hsum_ps(acc[r]);
+}
+
+template <typename BlockAct, void (*Rows4)(int64_t, float*, const void*, size_t, const BlockAct*),
+          void (*Rows1)(int64_t, float*, const void*, size_t, const BlockAct*)>
+void vec_dot_blocks(int64_t n, float* out, const void* w, size_t stride, int64_t nr, const void* a) {
+    const int64_t nb = n / 32;
+    const auto* y = static_cast<const BlockAct*>(a);
+    int64_t r = 0;
+    for (; r + 4 <= nr; r += 4) Rows4(nb, out + r, static_cast<const uint8_t*>(w) + r * stride, stride, y);
+    for (; r < nr; ++r) Rows1(nb, out + r, static_cast<const uint8_t*>(w) + r * stride, stride, y);
+}
+
+// ---- float rows ----------------------------------------------------------------------------------
+struct LoadF32 {
+    static __m256 load8(const uint8_t* row, int64_t i) { return _mm256_loadu_ps(reinterpret_cast<const float*>(row) + i); }
+    static float load1(const uint8_t* row, int64_t i) { return reinterpret_cast<const float*>(row)[i]; }
+};
+struct LoadF16 {
+    static __m256 load8(const uint8_t* row, int64_t i) {
+        return _mm256_cvtph_ps(_mm_loadu_si128(reinterpret_cast<const __m128i*>(row + 2 * i)));
+    }
+    static float load1(const uint8_t* row, int64_t i) { return fp16_to_f32(reinterpret_cast<const fp16_t*>(row)[i]); }
+};
+struct LoadBF16 {
+    static __m256 load8(const uint8_t* row, int64_t i) {
+        const __m256i v = _mm256_cvtepu16_epi32(_mm_loadu_si128(reinterpret_cast<const __m128i*>(row + 2 * i)));
+        return _mm256_castsi256_ps(_mm256_slli_epi32(v, 16));
+    }
+    static float load1(const uint8_t* row, int64_t i) { return bf16_to_f32(reinterpret_cast<const bf16_t*>(row)[i]); }
+};
+
+template <typename Load>
+void vec_dot_float(int64_t n, float* out, const void* w, size_t stride, int64_t nr, const void* a) {
+    const auto* x = static_cast<const float*>(a);
+    for (int64_t r = 0; r < nr; ++r) {
+        const uint8_t* row = static_cast<const uint8_t*>(w) + r * stride;
+        __m256 acc0 = _mm256_setzero_ps(), acc1 = _mm256_setzero_ps();
+        int64_t i = 0;
+        for (; i + 16 <= n; i += 16) {
+            acc0 = _mm256_fmadd_ps(Load::load8(row, i), _mm256_loadu_ps(x + i), acc0);
+            acc1 = _mm256_fmadd_ps(Load::load8(row, i + 8), _mm256_loadu_ps(x + i + 8), acc1);
+        }
+        for (; i + 8 <= n; i += 8) acc0 = _mm256_fmadd_ps(Load::load8(row, i), _mm256_loadu_ps(x + i), acc0);
+        float s = hsum_ps(_mm256_add_ps(acc0, acc1));
+        for (; i < n; ++i) s += Load::load1(row, i) * x[i];
+        out[r] = s;
+    }
+}
+
+// ---- activation quantizers, bit-identical to the scalar reference ---------------------------------
+// roundf (half away from zero) exactly: t = trunc(v); v - t is exact; step away when |v - t| >= 0.5.
+inline __m256i roundf_epi32(__m256 v) {
+    const __m256 sign = _mm256_set1_ps(-0.0f);
+    const __m256 t = _mm256_round_ps(v, _MM_FROUND_TO_ZERO | _MM_FROUND_NO_EXC);
+    const __m256 frac = _mm256_andnot_ps(sign, _mm256_sub_ps(v, t));
+    const __m256 step = _mm256_or_ps(_mm256_set1_ps(1.0f), _mm256_and_ps(v, sign));
+    const __m256 adj = _mm256_and_ps(_mm256_cmp_ps(frac, _mm256_set1_ps(0.5f), _CMP_GE_OQ), step);
+    return _mm256_cvttps_epi32(_mm256_add_ps(t, adj));
+}
+
+// Quantizes 32 floats to int8 with scale 1/d as the reference does; returns the int sum.
+inline int quantize_block_32(const float* x, int8_t* qs, float* d_out) {
+    const __m256 sign = _mm256_set1_ps(-0.0f);
+    __m256 v[4];
+    __m256 amax = _mm256_setzero_ps();
+    for (int k = 0; k < 4; ++k) {
+        v[k] = _mm256_loadu_ps(x + 8 * k);
+        amax = _mm256_max_ps(amax, _mm256_andnot_ps(sign, v[k]));
+    }
+    __m128 m = _mm_max_ps(_mm256_castps256_ps128(amax), _mm256_extractf128_ps(amax, 1));
+    m = _mm_max_ps(m, _mm_movehl_ps(m, m));
+    m = _mm_max_ss(m, _mm_movehdup_ps(m));
+    const float d = _mm_cvtss_f32(m) / 127.0f;
+    const float id = d ? 1.0f / d : 0.0f;
+    const __m256 idv = _mm256_set1_ps(id);
+    __m256i i32[4];
+    for (int k = 0; k < 4; ++k) i32[k] = roundf_epi32(_mm256_mul_ps(v[k], idv));
+    const __m256i sum = _mm256_add_epi32(_mm256_add_epi32(i32[0], i32[1]), _mm256_add_epi32(i32[2], i32[3]));
+    __m256i p16a = _mm256_packs_epi32(i32[0], i32[1]);
+    __m256i p16b = _mm256_packs_epi32(i32[2], i32[3]);
+    __m256i p8 = _mm256_packs_epi16(p16a, p16b);
+    p8 = _mm256_permutevar8x32_epi32(p8, _mm256_setr_epi32(0, 4, 1, 5, 2, 6, 3, 7));
+    _mm256_storeu_si256(reinterpret_cast<__m256i*>(qs), p8);
+    *d_out = d;
+    return hsum_epi32(sum);
+}
+
+void quantize_row_q8_0(const float* x, void* vy, int64_t n) {
+    auto* y = static_cast<block_q8_0*>(vy);
+    for (int64_t i = 0; i < n / QK8_0; ++i) {
+        float d;
+        quantize_block_32(x + i * QK8_0, y[i].qs, &d);
+        y[i].d = f32_to_fp16(d);
+    }
+}
+
+void quantize_row_q8_1(const float* x, void* vy, int64_t n) {
+    auto* y = static_cast<block_q8_1*>(vy);
+    for (int64_t i = 0; i < n / QK8_1; ++i) {
+        float d;
+        const int sum = quantize_block_32(x + i * QK8_1, y[i].qs, &d);
+        y[i].d = f32_to_fp16(d);
+        y[i].s = f32_to_fp16(sum * d);
+    }
+}
+
+}  // namespace
+
+void fill_table_avx2(KernelTable& t) {
+    auto i = [](QType q) { return static_cast<int>(q); };
+    t.vec_dot[i(QType::Q4_0)] = vec_dot_blocks<block_q8_0, q4_0_rows<4>, q4_0_rows<1>>;
+    t.vec_dot[i(QType::Q4_1)] = vec_dot_blocks<block_q8_1, q4_1_rows<4>, q4_1_rows<1>>;
+    t.vec_dot[i(QType::Q5_0)] = vec_dot_blocks<block_q8_0, q5_0_rows<4>, q5_0_rows<1>>;
+    t.vec_dot[i(QType::Q8_0)] = vec_dot_blocks<block_q8_0, q8_0_rows<4>, q8_0_rows<1>>;
+    t.vec_dot[i(QType::F32)] = vec_dot_float<LoadF32>;
+    t.vec_dot[i(QType::F16)] = vec_dot_float<LoadF16>;
+    t.vec_dot[i(QType::BF16)] = vec_dot_float<LoadBF16>;
+    t.quantize_row[i(QType::Q8_0)] = quantize_row_q8_0;
+    t.quantize_row[i(QType::Q8_1)] = quantize_row_q8_1;
+}
+
+}  // namespace eg
+
+#if defined(__clang__)
+#pragma clang attribute pop
+#elif defined(__GNUC__)
+#pragma GCC pop_options
+#endif
+
+#else  // not x86-64
+
+namespace eg {
+void fill_table_avx2(KernelTable&) {}
+}  // namespace eg
+
+#endif
