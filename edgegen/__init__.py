@@ -22,6 +22,7 @@ _LAZY = {
     "AudioChunk": "edgegen.audio.voice",
     "speak_stream": "edgegen.audio.speak",
     "Cloud": "edgegen.cloud",
+    "Router": "edgegen.router",
     "TextChunk": "edgegen.types",
     "ChatResult": "edgegen.types",
     "CompletionResult": "edgegen.types",

@@ -78,26 +78,39 @@ def load(
     n_ctx: int = DEFAULT_N_CTX,
     n_threads: Optional[int] = None,
     kv_type: str = "f16",
-    memory_budget: Optional[int] = None,
+    memory_budget: Union[None, int, str] = None,
     template_limits: TemplateLimits = TemplateLimits(),
     defaults: Optional[SamplingParams] = None,
     **backend_options: Any,
 ) -> "LLM":
     """Load a local model. `backend`: "auto" (native when it supports the file, else llama.cpp),
-    "native" or "llama.cpp". `memory_budget` (bytes) refuses files whose weights alone exceed it."""
+    "native" or "llama.cpp". Weights + KV cache + scratch must fit `memory_budget` (bytes or "2G";
+    default $EDGEGEN_MEMORY_BUDGET, else available RAM) or MemoryBudgetError is raised before loading."""
     if not isinstance(n_ctx, int) or n_ctx < 16:
         raise InvalidRequestError(f"n_ctx must be an integer >= 16, got {n_ctx!r}")
     if n_threads is not None and (not isinstance(n_threads, int) or n_threads < 1):
         raise InvalidRequestError(f"n_threads must be a positive integer, got {n_threads!r}")
     path = resolve_model_path(model)
-    if memory_budget is not None:
-        size = os.path.getsize(path)
-        if size > memory_budget:
-            raise MemoryBudgetError(
-                f"{os.path.basename(path)}: weights need {size / 2**20:.1f} MiB; the budget is {memory_budget / 2**20:.1f} MiB"
-            )
+    _check_fit(path, n_ctx, kv_type, memory_budget)
     be = open_backend(path, backend, n_ctx=n_ctx, n_threads=n_threads, kv_type=kv_type, **backend_options)
     return LLM(be, path, template_limits=template_limits, defaults=defaults)
+
+
+def _check_fit(path: str, n_ctx: int, kv_type: str, budget: Union[None, int, str]) -> None:
+    try:
+        from .fit import check_model_fit
+    except ImportError:  # fit estimates not in this build: weights alone must fit an explicit budget
+        if isinstance(budget, int) and os.path.getsize(path) > budget:
+            raise MemoryBudgetError(f"{os.path.basename(path)} weights exceed the {budget}-byte memory budget") from None
+        return
+    try:
+        check_model_fit(path, n_ctx, kv_type, budget=budget)
+    except MemoryBudgetError:
+        raise
+    except (ModelNotFoundError, ValueError, OSError) as exc:
+        # The estimate needs readable GGUF metadata; let the backend report a bad file precisely.
+        if isinstance(exc, ModelNotFoundError):
+            raise
 
 
 class TextStream:
