@@ -100,7 +100,9 @@ class ModelStore:
         d = self.model_dir(m.name)
         paths = {}
         for f in m.files:
-            p = Path(f.path) if (f.path and m.user and not (d / f.name).exists()) else d / f.name
+            p = d / f.name
+            if f.path and m.user and not p.exists():  # registered in place with `add --no-copy`
+                p = Path(f.path)
             if not (p.is_file() and p.stat().st_size == f.size):
                 return None
             paths[f.name] = p
@@ -313,8 +315,10 @@ class ModelStore:
         files = []
         for i, p in enumerate(sources):
             file_name = validate_name(p.name, "file name")
+            # The original path is the source either way: with copy the store copy wins, without
+            # copy the store serves the file where it is.
             files.append(FileSpec(file_name, p.stat().st_size, fetch.sha256_file(p), "weights" if i == 0 else "config",
-                                  path=None if copy else str(p.resolve())))
+                                  path=str(p.resolve())))
         manifest = Manifest(name=name, kind=kind, files=tuple(files), license=license, notes=notes, user=True, **facts)
         with self._lock(name):
             if copy:
