@@ -65,6 +65,13 @@ _PRE: dict[str, _PreTokenizer] = {
 # Token texts llama.cpp treats as end-of-generation (and forces to control type).
 _EOG_TEXTS = {"<|eot_id|>", "<|im_end|>", "<|end|>", "<end_of_turn>", "<|endoftext|>", "<|eom_id|>",
               "<EOT>", "_<EOT>", "<|end_of_text|>", "<end_of_utterance>"}
+# Fill-in-the-middle pad/repo/separator tokens also end generation in llama.cpp (metadata id first,
+# else the first of these texts in the vocabulary).
+_FIM_EOG_TEXTS = {
+    "fim_pad": ["<|fim_pad|>", "<fim-pad>", "<fim_pad>", "<PAD>", "[PAD]"],
+    "fim_rep": ["<|fim_repo|>", "<|repo_name|>", "<fim-repo>", "<REPO>", "<reponame>"],
+    "fim_sep": ["<|file_sep|>"],
+}
 _EOT_TEXTS = ["<|eot_id|>", "<|im_end|>", "<|end|>", "<end_of_turn>", "<|endoftext|>", "<|end_of_text|>",
               "<EOT>", "_<EOT>", "<end_of_utterance>"]
 
@@ -130,6 +137,12 @@ class Tokenizer:
             self.eot_id = next((self._token_to_id[t] for t in _EOT_TEXTS if t in self._token_to_id), None)
         eog = {i for i in (self.eos_id, self.eot_id, self.eom_id) if i is not None}
         eog |= {self._token_to_id[t] for t in _EOG_TEXTS if t in self._token_to_id}
+        for name, texts in _FIM_EOG_TEXTS.items():
+            fim = special_ids.get(name)
+            if fim is None:
+                fim = next((self._token_to_id[t] for t in texts if t in self._token_to_id), None)
+            if fim is not None:
+                eog.add(fim)
         self.eog_ids: frozenset[int] = frozenset(eog)
         for i in eog:
             self._control[i] = True
@@ -335,13 +348,22 @@ class Tokenizer:
         return self._piece_table()[i]
 
     def decode_bytes(self, ids: Iterable[int], special: bool = False) -> bytes:
-        """llama_detokenize(remove_special=True, unparse_special=special), as bytes."""
+        """Exactly llama_detokenize(remove_special=True, unparse_special=special), as bytes."""
+        return self._detokenize(ids, special, strip_after_bos=False)
+
+    def decode(self, ids: Iterable[int], special: bool = False) -> str:
+        """Text of `ids`, so that decode(encode(text)) == text; invalid UTF-8 becomes U+FFFD.
+
+        Same as llama_detokenize except after a leading BOS, where llama.cpp keeps the space its
+        own encoder inserted (add_space_prefix) and we drop it, as llama-cpp-python does."""
+        return self._detokenize(ids, special, strip_after_bos=True).decode("utf-8", errors="replace")
+
+    def _detokenize(self, ids: Iterable[int], special: bool, strip_after_bos: bool) -> bytes:
         ids = [self._check_id(t) for t in ids]
+        strip = self.add_space_prefix
         if self.add_bos and ids and ids[0] == self.bos_id:
             ids = ids[1:]
-            strip = False
-        else:
-            strip = self.add_space_prefix
+            strip = strip and strip_after_bos
         if self.add_eos and ids and ids[-1] == self.eos_id:
             ids = ids[:-1]
         parts = [self.token_to_bytes(t, special) for t in ids]
@@ -349,10 +371,6 @@ class Tokenizer:
             parts[0] = parts[0][1:]
         out = b"".join(parts)
         return _clean_spaces(out) if self._clean_spaces else out
-
-    def decode(self, ids: Iterable[int], special: bool = False) -> str:
-        """Text of `ids`; bytes that do not form valid UTF-8 become U+FFFD."""
-        return self.decode_bytes(ids, special).decode("utf-8", errors="replace")
 
     def is_eog(self, token_id: int) -> bool:
         """True for tokens that end generation (eos, eot, eom and llama.cpp's known end markers)."""
