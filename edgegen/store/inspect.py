@@ -10,6 +10,7 @@ vocabulary) and trusts array lengths.
 """
 from __future__ import annotations
 
+import importlib
 import json
 import mmap
 import struct
@@ -121,8 +122,9 @@ def read_gguf_summary(path: Path) -> GGUFSummary:
     built, and the bounded pure-Python walk below otherwise (a pure-Python install, or a broken
     build), so `edgegen models` never depends on the compiler."""
     try:
+        # GGUFFile imports the extension lazily; check it here so a missing build falls back.
+        importlib.import_module("edgegen._native")
         from ..gguf import GGUFFile
-        from .. import _native  # noqa: F401  (GGUFFile imports it lazily; fail here, not later)
     except ImportError:
         return read_gguf_summary_py(path)
     return _summary_from_gguffile(GGUFFile, path)

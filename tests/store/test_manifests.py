@@ -195,3 +195,15 @@ def test_build_py_ships_the_manifests_inside_the_package(tmp_path: Path) -> None
     assert proc.returncode == 0, proc.stderr
     shipped = sorted(p.name for p in (out / "edgegen" / "_manifests").glob("*.toml"))
     assert shipped == sorted(p.name for p in (REPO / "models").glob("*.toml"))
+
+
+def test_info_falls_back_to_the_bounded_reader_without_the_extension(smollm2_path: Path,
+                                                                     monkeypatch: pytest.MonkeyPatch) -> None:
+    from edgegen.store import inspect
+
+    monkeypatch.setitem(sys.modules, "edgegen._native", None)  # import now raises ImportError
+    calls = []
+    real = inspect.read_gguf_summary_py
+    monkeypatch.setattr(inspect, "read_gguf_summary_py", lambda p: calls.append(p) or real(p))
+    facts = inspect.describe_file(smollm2_path, "llm")
+    assert calls == [smollm2_path] and facts["layers"] == 30 and facts["parameters"] == 134515008
