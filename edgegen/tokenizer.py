@@ -62,18 +62,32 @@ _PRE: dict[str, _PreTokenizer] = {
     "qwen2": _PreTokenizer((_QWEN2,), clean_spaces=False),
 }
 
-# Token texts llama.cpp treats as end-of-generation (and forces to control type).
-_EOG_TEXTS = {"<|eot_id|>", "<|im_end|>", "<|end|>", "<end_of_turn>", "<|endoftext|>", "<|eom_id|>",
-              "<EOT>", "_<EOT>", "<|end_of_text|>", "<end_of_utterance>"}
-# Fill-in-the-middle pad/repo/separator tokens also end generation in llama.cpp (metadata id first,
-# else the first of these texts in the vocabulary).
-_FIM_EOG_TEXTS = {
+# llama.cpp token attributes (bit flags); token types from the file map onto them.
+A_UNKNOWN, A_UNUSED, A_NORMAL, A_CONTROL, A_USER_DEFINED, A_BYTE = 1, 2, 4, 8, 16, 32
+_TYPE_TO_ATTR = {UNKNOWN: A_UNKNOWN, UNUSED: A_UNUSED, NORMAL: A_NORMAL, CONTROL: A_CONTROL,
+                 USER_DEFINED: A_USER_DEFINED, BYTE: A_BYTE}
+
+# llama.cpp (llama-vocab.cpp) recognizes these token texts when the metadata does not name the
+# token; a recognized token also becomes a control token. Order: first match wins here.
+_BY_TEXT = {
+    "eot": ["<|eot_id|>", "<|im_end|>", "<|end|>", "<end_of_turn>", "<|endoftext|>", "<|end_of_text|>", "<EOT>",
+            "_<EOT>", "[EOT]", "<\uff5cend\u2581of\u2581sentence\uff5c>", "<end_of_utterance>"],
+    "eom": ["<|eom_id|>"],
+    "fim_pre": ["<|fim_prefix|>", "<fim-prefix>", "<fim_prefix>", "<\uff5cfim\u2581begin\uff5c>", "<PRE>",
+                "\u2581<PRE>", "<|code_prefix|>", "<|prefix|>"],
+    "fim_suf": ["<|fim_suffix|>", "<fim-suffix>", "<fim_suffix>", "<\uff5cfim\u2581hole\uff5c>", "<SUF>",
+                "\u2581<SUF>", "<|code_suffix|>", "<|suffix|>"],
+    "fim_mid": ["<|fim_middle|>", "<fim-middle>", "<fim_middle>", "<\uff5cfim\u2581end\uff5c>", "<MID>",
+                "\u2581<MID>", "<|code_middle|>", "<|middle|>"],
     "fim_pad": ["<|fim_pad|>", "<fim-pad>", "<fim_pad>", "<PAD>", "[PAD]"],
     "fim_rep": ["<|fim_repo|>", "<|repo_name|>", "<fim-repo>", "<REPO>", "<reponame>"],
     "fim_sep": ["<|file_sep|>"],
 }
-_EOT_TEXTS = ["<|eot_id|>", "<|im_end|>", "<|end|>", "<end_of_turn>", "<|endoftext|>", "<|end_of_text|>",
-              "<EOT>", "_<EOT>", "<end_of_utterance>"]
+# Texts that end generation (and become control tokens) whatever the metadata says.
+_EOG_TEXTS = {"<|eot_id|>", "<|im_end|>", "<|end|>", "<|return|>", "<|call|>", "<|flush|>", "<|calls|>",
+              "<end_of_turn>", "<|endoftext|>", "</s>", "<|eom_id|>", "<EOT>", "_<EOT>", "[EOT]", "[EOS]",
+              "<|end_of_text|>", "<end_of_utterance>", "<eos>", "<turn|>", "<|tool_response>",
+              "<\uff5cend\u2581of\u2581sentence\uff5c>", "[e~["}
 
 
 def _bytes_to_unicode() -> dict[int, str]:
@@ -105,15 +119,10 @@ class Tokenizer:
         self.vocab_size = len(tokens)
         self._token_to_id = {t: i for i, t in enumerate(tokens)}  # duplicates: last wins, as in llama.cpp
         types = token_types.astype(np.int32, copy=False) if token_types is not None else np.full(len(tokens), NORMAL, np.int32)
-        self._types = [int(t) for t in types]
-
+        self._attr = [_TYPE_TO_ATTR.get(int(t), 0) for t in types]
         self.bos_id: int | None = special_ids.get("bos")
         self.eos_id: int | None = special_ids.get("eos")
-        self.eot_id: int | None = special_ids.get("eot")
-        self.eom_id: int | None = special_ids.get("eom")
         self.unk_id: int | None = special_ids.get("unknown")
-        self._control = [t in (CONTROL, UNKNOWN) for t in self._types]
-
         if model == "gpt2":
             settings = _PRE.get(pre)
             if settings is None:
@@ -132,28 +141,54 @@ class Tokenizer:
             self._scores = [float(s) for s in scores] if scores is not None else [0.0] * len(tokens)
             self._byte_ids = [self._token_to_id.get(f"<0x{b:02X}>", -1) for b in range(256)]
 
-        # End of generation: eos/eot/eom plus the token texts llama.cpp recognizes.
-        if self.eot_id is None:
-            self.eot_id = next((self._token_to_id[t] for t in _EOT_TEXTS if t in self._token_to_id), None)
-        eog = {i for i in (self.eos_id, self.eot_id, self.eom_id) if i is not None}
-        eog |= {self._token_to_id[t] for t in _EOG_TEXTS if t in self._token_to_id}
-        for name, texts in _FIM_EOG_TEXTS.items():
-            fim = special_ids.get(name)
-            if fim is None:
-                fim = next((self._token_to_id[t] for t in texts if t in self._token_to_id), None)
-            if fim is not None:
-                eog.add(fim)
-        self.eog_ids: frozenset[int] = frozenset(eog)
-        for i in eog:
-            self._control[i] = True
-            if self._types[i] not in (CONTROL, UNKNOWN, USER_DEFINED):
-                self._types[i] = CONTROL
+        self.eog_ids: frozenset[int] = self._llamacpp_token_fixups(special_ids)
+        self.eot_id: int | None = self._found.get("eot")
+        self.eom_id: int | None = self._found.get("eom")
 
         # Special tokens split out of the text before encoding, longest first.
-        special = [i for i, t in enumerate(self._types) if t in (CONTROL, USER_DEFINED, UNKNOWN) and tokens[i]]
+        special = [i for i, a in enumerate(self._attr) if a & (A_CONTROL | A_USER_DEFINED | A_UNKNOWN) and tokens[i]]
         special.sort(key=lambda i: -len(tokens[i].encode()))
-        self._special = [(tokens[i], i, self._types[i] == USER_DEFINED) for i in special]
+        # (text, id, split even without parse_special)
+        self._special = [(tokens[i], i, not self._attr[i] & (A_CONTROL | A_UNKNOWN)) for i in special]
         self._pieces: list[bytes] | None = None
+
+    def _llamacpp_token_fixups(self, special_ids: dict[str, int]) -> frozenset[int]:
+        """llama.cpp's load-time adjustments (llama_vocab::impl::load): special tokens found by
+        text, attributes forced to control, and the end-of-generation set."""
+        ids, attr = self._token_to_id, self._attr
+        self._found: dict[str, int] = {}
+        for name, texts in _BY_TEXT.items():
+            tid = special_ids.get(name)
+            if tid is None:
+                tid = next((ids[t] for t in texts if t in ids), None)
+                if tid is not None:
+                    attr[tid] |= A_CONTROL
+            if tid is not None:
+                self._found[name] = tid
+        eog = {self._found[k] for k in ("fim_pad", "fim_rep", "fim_sep") if k in self._found}
+        for t in _EOG_TEXTS:
+            if t in ids:
+                eog.add(ids[t])
+                attr[ids[t]] |= A_CONTROL
+        for t in ("<|channel|>", "<|message|>", "<|start|>", "<|constrain|>"):  # gpt-oss: always rendered
+            if t in ids:
+                attr[ids[t]] = A_USER_DEFINED
+        for tid in (self.eos_id, self._found.get("eot"), self._found.get("eom")):
+            if tid is not None:
+                eog.add(tid)
+        texts = {self._tokens[i]: i for i in eog}
+        if ("<|return|>" in texts and "<|call|>" in texts and "<|end|>" in texts) or (
+                ("<|call|>" in texts or "<|calls|>" in texts) and "<|flush|>" in texts and "<|end|>" in texts):
+            eog.discard(texts["<|end|>"])
+            attr[texts["<|end|>"]] = A_USER_DEFINED
+        if ("<|tool_response>" in texts or "<|plamo:eos|>" in texts) and "</s>" in texts:
+            eog.discard(texts["</s>"])  # gemma4/plamo: a normal </s>
+            attr[texts["</s>"]] = A_NORMAL
+        for name in ("eos", "eot", "eom"):  # llama.cpp re-adds these after the workarounds
+            tid = self.eos_id if name == "eos" else self._found.get(name)
+            if tid is not None:
+                eog.add(tid)
+        return frozenset(eog)
 
     # -- construction -----------------------------------------------------------------------
 
@@ -316,18 +351,18 @@ class Tokenizer:
     def _piece_table(self) -> list[bytes]:
         if self._pieces is None:
             pieces = []
-            for text, ttype in zip(self._tokens, self._types):
-                if ttype in (CONTROL, UNKNOWN, USER_DEFINED):
+            for text, a in zip(self._tokens, self._attr):
+                if a & (A_CONTROL | A_UNKNOWN | A_USER_DEFINED):
                     pieces.append(text.encode())
-                elif ttype == BYTE and self.model == "llama" and len(text) == 6 and text.startswith("<0x"):
-                    pieces.append(bytes([int(text[3:5], 16)]))
-                elif ttype == NORMAL and self.model == "llama":
+                elif a & A_NORMAL and self.model == "llama":
                     pieces.append(text.replace("\u2581", " ").encode())
-                elif ttype == NORMAL:
+                elif a & A_NORMAL:
                     try:
                         pieces.append(bytes(_UNICODE_TO_BYTE[c] for c in text))
                     except KeyError:
                         pieces.append(text.encode())  # not byte-level text: llama.cpp emits it marked; we keep it
+                elif a & A_BYTE and len(text) == 6 and text.startswith("<0x"):
+                    pieces.append(bytes([int(text[3:5], 16)]))
                 else:
                     pieces.append(b"")  # unused/undefined types are suppressed like control tokens
             self._pieces = pieces
@@ -343,7 +378,7 @@ class Tokenizer:
     def token_to_bytes(self, token_id: int, special: bool = False) -> bytes:
         """The bytes of one token (llama.cpp's token_to_piece); control tokens give b"" unless `special`."""
         i = self._check_id(token_id)
-        if self._control[i] and not special:
+        if self._attr[i] & (A_CONTROL | A_UNKNOWN) and not special:
             return b""
         return self._piece_table()[i]
 

