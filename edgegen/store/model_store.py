@@ -181,8 +181,11 @@ class ModelStore:
         return f"{path.resolve()}|{st.st_size}|{st.st_mtime_ns}|{st.st_ino}"
 
     def _remember_digest(self, path: Path, digest: str) -> None:
-        cache = self._read_digests()
-        cache[self._stat_key(path)] = digest
+        key = self._stat_key(path)
+        # One entry per path (older stats of it are stale) and none for deleted files.
+        cache = {k: v for k, v in self._read_digests().items()
+                 if k.split("|", 1)[0] != key.split("|", 1)[0] and os.path.exists(k.split("|", 1)[0])}
+        cache[key] = digest
         with contextlib.suppress(OSError):  # a cache we cannot write only costs a re-hash later
             self.home.mkdir(parents=True, exist_ok=True)
             tmp = self.home / f".digests.{os.getpid()}.{uuid.uuid4().hex[:8]}"
