@@ -6,9 +6,6 @@
 #include <atomic>
 #include <vector>
 
-#if defined(__x86_64__)
-#include <immintrin.h>
-#endif
 
 namespace eg {
 
@@ -16,13 +13,6 @@ namespace {
 
 constexpr int64_t kRowTile = 16;  // weight rows kept hot in L1 while every token passes over them
 
-inline void cpu_relax() {
-#if defined(__x86_64__)
-    _mm_pause();
-#elif defined(__aarch64__)
-    __asm__ __volatile__("yield");
-#endif
-}
 
 }  // namespace
 
@@ -71,7 +61,7 @@ void matmul(const KernelTable& kt, ThreadPool& pool, QType wtype, const void* w,
             split_range(n_tok, ith, nth, 1, &t0, &t1);
             for (int64_t t = t0; t < t1; ++t) quant(x + t * n_cols, act_mut + t * act_row, n_cols);
             converted.fetch_add(1, std::memory_order_acq_rel);
-            while (converted.load(std::memory_order_acquire) != nth) cpu_relax();
+            for (int it = 0; converted.load(std::memory_order_acquire) != nth;) spin_wait_step(it);
         }
         int64_t r0, r1;
         split_range(n_rows, ith, nth, row_align, &r0, &r1);

@@ -21,6 +21,14 @@ namespace {
 constexpr int kSpinIterations = 20000;  // ~50-100 us of polling before a worker sleeps
 }
 
+void spin_wait_step(int& iteration) {
+    if (++iteration < 2000) {
+        EG_PAUSE();
+    } else {
+        std::this_thread::yield();
+    }
+}
+
 int physical_core_count() {
     std::set<std::pair<std::string, std::string>> cores;
     const unsigned n = std::thread::hardware_concurrency();
@@ -64,7 +72,7 @@ void ThreadPool::run(const std::function<void(int, int)>& fn) {
     }
     cv_.notify_all();
     fn(0, n_threads_);
-    while (pending_.load(std::memory_order_acquire) != 0) EG_PAUSE();
+    for (int it = 0; pending_.load(std::memory_order_acquire) != 0;) spin_wait_step(it);
     job_ = nullptr;
 }
 
@@ -73,8 +81,8 @@ void ThreadPool::worker_main(int ith) {
     for (;;) {
         // Spin first: the next product usually follows within microseconds during decode.
         uint64_t gen = generation_.load(std::memory_order_acquire);
-        for (int spin = 0; gen == seen && spin < kSpinIterations; ++spin) {
-            EG_PAUSE();
+        for (int spin = 0; gen == seen && spin < kSpinIterations;) {
+            spin_wait_step(spin);
             gen = generation_.load(std::memory_order_acquire);
         }
         if (gen == seen) {

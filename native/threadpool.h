@@ -44,6 +44,10 @@ private:
     std::atomic<bool> stop_{false};
 };
 
+// Busy-wait step for short waits: pause first, then yield so an oversubscribed machine (more
+// runnable threads than cores) still makes progress instead of burning whole time slices.
+void spin_wait_step(int& iteration);
+
 // Physical cores (not SMT siblings) of this machine, at least 1.
 int physical_core_count();
 

@@ -6,6 +6,7 @@
 #include <pybind11/pybind11.h>
 #include <pybind11/stl.h>
 
+#include <chrono>
 #include <memory>
 #include <string>
 #include <vector>
@@ -148,6 +149,40 @@ F32Array matmul(U8Array w, const py::object& qtype_obj, F32Array x, const py::ob
     return y;
 }
 
+// Benchmark loop kept in C++ so Python call overhead does not count: cycles through `weights`
+// (copies of one matrix, so that together they exceed the caches and every call reads its weights
+// from memory, as decode does) until `min_seconds` have passed; returns seconds per product.
+double time_matmul(const std::vector<U8Array>& weights, const py::object& qtype_obj, F32Array x,
+                   double min_seconds, const py::object& pool_obj) {
+    const QType q = parse_qtype(qtype_obj);
+    const eg::TypeTraits& tr = eg::type_traits(q);
+    if (weights.empty()) throw eg::Error("no weight matrices given");
+    const int64_t n_rows = weights[0].shape(0), row_bytes = weights[0].shape(1);
+    for (const auto& w : weights)
+        if (w.ndim() != 2 || w.shape(0) != n_rows || w.shape(1) != row_bytes)
+            throw eg::Error("all weight copies must have the same 2-D shape");
+    const int64_t n_cols = row_bytes / tr.type_size * tr.block_size;
+    if (x.ndim() != 1 || x.shape(0) != n_cols) throw eg::Error("x must be 1-D with the weights' column count");
+    auto pool = pick_pool(pool_obj);
+    std::vector<const uint8_t*> ptrs;
+    for (const auto& w : weights) ptrs.push_back(w.data());
+    std::vector<float> y(n_rows);
+    const float* xp = x.data();
+    py::gil_scoped_release nogil;
+    const eg::KernelTable& kt = eg::kernels();
+    int64_t calls = 0;
+    const auto t0 = std::chrono::steady_clock::now();
+    double elapsed = 0.0;
+    do {
+        for (const uint8_t* w : ptrs) {
+            eg::matmul(kt, *pool, q, w, static_cast<size_t>(row_bytes), n_rows, n_cols, xp, 1, y.data(), n_rows);
+            ++calls;
+        }
+        elapsed = std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count();
+    } while (elapsed < min_seconds);
+    return elapsed / static_cast<double>(calls);
+}
+
 }  // namespace
 
 void bind_kernels(py::module_& m) {
@@ -197,6 +232,9 @@ void bind_kernels(py::module_& m) {
           "float32 (..., n) -> the weight type's activation format (q8_0 / q8_1 / q8_K / f32 bytes).");
     m.def("matmul", &matmul, py::arg("w"), py::arg("qtype"), py::arg("x"), py::arg("pool") = py::none(),
           "Y = W·X: w uint8 (rows, row_bytes); x float32 (cols,) -> (rows,) or (tokens, cols) -> (tokens, rows).");
+    m.def("time_matmul", &time_matmul, py::arg("weights"), py::arg("qtype"), py::arg("x"),
+          py::arg("min_seconds") = 0.2, py::arg("pool") = py::none(),
+          "Benchmark helper: seconds per matrix-vector product, cycling through weight copies.");
     m.def("measure_read_bandwidth", [](size_t bytes, int repeats, const py::object& pool_obj) {
         auto pool = pick_pool(pool_obj);
         py::gil_scoped_release nogil;

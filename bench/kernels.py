@@ -1,0 +1,86 @@
+"""Matrix-vector throughput of edgegen's kernels on SmolLM2-135M's shapes, beside this machine's
+read bandwidth measured in the same run.
+
+    python bench/kernels.py [--threads 1 2] [--formats q4_0 q4_1 q8_0 ...] [--runs 5] [--markdown]
+
+Shapes are written ggml-style, `cols x rows` (576x1536 = ffn_up: 1536 rows of 576 columns). Each
+product cycles through enough copies of its matrix to exceed the last-level cache, so weights come
+from memory as they do when decoding a whole model. GB/s counts weight bytes read per second;
+`% bw` compares it with the read bandwidth at the same thread count.
+"""
+from __future__ import annotations
+
+import argparse
+import statistics
+import sys
+import time
+
+import numpy as np
+
+from edgegen import _native
+
+SHAPES = [(576, 576), (576, 192), (576, 1536), (1536, 576), (576, 49152)]  # (cols, rows)
+FORMATS = ["q4_0", "q4_1", "q5_0", "q8_0", "q4_K", "q6_K", "f16", "bf16", "f32"]
+CACHE_BUSTING_BYTES = 96 << 20  # > the L3 of the boards and servers we run on
+
+
+def weight_copies(fmt: str, cols: int, rows: int, rng: np.random.Generator) -> list[np.ndarray]:
+    w = _native.quantize(rng.standard_normal((rows, cols)).astype(np.float32), fmt)
+    n = max(1, -(-CACHE_BUSTING_BYTES // w.nbytes))
+    return [w] + [w.copy() for _ in range(n - 1)]
+
+
+def main(argv: list[str] | None = None) -> int:
+    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap.add_argument("--threads", type=int, nargs="+", default=[1, 2])
+    ap.add_argument("--formats", nargs="+", default=FORMATS)
+    ap.add_argument("--runs", type=int, default=5, help="timed runs per case; the median is reported")
+    ap.add_argument("--seconds", type=float, default=0.15, help="minimum length of one timed run")
+    ap.add_argument("--markdown", action="store_true", help="print a markdown table")
+    args = ap.parse_args(argv)
+
+    supported = []
+    for fmt in args.formats:
+        try:
+            _native.type_info(fmt)
+            _native.quantize(np.zeros((1, 256), np.float32), fmt)
+            supported.append(fmt)
+        except ValueError:
+            print(f"# skipping {fmt}: not supported by this build", file=sys.stderr)
+
+    rng = np.random.default_rng(0)
+    pools = {t: _native.ThreadPool(t) for t in args.threads}
+    bandwidth = {t: statistics.median(_native.measure_read_bandwidth(256 << 20, 3, pools[t]) for _ in range(3))
+                 for t in args.threads}
+    print(f"# isa={_native.active_isa()} physical_cores={_native.physical_cores()} "
+          f"date={time.strftime('%Y-%m-%d %H:%M')}")
+    for t in args.threads:
+        print(f"# read bandwidth, {t} thread(s), vector loads over 256 MiB: {bandwidth[t]:.1f} GB/s")
+
+    rows_out = []
+    for fmt in supported:
+        for cols, rows in SHAPES:
+            ws = weight_copies(fmt, cols, rows, rng)
+            x = rng.standard_normal(cols).astype(np.float32)
+            for t in args.threads:
+                _native.time_matmul(ws, fmt, x, 0.02, pools[t])  # warm-up
+                secs = statistics.median(_native.time_matmul(ws, fmt, x, args.seconds, pools[t])
+                                         for _ in range(args.runs))
+                gbs = ws[0].nbytes / secs / 1e9
+                rows_out.append((fmt, f"{cols}x{rows}", t, secs * 1e6, gbs, 100 * gbs / bandwidth[t]))
+            del ws
+
+    if args.markdown:
+        print("| format | shape (cols x rows) | threads | us / product | GB/s | % of read bw |")
+        print("|---|---|---:|---:|---:|---:|")
+        for fmt, shape, t, us, gbs, pct in rows_out:
+            print(f"| {fmt} | {shape} | {t} | {us:.1f} | {gbs:.1f} | {pct:.0f}% |")
+    else:
+        print(f"{'format':7} {'shape':>10} {'thr':>3} {'us/prod':>9} {'GB/s':>7} {'%bw':>5}")
+        for fmt, shape, t, us, gbs, pct in rows_out:
+            print(f"{fmt:7} {shape:>10} {t:>3} {us:9.1f} {gbs:7.1f} {pct:5.0f}")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
