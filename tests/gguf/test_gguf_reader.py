@@ -9,7 +9,7 @@ import numpy as np
 import pytest
 from gguf import GGMLQuantizationType as QT
 
-from conftest import TOKENS, tiny_llama_spec
+from gguf_fixtures import TOKENS, tiny_llama_spec
 from gguf_bytes import build
 from edgegen import ModelFormatError, ModelNotFoundError
 from edgegen.gguf import GGUFFile, ggml_type_info

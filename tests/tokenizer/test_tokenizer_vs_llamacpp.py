@@ -5,7 +5,7 @@ import random
 
 import pytest
 
-from conftest import CORPUS, Reference
+from tokenizer_refs import CORPUS, Reference
 from edgegen.tokenizer import Tokenizer
 
 
