@@ -263,7 +263,7 @@ def reference_products(w: np.ndarray, fmt: str, x: np.ndarray) -> tuple[np.ndarr
     """float64 W·a over the dequantized weights and dequantized Q8_K activations, and sum |w*a|."""
     n_cols = x.shape[-1]
     w64 = gguf.quants.dequantize(w, GGUF_TYPE[fmt]).astype(np.float64)
-    a64 = q8_K_dequantize64(_native.quantize_activations(x, fmt), n_cols)
+    a64 = q8_K_dequantize64(q8_K_reference(x.reshape(-1, n_cols)), n_cols)
     return a64 @ w64.T, np.abs(a64) @ np.abs(w64).T
 
 
