@@ -97,7 +97,7 @@ class SpeechStream:
                 self.text += text
                 buffer += text
                 clauses, buffer = take_complete_clauses(buffer, self._min)
-                if len(buffer) > self._max:  # no punctuation for a long while: cut at the last space
+                while len(buffer) > self._max:  # no punctuation for a long while: cut at the last space
                     cut = buffer.rfind(" ", 0, self._max) + 1 or self._max
                     clauses.append(buffer[:cut])
                     buffer = buffer[cut:]
@@ -165,7 +165,9 @@ class SpeechStream:
         self.close()
 
     def __del__(self) -> None:
-        self._stop.set()
+        stop = getattr(self, "_stop", None)  # absent when __init__ refused its arguments
+        if stop is not None:
+            stop.set()
 
 
 def speak_stream(deltas: Iterable[Any], voice: Optional[Voice] = None, **options: Any) -> SpeechStream:
