@@ -19,6 +19,7 @@ inline int32x4_t dot_i8x16(int32x4_t acc, int8x16_t a, int8x16_t b) {
 }
 
 #include "quant_neon_kernels.h"
+#include "quant_k_neon_kernels.h"
 
 // ================================================================================================
 // Float weights x f32 activations
@@ -101,6 +102,7 @@ void quantize_row_q8_1(const float* x, void* vy, int64_t n) {
 void fill_table_neon(KernelTable& t) {
     auto i = [](QType q) { return static_cast<int>(q); };
     fill_int8_block_kernels(t);
+    fill_k_kernels(t);
     t.vec_dot[i(QType::F32)] = vec_dot_float_rows<float, load4_f32, scalar_f32>;
     t.vec_dot[i(QType::F16)] = vec_dot_float_rows<fp16_t, load4_f16, scalar_f16>;
     t.vec_dot[i(QType::BF16)] = vec_dot_float_rows<bf16_t, load4_bf16, scalar_bf16>;

@@ -23,6 +23,7 @@ namespace {
 inline int32x4_t dot_i8x16(int32x4_t acc, int8x16_t a, int8x16_t b) { return vdotq_s32(acc, a, b); }
 
 #include "quant_neon_kernels.h"
+#include "quant_k_neon_kernels.h"
 
 }  // namespace
 }  // namespace eg
@@ -35,7 +36,10 @@ inline int32x4_t dot_i8x16(int32x4_t acc, int8x16_t a, int8x16_t b) { return vdo
 
 namespace eg {
 // Compiled for the baseline target: only stores the pointers of the dotprod kernels above.
-void fill_table_neon_dotprod(KernelTable& t) { fill_int8_block_kernels(t); }
+void fill_table_neon_dotprod(KernelTable& t) {
+    fill_int8_block_kernels(t);
+    fill_k_kernels(t);
+}
 }  // namespace eg
 
 #else  // not aarch64: nothing to add
