@@ -8,18 +8,12 @@ HELP = "one-shot generation; streams to stdout (reads stdin if no prompt)"
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
+    from edgegen.cli.common import add_model_arguments, add_sampling_arguments
     from edgegen.router import add_route_arguments
 
     parser.add_argument("prompt", nargs="?", help="the prompt (default: read all of stdin)")
-    parser.add_argument("--model", "-m", default="smollm2", help="store name or .gguf path (default: smollm2)")
-    parser.add_argument("--backend", default="auto", choices=["auto", "native", "llama.cpp"], help="local backend")
-    parser.add_argument("--threads", "-t", type=int, default=None, help="CPU threads (default: the backend's choice)")
-    parser.add_argument("--ctx", type=int, default=2048, help="context window in tokens")
-    parser.add_argument("--max-tokens", "-n", type=int, default=256)
-    parser.add_argument("--temperature", type=float, default=None)
-    parser.add_argument("--top-k", type=int, default=None)
-    parser.add_argument("--top-p", type=float, default=None)
-    parser.add_argument("--seed", type=int, default=None)
+    add_model_arguments(parser)
+    add_sampling_arguments(parser, max_tokens=256)
     parser.add_argument("--system", default=None, help="system message (chat mode)")
     mode = parser.add_mutually_exclusive_group()
     mode.add_argument("--chat", dest="chat", action="store_true", default=True, help="use the chat template (default)")
@@ -29,16 +23,12 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 
 def run(args: argparse.Namespace) -> int:
     from edgegen.errors import RouteError
+    from edgegen.cli.common import load_options, sampling_overrides
     from edgegen.router import router_from_args
 
     prompt = args.prompt if args.prompt is not None else sys.stdin.read()
-    sampling = {
-        "max_tokens": args.max_tokens, "temperature": args.temperature,
-        "top_k": args.top_k, "top_p": args.top_p, "seed": args.seed,
-    }
-    sampling = {k: v for k, v in sampling.items() if v is not None}
-    load_options = {"backend": args.backend, "n_ctx": args.ctx, "n_threads": args.threads}
-    router = router_from_args(args, args.model, **load_options)
+    sampling = sampling_overrides(args)
+    router = router_from_args(args, args.model, **load_options(args))
     out = sys.stdout
     if not args.chat:
         if router.route != "local":

@@ -1,0 +1,85 @@
+"""`edgegen serve`: the OpenAI-compatible HTTP server (FastAPI + uvicorn), 127.0.0.1:8080 by default.
+
+A bind beyond loopback needs an API key (--api-key or $EDGEGEN_API_KEY) unless --insecure; on
+loopback binds the Host header must name localhost/127.0.0.1/[::1] with the port (a DNS-rebinding
+page in a browser cannot reach the server under its own host name).
+"""
+from __future__ import annotations
+
+import argparse
+import ipaddress
+import os
+import sys
+
+HELP = "OpenAI-compatible HTTP server (127.0.0.1:8080 by default); see docs/server.md"
+API_KEY_ENV = "EDGEGEN_API_KEY"
+
+
+def add_arguments(parser: argparse.ArgumentParser) -> None:
+    from edgegen.cli.common import add_model_arguments, add_sampling_arguments
+    from edgegen.router import add_route_arguments
+
+    g = parser.add_argument_group("server")
+    g.add_argument("--host", default="127.0.0.1", help="bind address (default 127.0.0.1)")
+    g.add_argument("--port", type=int, default=8080, help="TCP port (default 8080)")
+    g.add_argument("--api-key", default=None, help=f"require 'Authorization: Bearer KEY' (default: ${API_KEY_ENV})")
+    g.add_argument("--insecure", action="store_true", help="allow a non-loopback bind without an API key")
+    g.add_argument("--max-queue", type=int, default=32, help="requests waiting for a slot before 429 (default 32)")
+    g.add_argument("--model-id", default=None, help="the model name clients use (default: from --model)")
+    g.add_argument("--voice", default=None, help="Piper voice for /v1/audio/speech (default: joe; loaded on first use)")
+    g.add_argument("--log-level", default="warning", choices=["critical", "error", "warning", "info", "debug"])
+    add_model_arguments(parser)
+    add_sampling_arguments(parser, max_tokens=1024)
+    add_route_arguments(parser)
+
+
+def is_loopback(host: str) -> bool:
+    if host == "localhost":
+        return True
+    try:
+        return ipaddress.ip_address(host.strip("[]")).is_loopback
+    except ValueError:
+        return False  # a host name other than localhost may resolve anywhere
+
+
+def model_id_for(model: str) -> str:
+    base = os.path.basename(model)
+    return base[:-5] if base.endswith(".gguf") else base
+
+
+def run(args: argparse.Namespace) -> int:
+    api_key = args.api_key or os.environ.get(API_KEY_ENV) or None
+    loopback = is_loopback(args.host)
+    if not loopback and api_key is None and not args.insecure:
+        print(f"edgegen serve: refusing to bind {args.host} without an API key; set --api-key or ${API_KEY_ENV} "
+              "(or pass --insecure to serve everyone on the network)", file=sys.stderr)
+        return 2
+    if not 0 < args.port < 65536 or args.max_queue < 0:
+        print("edgegen serve: --port must be 1..65535 and --max-queue >= 0", file=sys.stderr)
+        return 2
+
+    import uvicorn
+
+    from edgegen.cli.common import default_params, load_options
+    from edgegen.llm import load
+    from edgegen.router import router_from_args
+    from edgegen.server.app import ServerConfig, create_app
+
+    defaults = default_params(args)
+    llm = load(args.model, **load_options(args))
+    router = router_from_args(args, llm)
+    config = ServerConfig(
+        model_id=args.model_id or model_id_for(args.model), api_key=api_key,
+        port=args.port if loopback else None, max_queue=args.max_queue, route=router.route,
+        voice=args.voice, defaults=defaults,
+    )
+    app = create_app(llm, config, router)
+    shown = f"[{args.host}]" if ":" in args.host else args.host
+    print(f"edgegen serve: {config.model_id} ({llm.backend_name}, n_ctx {llm.n_ctx}) on http://{shown}:{args.port}/v1"
+          + (" (API key required)" if api_key else ""), file=sys.stderr, flush=True)
+    try:
+        uvicorn.run(app, host=args.host, port=args.port, log_level=args.log_level, access_log=False,
+                    timeout_graceful_shutdown=5)
+    finally:
+        router.close()
+    return 0

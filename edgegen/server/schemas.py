@@ -1,0 +1,149 @@
+"""Request bodies of the OpenAI-compatible routes, and OpenAI-style error bodies.
+
+Bodies are validated strictly (pydantic strict mode: a string is never coerced to a number) from
+the raw bytes, so invalid UTF-8, invalid JSON and wrong types all become 400 errors that name the
+offending field. Unknown fields are ignored, as clients send vendor extras. Range checks of the
+sampling values live once in `SamplingParams.validate`.
+"""
+from __future__ import annotations
+
+from typing import Any, Literal, Optional, Union
+
+from pydantic import BaseModel, ConfigDict, Field, ValidationError
+
+from ..errors import InvalidRequestError
+
+MAX_BODY_BYTES = 4 << 20  # a generous ceiling for one prompt; larger bodies are refused (413)
+MAX_SPEECH_CHARS = 4096  # OpenAI's limit for /v1/audio/speech input
+
+
+class _Strict(BaseModel):
+    model_config = ConfigDict(extra="ignore", strict=True)
+
+
+class ContentPart(_Strict):
+    type: str
+    text: Optional[str] = None
+
+
+class Message(_Strict):
+    role: Literal["system", "developer", "user", "assistant", "tool"]
+    content: Union[str, list[ContentPart], None] = None
+    name: Optional[str] = None
+
+    def as_dict(self) -> dict[str, Any]:
+        content = self.content
+        if isinstance(content, list):
+            content = "".join(p.text or "" for p in content if p.type == "text")
+        # Templates know system/user/assistant; "developer" is OpenAI's newer name for system.
+        role = "system" if self.role == "developer" else self.role
+        return {"role": role, "content": content or ""}
+
+
+class StreamOptions(_Strict):
+    include_usage: bool = False
+
+
+class _Sampling(_Strict):
+    model: str
+    stream: bool = False
+    stream_options: Optional[StreamOptions] = None
+    max_tokens: Optional[int] = None
+    temperature: Optional[float] = None
+    top_p: Optional[float] = None
+    top_k: Optional[int] = None  # extension (llama.cpp servers accept it too)
+    min_p: Optional[float] = None  # extension
+    repeat_penalty: Optional[float] = None  # extension
+    presence_penalty: Optional[float] = None
+    frequency_penalty: Optional[float] = None
+    seed: Optional[int] = None
+    stop: Union[str, list[str], None] = None
+    logit_bias: Optional[dict[str, float]] = None
+    n: int = 1
+    route: Optional[str] = None  # extension: ask for a cloud route, capped by the server's policy
+
+    def sampling(self) -> dict[str, Any]:
+        """Overrides for SamplingParams.with_overrides (None means the server default)."""
+        if self.n != 1:
+            raise InvalidRequestError("only n=1 is supported")
+        values = {
+            "max_tokens": self.max_tokens, "temperature": self.temperature, "top_p": self.top_p,
+            "top_k": self.top_k, "min_p": self.min_p, "repeat_penalty": self.repeat_penalty,
+            "presence_penalty": self.presence_penalty, "frequency_penalty": self.frequency_penalty,
+            "seed": self.seed, "stop": self.stop, "logit_bias": self.logit_bias,
+        }
+        return {k: v for k, v in values.items() if v is not None}
+
+    @property
+    def include_usage(self) -> bool:
+        return bool(self.stream_options and self.stream_options.include_usage)
+
+
+class ChatCompletionRequest(_Sampling):
+    messages: list[Message] = Field(min_length=1)
+    max_completion_tokens: Optional[int] = None  # OpenAI's newer name for max_tokens
+
+    def sampling(self) -> dict[str, Any]:
+        out = super().sampling()
+        if self.max_completion_tokens is not None and self.max_tokens is None:
+            out["max_tokens"] = self.max_completion_tokens
+        return out
+
+
+class CompletionRequest(_Sampling):
+    prompt: Union[str, list[str]]
+    echo: bool = False
+    logprobs: Optional[int] = None
+    suffix: Optional[str] = None
+
+    def prompt_text(self) -> str:
+        if self.echo or self.logprobs or self.suffix:
+            raise InvalidRequestError("echo, logprobs and suffix are not supported")
+        if isinstance(self.prompt, list):
+            if len(self.prompt) != 1:
+                raise InvalidRequestError("prompt must be one string (batches are not supported)")
+            return self.prompt[0]
+        return self.prompt
+
+
+class SpeechRequest(_Strict):
+    model: str
+    input: str = Field(min_length=1, max_length=MAX_SPEECH_CHARS)
+    voice: Union[str, dict[str, Any]]
+    response_format: Optional[str] = None
+    speed: Optional[float] = None
+    instructions: Optional[str] = None  # accepted and ignored: Piper voices take no style prompt
+
+
+# ---- errors ---------------------------------------------------------------------------------------
+
+class APIError(Exception):
+    """An error the server answers with an OpenAI-style body."""
+
+    def __init__(self, status: int, message: str, *, type: str = "invalid_request_error",
+                 param: Optional[str] = None, code: Optional[str] = None, headers: Optional[dict[str, str]] = None) -> None:
+        super().__init__(message)
+        self.status, self.message, self.type, self.param, self.code = status, message, type, param, code
+        self.headers = headers or {}
+
+    def body(self) -> dict[str, Any]:
+        return {"error": {"message": self.message, "type": self.type, "param": self.param, "code": self.code}}
+
+
+def parse_body(model: type[_Strict], raw: bytes) -> Any:
+    """Validate raw request bytes into `model`, or raise APIError(400) naming the problem."""
+    if len(raw) > MAX_BODY_BYTES:
+        raise APIError(413, f"request body is larger than {MAX_BODY_BYTES} bytes", code="request_too_large")
+    try:
+        raw.decode("utf-8")
+    except UnicodeDecodeError as exc:
+        raise APIError(400, f"request body is not valid UTF-8 (byte {exc.start})", code="invalid_utf8") from None
+    try:
+        return model.model_validate_json(raw)
+    except ValidationError as exc:
+        err = exc.errors(include_url=False, include_input=False)[0]
+        if err["type"] == "json_invalid":
+            raise APIError(400, f"request body is not valid JSON: {err['msg']}", code="invalid_json") from None
+        where = ".".join(str(p) for p in err["loc"]) or "body"  # may name a union member, e.g. prompt.str
+        param = str(err["loc"][0]) if err["loc"] else None
+        raise APIError(400, f"{where}: {err['msg']}", param=param, code="invalid_type") from None
