@@ -40,9 +40,9 @@ from .errors import (
     TokenizerError,
     UnsupportedModelError,
 )
-from .llm import LLM, TextStream, collect
+from .llm import LLM, TextStream
 from .sampling import SamplingParams
-from .types import ChatMessage, ChatResult, TextChunk
+from .types import ChatResult, TextChunk
 
 ROUTES = ("local", "local-first", "cloud-first", "cloud")  # ordered by how readily they use the cloud
 _CLOUD_EXPOSURE = {name: i for i, name in enumerate(ROUTES)}
@@ -161,47 +161,47 @@ class Router:
         if r in ("cloud", "cloud-first") and self.cloud is None:
             raise RouteError(f"route {r!r} needs a cloud endpoint; none is configured")
         event = cancel if cancel is not None else threading.Event()
-        chunks = self._chunks(r, messages, params, event, sampling)
-        first = next(chunks)  # fallbacks happen here, before anything reaches the caller
-        stream_obj = TextStream(_prepend(first, chunks), event)
         if stream:
-            return stream_obj
-        text, last, timings = collect(stream_obj)
-        return ChatResult(
-            message=ChatMessage("assistant", text), finish_reason=last.finish_reason or "stop",
-            usage=last.usage, model=self._model_name(last.route), route=last.route,  # type: ignore[arg-type]
-            backend=last.backend, fallback_reason=last.fallback_reason, timings=timings,
-        )
+            chunks = self._route(r, lambda target: self._stream_on(target, messages, params, event, sampling))
+            first = next(chunks)  # errors and fallbacks surface here, at the call, as for LLM.stream
+            return TextStream(_prepend(first, chunks), event)
+        # Non-streaming calls use each target's non-streaming API (a cloud reports usage there).
+        result = next(self._route(r, lambda target: iter([self._result_on(target, messages, params, event, sampling)])))
+        return result
 
-    def _model_name(self, route: str) -> str:
-        if route == "cloud":
-            return self.cloud.model
-        return self._local.model if isinstance(self._local, LLM) else str(self._local or "")
-
-    def _chunks(self, r: str, messages: Messages, params: Any, cancel: threading.Event, sampling: dict) -> Iterator[TextChunk]:
-        if r == "local":
-            yield from self._local_stream(messages, params, cancel, sampling)
+    def _route(self, r: str, serve: Callable[[str], Iterator[Any]]) -> Iterator[Any]:
+        """Items from the route's primary target, or from the fallback target when the primary
+        fails before its first item under a policy that allows it (items get fallback_reason)."""
+        if r in ("local", "cloud"):
+            yield from serve(r)
             return
-        if r == "cloud":
-            yield from self._cloud_stream(messages, params, cancel, sampling)
-            return
-        primary, secondary = (
-            (self._local_stream, self._cloud_stream) if r == "local-first" else (self._cloud_stream, self._local_stream)
-        )
+        primary, secondary = ("local", "cloud") if r == "local-first" else ("cloud", "local")
         why = local_fallback_reason if r == "local-first" else cloud_fallback_reason
         try:
-            it = primary(messages, params, cancel, sampling)
-            first = next(it)
+            items = serve(primary)
+            first = next(items)
         except EdgegenError as exc:
             reason = why(exc)
-            if reason is None or (r == "local-first" and self.cloud is None):
+            if reason is None or (secondary == "cloud" and self.cloud is None):
                 raise
-            fallback = secondary(messages, params, cancel, sampling)
-            for chunk in fallback:
-                yield replace(chunk, fallback_reason=reason)
+            for item in serve(secondary):
+                yield replace(item, fallback_reason=reason)
             return
-        yield first
-        yield from it
+        try:
+            yield first
+            yield from items
+        finally:
+            close = getattr(items, "close", None)
+            if close is not None:
+                close()
+
+    def _stream_on(self, target: str, messages: Messages, params: Any, cancel: threading.Event, sampling: dict) -> Iterator[TextChunk]:
+        return self._local_stream(messages, params, cancel, sampling) if target == "local" else self._cloud_stream(messages, params, cancel, sampling)
+
+    def _result_on(self, target: str, messages: Messages, params: Any, cancel: threading.Event, sampling: dict) -> ChatResult:
+        if target == "local":
+            return self.local_llm().chat(messages, params, cancel=cancel, **sampling)
+        return self.cloud.chat(self._outgoing(messages), params, cancel=cancel, **sampling)
 
     def _local_stream(self, messages: Messages, params: Any, cancel: threading.Event, sampling: dict) -> Iterator[TextChunk]:
         stream = self.local_llm().chat(messages, params, stream=True, cancel=cancel, **sampling)
@@ -209,26 +209,20 @@ class Router:
             for chunk in stream:
                 yield replace(chunk, route="local")
 
-    def _cloud_stream(self, messages: Messages, params: Any, cancel: threading.Event, sampling: dict) -> Iterator[TextChunk]:
+    def _outgoing(self, messages: Messages) -> list[Any]:
+        """A copy of the messages, through the redaction hook, ready to leave the device."""
         outgoing = copy.deepcopy([dict(m) for m in messages])
         if self.redact is not None:
             try:
                 outgoing = list(self.redact(outgoing))
             except Exception as exc:  # a broken hook must not let unredacted text leave
                 raise RouteError(f"redaction hook failed; nothing was sent: {exc}") from exc
-        stream = self.cloud.chat(outgoing, params, stream=True, cancel=cancel, **sampling)
+        return outgoing
+
+    def _cloud_stream(self, messages: Messages, params: Any, cancel: threading.Event, sampling: dict) -> Iterator[TextChunk]:
+        stream = self.cloud.chat(self._outgoing(messages), params, stream=True, cancel=cancel, **sampling)
         with stream:
             yield from stream
-
-
-def _prepend(first: TextChunk, rest: Iterator[TextChunk]) -> Iterator[TextChunk]:
-    try:
-        yield first
-        yield from rest
-    finally:
-        close = getattr(rest, "close", None)
-        if close is not None:
-            close()
 
 
 # ---- CLI / server glue -------------------------------------------------------------------------
@@ -259,3 +253,11 @@ def router_from_args(args: argparse.Namespace, local: Union[LLM, str, None], **l
     route = args.route or default_route()
     cloud = cloud_from_args(args) if route != "local" else None  # route=local never builds a client
     return Router(local, cloud, route=route, load_options=load_options)
+
+
+def _prepend(first: TextChunk, rest: Iterator[TextChunk]) -> Iterator[TextChunk]:
+    try:
+        yield first
+        yield from rest
+    finally:
+        rest.close()  # type: ignore[attr-defined]
