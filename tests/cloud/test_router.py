@@ -213,3 +213,22 @@ def test_a_failing_redaction_hook_sends_nothing(local_llm, proxy):
     with pytest.raises(RouteError, match="nothing was sent"):
         Router(local_llm, _cloud(proxy.url("ok")), route="cloud", redact=broken).chat(MSG)
     assert len(proxy.requests) == before
+
+
+# ---- CLI flags ----------------------------------------------------------------------------------
+
+def test_cli_run_routes_to_the_cloud_only_when_asked(proxy, capsys, monkeypatch):
+    from edgegen.cli.main import main
+
+    monkeypatch.delenv("EDGEGEN_ROUTE", raising=False)
+    before = len(proxy.requests)
+    argv = ["run", "Say hi", "-n", "4", "--temperature", "0", "--cloud-url", proxy.url("ok"), "--cloud-model", "smollm2",
+            "--cloud-idle-timeout", "30"]
+    assert main([*argv, "--route", "cloud"]) == 0
+    out = capsys.readouterr().out
+    assert len(proxy.requests) == before + 1
+    assert out == _cloud(proxy.url("ok")).chat(MSG, **SAMPLING).text + "\n"
+    # the same flags without --route: local by default, nothing sent
+    before = len(proxy.requests)
+    assert main([*argv, "--backend", "llama.cpp", "--threads", "1", "--ctx", "256"]) == 0
+    assert len(proxy.requests) == before
