@@ -294,6 +294,8 @@ class LLM:
         for token in p.logit_bias:
             if token >= self.backend.n_vocab:
                 raise InvalidRequestError(f"logit_bias token id {token} outside the vocabulary")
+        if not ids:
+            raise InvalidRequestError("the prompt is empty: it produced no tokens to continue from")
         n_ctx = self.n_ctx
         if len(ids) >= n_ctx:
             raise ContextOverflowError(
@@ -350,7 +352,7 @@ class LLM:
         except EdgegenError:
             raise
         except Exception as exc:  # a backend failure is still a typed error for the caller
-            raise EdgegenError(f"{be.name} backend failed during generation: {exc}") from exc
+            raise EdgegenError(f"{be.name} backend failed during generation: {type(exc).__name__}: {exc}") from exc
         finally:
             tokens.close()
         if not matched_stop:  # release held-back text; a dangling partial character becomes U+FFFD

@@ -183,6 +183,11 @@ def test_invalid_text_is_a_tokenizer_error(llm, bad):
         llm.generate(bad, max_tokens=1)
 
 
+def test_empty_prompt_is_an_invalid_request_not_a_backend_crash(llm):
+    with pytest.raises(InvalidRequestError, match="empty"):
+        llm.generate("", max_tokens=1)
+
+
 def test_invalid_text_in_a_chat_message_is_a_tokenizer_error(llm):
     with pytest.raises(TokenizerError):
         llm.chat([{"role": "user", "content": "x\udfff"}], max_tokens=1)
