@@ -236,8 +236,8 @@ class Cloud:
                     raise cloud_error("cancelled", "cancelled while waiting to retry") from None
                 continue
             status = resp.status_code
-            if status < 400:
-                return resp
+            if 200 <= status < 300:
+                return resp  # redirects are not followed: they could carry the key elsewhere
             retry_after = _parse_retry_after(resp.headers.get("retry-after"))
             detail = self._error_detail(resp)
             if status in RETRY_STATUS and not last:

