@@ -154,6 +154,19 @@ class FaultProxy:
         self._start_sse(h)
         self.release.wait(10)
 
+    def mode_drip(self, h, path, body, n):
+        """Keep-alive comments every 0.1 s forever: never idle, never done."""
+        self._start_sse(h)
+        try:
+            while not self.release.wait(0.1):
+                h.wfile.write(b": ping\n\n")
+                h.wfile.flush()
+        except OSError:  # the client gave up and closed
+            pass
+
+    def mode_redirect(self, h, path, body, n):
+        self._status(h, 307, b"", [("location", "https://elsewhere.example/v1/chat/completions")])
+
     def mode_stall_mid(self, h, path, body, n):
         self._start_sse(h)
         h.wfile.write(_sse(_delta("Hel")))

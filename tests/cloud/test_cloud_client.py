@@ -62,6 +62,19 @@ def test_faults_become_typed_cloud_errors(proxy, mode, kind):
     assert info.value.kind == kind
 
 
+def test_keepalives_do_not_extend_the_whole_request_timeout(proxy):
+    with pytest.raises(CloudError) as info:
+        list(_cloud(proxy.url("drip"), timeout=0.5).chat(MSG, stream=True))
+    assert info.value.kind == "timeout"
+
+
+def test_redirects_are_not_followed(proxy, api_key):
+    with pytest.raises(CloudError) as info:
+        _cloud(proxy.url("redirect")).chat(MSG)
+    assert info.value.status == 307
+    assert proxy.counts["redirect"] == 1
+
+
 def test_a_stall_mid_stream_is_an_idle_timeout_after_the_text_so_far(proxy):
     stream = _cloud(proxy.url("stall_mid")).chat(MSG, stream=True)
     assert next(stream).text == "Hel"
