@@ -77,6 +77,9 @@ class LlamaCppBackend(Backend):
         except (ValueError, RuntimeError, OSError) as exc:
             raise ModelFormatError(f"llama.cpp could not load {path!r}: {exc}") from exc
         self._path = path
+        # llama.cpp pads its window (to 256), but llama-cpp-python's token buffer holds only the
+        # requested n_ctx: the smaller of the two is the window that works.
+        self._n_ctx = min(n_ctx, self._llama.n_ctx()) if n_ctx > 0 else self._llama.n_ctx()
         self._vocab = self._llama._model.vocab
         self._n_vocab = self._llama.n_vocab()
         self._piece_cache: dict[tuple[int, bool], bytes] = {}
@@ -87,7 +90,7 @@ class LlamaCppBackend(Backend):
     # ---- metadata -------------------------------------------------------------------------------
     @property
     def n_ctx(self) -> int:
-        return self._llama.n_ctx()
+        return self._n_ctx
 
     @property
     def n_vocab(self) -> int:
