@@ -84,8 +84,8 @@ def main() -> int:
 
     print(f"# {platform.machine()}, {os.cpu_count()} cpus, threads={args.threads}, reps={args.reps}, "
           f"load avg at start {os.getloadavg()[0]:.1f}")
-    print("| text | side | audio s | RTF (median) | first audio ms (median) | first audio / piper |")
-    print("|---|---|---:|---:|---:|---:|")
+    print("| text | side | audio s | RTF (median) | first audio ms (median) | RTF / piper (paired) | first audio / piper (paired) |")
+    print("|---|---|---:|---:|---:|---:|---:|")
     for label, text in TEXTS.items():
         runs: dict[str, list[tuple[float, float, float]]] = {name: [] for name in sides}
         for rep in range(args.reps):
@@ -93,12 +93,15 @@ def main() -> int:
             for name in order:
                 voice, fn = sides[name]
                 runs[name].append(fn(voice, text))
-        first_piper = statistics.median(r[0] for r in runs["piper-tts"])
+        # Ratios within each interleaved pair: robust to load that drifts between pairs.
+        base = runs["piper-tts"]
         for name, rs in runs.items():
             first = statistics.median(r[0] for r in rs)
             rtf = statistics.median(r[1] / r[2] for r in rs)
             audio = statistics.median(r[2] for r in rs)
-            print(f"| {label} | {name} | {audio:.2f} | {rtf:.3f} | {first * 1000:.0f} | {first / first_piper:.2f}x |")
+            rtf_ratio = statistics.median((r[1] / r[2]) / (b[1] / b[2]) for r, b in zip(rs, base))
+            first_ratio = statistics.median(r[0] / b[0] for r, b in zip(rs, base))
+            print(f"| {label} | {name} | {audio:.2f} | {rtf:.3f} | {first * 1000:.0f} | {rtf_ratio:.2f}x | {first_ratio:.2f}x |")
     return 0
 
 

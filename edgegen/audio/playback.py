@@ -57,8 +57,9 @@ class PlaybackStats:
 class Player:
     """Feed float32 mono samples with `write`; `finish()` waits until everything has played."""
 
-    def __init__(self, sample_rate: int, device: Device = None, latency: str = "low") -> None:
+    def __init__(self, sample_rate: int, device: Device = None, latency: str = "low", autostart: bool = True) -> None:
         self.sample_rate = sample_rate
+        self.autostart = autostart  # False: queue audio first, then start() (or finish()) begins playback
         self.device = device
         self.stats = PlaybackStats()
         self._queue: "queue.SimpleQueue[np.ndarray]" = queue.SimpleQueue()
@@ -87,16 +88,23 @@ class Player:
         if self._closing.is_set():
             raise RuntimeError("write() after finish()")
         self._queue.put(np.ascontiguousarray(samples, dtype=np.float32).reshape(-1))
-        if not self._started:  # start on the first audio, so the device never plays a leading gap
-            self._started = True
-            try:
-                self._stream.start()
-            except self._sd.PortAudioError as exc:
-                raise _device_error(exc, self.device) from None
+        if self.autostart:  # start on the first audio, so the device never plays a leading gap
+            self.start()
+
+    def start(self) -> None:
+        if self._started:
+            return
+        self._started = True
+        try:
+            self._stream.start()
+        except self._sd.PortAudioError as exc:
+            raise _device_error(exc, self.device) from None
 
     def finish(self, timeout: Optional[float] = None) -> PlaybackStats:
         """Mark the end of the audio and block until the device has played it all."""
         self._closing.set()
+        if not self._queue.empty():
+            self.start()
         if self._started:
             self._done.wait(timeout)
         self.close()

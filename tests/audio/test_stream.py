@@ -31,8 +31,19 @@ def counted(voice):
     yield edgegen.Voice(counter, voice.config, voice.model_path), counter
 
 
-def test_stream_yields_clause_by_clause(voice):
+def test_auto_split_first_clause_then_sentences(voice):
     chunks = list(voice.stream(LONG_FIRST, noise_scale=0, noise_w=0))
+    assert [c.text for c in chunks] == [
+        "When the morning train finally arrived,",
+        "forty minutes late, the passengers climbed aboard.",
+        "It left.",
+    ]
+    clauses = list(voice.stream(LONG_FIRST, split="clause", noise_scale=0, noise_w=0))
+    np.testing.assert_allclose(chunks[0].samples, clauses[0].samples, atol=1e-4)
+
+
+def test_stream_yields_clause_by_clause(voice):
+    chunks = list(voice.stream(LONG_FIRST, split="clause", noise_scale=0, noise_w=0))
     assert [c.text for c in chunks] == [
         "When the morning train finally arrived,",
         "forty minutes late,",
@@ -69,7 +80,7 @@ def test_speak_stream_from_text_chunks(voice):
     words = [TextChunk(w + " ") for w in text.split(" ")] + [TextChunk("", finish_reason="stop")]
     stream = edgegen.speak_stream(iter(words), voice, noise_scale=0, noise_w=0)
     chunks = list(stream)
-    reference = list(voice.stream(text, noise_scale=0, noise_w=0))
+    reference = list(voice.stream(text, split="clause", noise_scale=0, noise_w=0))
     assert [c.text for c in chunks] == [c.text for c in reference]
     assert [c.phoneme_ids for c in chunks] == [c.phoneme_ids for c in reference]
     for got, want in zip(chunks, reference):  # same clause units -> same audio
