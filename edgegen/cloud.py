@@ -350,6 +350,9 @@ class Cloud:
                     if text:
                         n_deltas += 1
                         yield TextChunk(text, route="cloud", backend=self.name)
+                        if cancel.is_set():  # several events may sit in one read: stop between them
+                            finish, done = "cancelled", True
+                            break
                 if data is None and not done:
                     if finish is None:
                         raise cloud_error("protocol", "cloud stream ended before a finish_reason or [DONE]")
