@@ -31,7 +31,7 @@ from typing import Any, Iterator, Mapping, Optional, Sequence, Union
 from urllib.parse import urlsplit
 
 from .errors import CloudError, InvalidRequestError
-from .llm import TextStream, collect
+from .llm import TextStream
 from .sampling import SamplingParams
 from .types import ChatMessage, ChatResult, TextChunk, Usage
 
