@@ -58,7 +58,7 @@ def one_request(client: httpx.Client, base: str, model: str, topic: str, max_tok
             "max_tokens": max_tokens, "temperature": 0, "stream": True}
     t0 = time.perf_counter()
     ttft = None
-    with client.stream("POST", base + "/v1/chat/completions", json=body, timeout=300) as r:
+    with client.stream("POST", base + "/v1/chat/completions", json=body, timeout=300) as r:  # errors end the run
         r.raise_for_status()
         for line in r.iter_lines():
             if ttft is None and line.startswith("data: {"):
@@ -119,7 +119,8 @@ def main() -> int:
         f"http://127.0.0.1:{p1}")
     servers["llama_cpp.server"] = (
         [sys.executable, "-m", "llama_cpp.server", "--model", model, "--model_alias", "smollm2", "--n_threads",
-         str(args.threads), "--n_ctx", str(args.ctx), "--host", "127.0.0.1", "--port", str(p2)],
+         str(args.threads), "--n_ctx", str(args.ctx), "--host", "127.0.0.1", "--port", str(p2),
+         "--interrupt_requests", "False"],  # its default aborts a running stream when a new request arrives
         f"http://127.0.0.1:{p2}")
     procs = {name: start(cmd, base) for name, (cmd, base) in servers.items()}
     results: dict[tuple[str, int], list[tuple[float, float, float]]] = {}
