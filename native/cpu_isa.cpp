@@ -48,9 +48,11 @@ KernelTable build_table(const std::string& isa) {
     KernelTable t;
     fill_table_scalar(t);
     fill_table_scalar_k(t);
+    fill_table_scalar_act(t);
     if (isa == "avx2") {
         fill_table_avx2(t);
         fill_table_avx2_k(t);
+        fill_table_avx2_act(t);
     } else if (isa == "neon") {
         fill_table_neon(t);
     } else if (isa == "neon_dotprod") {

@@ -24,9 +24,25 @@ using quantize_row_fn = void (*)(const float* x, void* y, int64_t n);
 // Convert one row of a type back to n floats.
 using dequantize_row_fn = void (*)(const void* x, float* y, int64_t n);
 
+// y[0..n) += s * row, with `row` one row of a type (n % block_size == 0): the attention's
+// probability-weighted sum over cached V rows.
+using vec_mad_fn = void (*)(int64_t n, float* y, const void* row, float s);
+
+// gate[i] = silu(gate[i]) * up[i] (the SwiGLU of the feed-forward block).
+using silu_mul_fn = void (*)(int64_t n, float* gate, const float* up);
+// In-place softmax of n scores.
+using softmax_fn = void (*)(int64_t n, float* x);
+
 struct KernelTable {
     const char* isa = "scalar";
+    // Activation quantizers (float -> Q8_0 / Q8_1 / Q8_K for products). They follow ggml's x86
+    // SIMD arithmetic (id = 127/amax, round half to even) rather than the weight quantizers'
+    // reference arithmetic, so products match llama.cpp's bit for bit on x86.
+    quantize_row_fn quantize_act[kTypeCount] = {};
+    silu_mul_fn silu_mul = nullptr;
+    softmax_fn softmax = nullptr;
     vec_dot_fn vec_dot[kTypeCount] = {};              // indexed by weight type
+    vec_mad_fn vec_mad[kTypeCount] = {};              // indexed by row type (F32, F16, Q8_0)
     quantize_row_fn quantize_row[kTypeCount] = {};    // indexed by destination type
     dequantize_row_fn dequantize_row[kTypeCount] = {};
 };
@@ -38,6 +54,8 @@ void fill_table_avx2(KernelTable& t);          // quant_avx2.cpp
 void fill_table_avx2_k(KernelTable& t);        // quant_k_avx2.cpp
 void fill_table_neon(KernelTable& t);          // quant_neon.cpp (aarch64 baseline)
 void fill_table_neon_dotprod(KernelTable& t);  // quant_neon_dotprod.cpp (armv8.2 dotprod)
+void fill_table_scalar_act(KernelTable& t);    // activations_ref.cpp: quantize_act, silu_mul, softmax
+void fill_table_avx2_act(KernelTable& t);      // activations_avx2.cpp
 
 // ---- ISA selection (cpu_isa.cpp) ---------------------------------------------------------------
 // Names: "scalar", "avx2", "neon", "neon_dotprod". The active table is picked once from CPU

@@ -6,13 +6,11 @@
 #include <atomic>
 #include <vector>
 
-
 namespace eg {
 
 namespace {
 
 constexpr int64_t kRowTile = 16;  // weight rows kept hot in L1 while every token passes over them
-
 
 }  // namespace
 
@@ -20,7 +18,7 @@ void quantize_activations(const KernelTable& kt, QType wtype, const float* x, in
                           uint8_t* out) {
     const QType at = type_traits(wtype).vec_dot_type;
     const size_t act_row = row_size(at, n_cols);
-    const quantize_row_fn q = kt.quantize_row[static_cast<int>(at)];
+    const quantize_row_fn q = kt.quantize_act[static_cast<int>(at)];
     EG_CHECK(q != nullptr, std::string("no quantizer for ") + type_traits(at).name);
     for (int64_t t = 0; t < n_tok; ++t) q(x + t * n_cols, out + t * act_row, n_cols);
 }
@@ -36,7 +34,7 @@ void matmul(const KernelTable& kt, ThreadPool& pool, QType wtype, const void* w,
     EG_CHECK(w_stride >= row_size(wtype, n_cols), "weight row stride smaller than a row");
     EG_CHECK(y_stride >= n_rows, "output row stride smaller than a row");
     const vec_dot_fn dot = kt.vec_dot[static_cast<int>(wtype)];
-    const quantize_row_fn quant = kt.quantize_row[static_cast<int>(at)];
+    const quantize_row_fn quant = kt.quantize_act[static_cast<int>(at)];
     EG_CHECK(dot != nullptr && quant != nullptr, std::string("no kernel for ") + wt.name);
     if (n_rows == 0 || n_tok == 0) return;
 

@@ -205,6 +205,38 @@ void vec_dot_float(int64_t n, float* out, const void* w, size_t stride, int64_t 
     }
 }
 
+// ---- y += s * row ---------------------------------------------------------------------------------
+void vec_mad_f32(int64_t n, float* y, const void* row, float s) {
+    const auto* x = static_cast<const float*>(row);
+    const __m256 sv = _mm256_set1_ps(s);
+    int64_t i = 0;
+    for (; i + 8 <= n; i += 8)
+        _mm256_storeu_ps(y + i, _mm256_fmadd_ps(sv, _mm256_loadu_ps(x + i), _mm256_loadu_ps(y + i)));
+    for (; i < n; ++i) y[i] += s * x[i];
+}
+void vec_mad_f16(int64_t n, float* y, const void* row, float s) {
+    const auto* x = static_cast<const fp16_t*>(row);
+    const __m256 sv = _mm256_set1_ps(s);
+    int64_t i = 0;
+    for (; i + 8 <= n; i += 8) {
+        const __m256 v = _mm256_cvtph_ps(_mm_loadu_si128(reinterpret_cast<const __m128i*>(x + i)));
+        _mm256_storeu_ps(y + i, _mm256_fmadd_ps(sv, v, _mm256_loadu_ps(y + i)));
+    }
+    for (; i < n; ++i) y[i] += s * fp16_to_f32(x[i]);
+}
+void vec_mad_q8_0(int64_t n, float* y, const void* row, float s) {
+    const auto* x = static_cast<const block_q8_0*>(row);
+    for (int64_t b = 0; b < n / QK8_0; ++b) {
+        const __m256 ds = _mm256_set1_ps(s * h2f(x[b].d));
+        for (int k = 0; k < 4; ++k) {
+            const __m128i q8 = _mm_loadl_epi64(reinterpret_cast<const __m128i*>(x[b].qs + 8 * k));
+            const __m256 v = _mm256_cvtepi32_ps(_mm256_cvtepi8_epi32(q8));
+            float* yy = y + b * QK8_0 + 8 * k;
+            _mm256_storeu_ps(yy, _mm256_fmadd_ps(ds, v, _mm256_loadu_ps(yy)));
+        }
+    }
+}
+
 // ---- activation quantizers, bit-identical to the scalar reference ---------------------------------
 // roundf (half away from zero) exactly: t = trunc(v); v - t is exact; step away when |v - t| >= 0.5.
 inline __m256i roundf_epi32(__m256 v) {
@@ -275,6 +307,9 @@ void fill_table_avx2(KernelTable& t) {
     t.vec_dot[i(QType::BF16)] = vec_dot_float<LoadBF16>;
     t.quantize_row[i(QType::Q8_0)] = quantize_row_q8_0;
     t.quantize_row[i(QType::Q8_1)] = quantize_row_q8_1;
+    t.vec_mad[i(QType::F32)] = vec_mad_f32;
+    t.vec_mad[i(QType::F16)] = vec_mad_f16;
+    t.vec_mad[i(QType::Q8_0)] = vec_mad_q8_0;
 }
 
 }  // namespace eg

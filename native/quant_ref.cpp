@@ -354,6 +354,25 @@ void vec_dot_q8_0_q8_0(int64_t n, float* out, const void* w, size_t stride, int6
     });
 }
 
+// ================================================================================================
+// y += s * row (attention over cached V rows)
+// ================================================================================================
+void vec_mad_f32(int64_t n, float* y, const void* row, float s) {
+    const auto* x = static_cast<const float*>(row);
+    for (int64_t i = 0; i < n; ++i) y[i] += s * x[i];
+}
+void vec_mad_f16(int64_t n, float* y, const void* row, float s) {
+    const auto* x = static_cast<const fp16_t*>(row);
+    for (int64_t i = 0; i < n; ++i) y[i] += s * fp16_to_f32(x[i]);
+}
+void vec_mad_q8_0(int64_t n, float* y, const void* row, float s) {
+    const auto* x = static_cast<const block_q8_0*>(row);
+    for (int64_t b = 0; b < n / QK8_0; ++b) {
+        const float ds = s * fp16_to_f32(x[b].d);
+        for (int j = 0; j < QK8_0; ++j) y[b * QK8_0 + j] += ds * x[b].qs[j];
+    }
+}
+
 }  // namespace
 
 void fill_table_scalar(KernelTable& t) {
@@ -383,6 +402,10 @@ void fill_table_scalar(KernelTable& t) {
     t.vec_dot[i(QType::Q4_1)] = vec_dot_q4_1_q8_1;
     t.vec_dot[i(QType::Q5_0)] = vec_dot_q5_0_q8_0;
     t.vec_dot[i(QType::Q8_0)] = vec_dot_q8_0_q8_0;
+
+    t.vec_mad[i(QType::F32)] = vec_mad_f32;
+    t.vec_mad[i(QType::F16)] = vec_mad_f16;
+    t.vec_mad[i(QType::Q8_0)] = vec_mad_q8_0;
 }
 
 }  // namespace eg

@@ -5,3 +5,4 @@
 
 void bind_kernels(pybind11::module_& m);
 void bind_gguf(pybind11::module_& m);
+void bind_engine(pybind11::module_& m);

@@ -1,0 +1,210 @@
+// bind_engine.cpp — the native LLM engine: Model, KVCache, Sampler.
+//
+// Each model-running call (eval, decode, shift) releases the GIL and holds the model's lock, so
+// one loaded model can be shared by Python threads safely; they simply take turns.
+#include <pybind11/numpy.h>
+#include <pybind11/pybind11.h>
+#include <pybind11/stl.h>
+
+#include <cerrno>
+#include <map>
+#include <memory>
+#include <mutex>
+#include <string>
+#include <vector>
+
+#include "bindings.h"
+#include "gguf.h"
+#include "kv_cache.h"
+#include "sampler.h"
+#include "transformer.h"
+
+namespace py = pybind11;
+
+namespace {
+
+using I32Array = py::array_t<int32_t, py::array::c_style | py::array::forcecast>;
+using F32Array = py::array_t<float, py::array::c_style | py::array::forcecast>;
+
+void set_typed_error(const char* cls, const char* msg) {
+    py::object err = py::module_::import("edgegen.errors").attr(cls);
+    PyErr_SetString(err.ptr(), msg);
+}
+
+struct PyModel {
+    std::unique_ptr<eg::Model> model;
+    std::mutex mu;  // one forward pass at a time per model (scratch buffers are per model)
+};
+
+struct PyCache {
+    std::shared_ptr<PyModel> owner;  // a cache is tied to its model's shapes and lock
+    std::unique_ptr<eg::KVCache> cache;
+};
+
+eg::QType kv_type_from(const std::string& name) {
+    if (name == "f16") return eg::QType::F16;
+    if (name == "q8_0") return eg::QType::Q8_0;
+    if (name == "f32") return eg::QType::F32;
+    throw eg::Error("kv_type must be 'f16', 'q8_0' or 'f32', not '" + name + "'");
+}
+
+std::shared_ptr<PyCache> new_cache(const std::shared_ptr<PyModel>& m, int64_t n_tokens, const std::string& kv_type,
+                                   int32_t n_seq, int32_t block_tokens) {
+    if (n_tokens <= 0 || n_tokens > (int64_t(1) << 24)) throw eg::Error("n_tokens must be in 1..16777216");
+    if (n_seq <= 0 || n_seq > 4096) throw eg::Error("n_seq must be in 1..4096");
+    if (block_tokens <= 0 || block_tokens > 4096) throw eg::Error("block_tokens must be in 1..4096");
+    // whole blocks for n_tokens, plus one per extra sequence for copy-on-write of a shared last block
+    const int64_t n_blocks = (n_tokens + block_tokens - 1) / block_tokens + (n_seq - 1);
+    auto c = std::make_shared<PyCache>();
+    c->owner = m;
+    c->cache = std::make_unique<eg::KVCache>(m->model->kv_config(n_blocks, kv_type_from(kv_type), n_seq, block_tokens));
+    return c;
+}
+
+std::vector<int32_t> tokens_of(const I32Array& a) {
+    if (a.ndim() != 1) throw eg::Error("tokens must be a 1-D sequence of ints");
+    return std::vector<int32_t>(a.data(), a.data() + a.shape(0));
+}
+
+void check_same_model(const PyModel& m, const PyCache& c) {
+    if (c.owner.get() != &m) throw eg::Error("this KV cache belongs to another model");
+}
+
+py::array_t<float> eval(const std::shared_ptr<PyModel>& m, PyCache& c, int32_t seq, const I32Array& toks, bool all_logits) {
+    check_same_model(*m, c);
+    const std::vector<int32_t> t = tokens_of(toks);
+    const int64_t nv = m->model->config().n_vocab;
+    py::array_t<float> out = all_logits ? py::array_t<float>({static_cast<py::ssize_t>(t.size()), static_cast<py::ssize_t>(nv)})
+                                        : py::array_t<float>({static_cast<py::ssize_t>(nv)});
+    float* o = out.mutable_data();
+    {
+        py::gil_scoped_release nogil;
+        std::lock_guard<std::mutex> lock(m->mu);
+        m->model->forward(*c.cache, seq, t.data(), static_cast<int64_t>(t.size()), all_logits, o);
+    }
+    return out;
+}
+
+int32_t decode(const std::shared_ptr<PyModel>& m, PyCache& c, int32_t seq, const I32Array& toks, eg::Sampler& s) {
+    check_same_model(*m, c);
+    const std::vector<int32_t> t = tokens_of(toks);
+    std::vector<float> logits(m->model->config().n_vocab);
+    py::gil_scoped_release nogil;
+    std::lock_guard<std::mutex> lock(m->mu);
+    m->model->forward(*c.cache, seq, t.data(), static_cast<int64_t>(t.size()), false, logits.data());
+    for (int32_t tok : t) s.accept(tok);
+    return s.sample(logits.data());
+}
+
+py::dict config_dict(const eg::ModelConfig& c) {
+    py::dict d;
+    d["arch"] = c.arch;
+    d["n_layer"] = c.n_layer;
+    d["n_embd"] = c.n_embd;
+    d["n_head"] = c.n_head;
+    d["n_head_kv"] = c.n_head_kv;
+    d["head_dim"] = c.head_dim;
+    d["n_ff"] = c.n_ff;
+    d["n_vocab"] = c.n_vocab;
+    d["n_ctx_train"] = c.n_ctx_train;
+    d["rms_eps"] = c.rms_eps;
+    d["rope_freq_base"] = c.rope.freq_base;
+    d["rope_freq_scale"] = c.rope.freq_scale;
+    d["n_rot"] = c.rope.n_rot;
+    d["tied_output"] = c.tied_output;
+    return d;
+}
+
+}  // namespace
+
+void bind_engine(py::module_& m) {
+    py::register_exception_translator([](std::exception_ptr p) {
+        try {
+            if (p) std::rethrow_exception(p);
+        } catch (const eg::KVCacheFullError& e) {
+            set_typed_error("MemoryBudgetError", e.what());
+        } catch (const eg::UnsupportedError& e) {
+            set_typed_error("UnsupportedModelError", e.what());
+        } catch (const eg::GGUFOpenError& e) {
+            set_typed_error(e.err == ENOENT ? "ModelNotFoundError" : "ModelFormatError", e.what());
+        } catch (const eg::GGUFError& e) {
+            set_typed_error("ModelFormatError", e.what());
+        }
+    });
+
+    py::class_<PyModel, std::shared_ptr<PyModel>>(m, "Model", "A llama-architecture GGUF model on edgegen's kernels.")
+        .def(py::init([](const std::string& path, int n_threads) {
+                 auto pm = std::make_shared<PyModel>();
+                 py::gil_scoped_release nogil;
+                 pm->model = eg::Model::load(path, n_threads);
+                 return pm;
+             }),
+             py::arg("path"), py::arg("n_threads") = 0)
+        .def_property_readonly("config", [](const PyModel& pm) { return config_dict(pm.model->config()); })
+        .def_property_readonly("n_threads", [](PyModel& pm) { return pm.model->pool().size(); })
+        .def("new_cache", &new_cache, py::arg("n_tokens"), py::arg("kv_type") = "f16", py::arg("n_seq") = 1,
+             py::arg("block_tokens") = 32,
+             "A KV cache holding n_tokens tokens in all (shared by up to n_seq sequences).")
+        .def("eval", &eval, py::arg("cache"), py::arg("seq"), py::arg("tokens"), py::arg("all_logits") = false,
+             "Append tokens to sequence `seq`; logits of the last token (n_vocab,) or of all (n, n_vocab).")
+        .def("decode", &decode, py::arg("cache"), py::arg("seq"), py::arg("tokens"), py::arg("sampler"),
+             "Append tokens, then sample the next token from the last logits (one native call).")
+        .def("kv_shift", [](const std::shared_ptr<PyModel>& pm, PyCache& c, int32_t seq, int64_t n_keep, int64_t n_discard) {
+            check_same_model(*pm, c);
+            py::gil_scoped_release nogil;
+            std::lock_guard<std::mutex> lock(pm->mu);
+            const eg::ModelConfig& cfg = pm->model->config();
+            c.cache->seq_shift(seq, n_keep, n_discard, cfg.rope, cfg.n_head_kv, eg::kernels());
+        }, py::arg("cache"), py::arg("seq"), py::arg("n_keep"), py::arg("n_discard"),
+           "Context shift: keep n_keep tokens, drop the next n_discard, re-rotate the keys of the rest.");
+
+    py::class_<PyCache, std::shared_ptr<PyCache>>(m, "KVCache", "Paged KV cache of one model (see Model.new_cache).")
+        .def("seq_len", [](const PyCache& c, int32_t s) { return c.cache->seq_len(s); }, py::arg("seq"))
+        .def("seq_truncate", [](PyCache& c, int32_t s, int64_t p) {
+            std::lock_guard<std::mutex> lock(c.owner->mu);
+            c.cache->seq_truncate(s, p);
+        }, py::arg("seq"), py::arg("p"))
+        .def("seq_clear", [](PyCache& c, int32_t s) {
+            std::lock_guard<std::mutex> lock(c.owner->mu);
+            c.cache->seq_clear(s);
+        }, py::arg("seq"))
+        .def("seq_fork", [](PyCache& c, int32_t src, int32_t dst, int64_t n) {
+            std::lock_guard<std::mutex> lock(c.owner->mu);
+            c.cache->seq_fork(src, dst, n);
+        }, py::arg("src"), py::arg("dst"), py::arg("n"))
+        .def("block_table", [](const PyCache& c, int32_t s) { return c.cache->block_table(s); }, py::arg("seq"))
+        .def("block_refcount", [](const PyCache& c, int32_t b) { return c.cache->block_refcount(b); }, py::arg("block"))
+        .def_property_readonly("n_free_blocks", [](const PyCache& c) { return c.cache->n_free_blocks(); })
+        .def_property_readonly("n_blocks", [](const PyCache& c) { return c.cache->config().n_blocks; })
+        .def_property_readonly("block_tokens", [](const PyCache& c) { return c.cache->config().block_tokens; })
+        .def_property_readonly("n_seq", [](const PyCache& c) { return c.cache->config().n_seq_max; })
+        .def_property_readonly("nbytes", [](const PyCache& c) { return c.cache->bytes_total(); })
+        .def_property_readonly("kv_type", [](const PyCache& c) { return std::string(eg::type_traits(c.cache->config().type).name); });
+
+    py::class_<eg::Sampler>(m, "Sampler", "Token sampler (see sampler.h for the order of the steps).")
+        .def(py::init([](int32_t n_vocab, float temperature, int32_t top_k, float top_p, float min_p, float repeat_penalty,
+                         float presence_penalty, float frequency_penalty, int32_t penalty_last_n,
+                         const std::map<int32_t, float>& logit_bias, uint64_t seed) {
+                 eg::SamplerParams p;
+                 p.temperature = temperature;
+                 p.top_k = top_k;
+                 p.top_p = top_p;
+                 p.min_p = min_p;
+                 p.repeat_penalty = repeat_penalty;
+                 p.presence_penalty = presence_penalty;
+                 p.frequency_penalty = frequency_penalty;
+                 p.penalty_last_n = penalty_last_n;
+                 p.logit_bias.assign(logit_bias.begin(), logit_bias.end());
+                 p.seed = seed;
+                 return eg::Sampler(p, n_vocab);
+             }),
+             py::arg("n_vocab"), py::arg("temperature") = 0.0f, py::arg("top_k") = 0, py::arg("top_p") = 1.0f,
+             py::arg("min_p") = 0.0f, py::arg("repeat_penalty") = 1.0f, py::arg("presence_penalty") = 0.0f,
+             py::arg("frequency_penalty") = 0.0f, py::arg("penalty_last_n") = 64,
+             py::arg("logit_bias") = std::map<int32_t, float>{}, py::arg("seed") = 0)
+        .def("accept", &eg::Sampler::accept, py::arg("token"))
+        .def("sample", [](eg::Sampler& s, F32Array logits) {
+            std::vector<float> l(logits.data(), logits.data() + logits.size());
+            return s.sample(l.data());
+        }, py::arg("logits"), "Sample from a copy of `logits` (n_vocab,).");
+}

@@ -1,0 +1,67 @@
+// ops.cpp — see ops.h.
+#include "ops.h"
+
+#include <cmath>
+
+namespace eg {
+
+void rms_norm(const float* x, const float* w, float* y, int64_t n, float eps) {
+    double sum = 0.0;  // ggml accumulates the squares in double
+    for (int64_t i = 0; i < n; ++i) sum += static_cast<double>(x[i] * x[i]);
+    const float mean = static_cast<float>(sum / n);
+    const float scale = 1.0f / std::sqrt(mean + eps);
+    for (int64_t i = 0; i < n; ++i) y[i] = x[i] * scale * w[i];
+}
+
+void rope(float* x, int32_t n_heads, int32_t head_dim, double pos, const RopeParams& p) {
+    // theta_i = pos * base^(-2i/n_rot), built by repeated multiplication in float as ggml does
+    const float theta_scale = std::pow(p.freq_base, -2.0f / static_cast<float>(p.n_rot));
+    float cache[512];  // cos/sin pairs for n_rot <= 256
+    float theta = static_cast<float>(pos);
+    for (int32_t i = 0; i < p.n_rot; i += 2) {
+        const float t = p.freq_scale * theta;
+        cache[i] = std::cos(t);
+        cache[i + 1] = std::sin(t);
+        theta *= theta_scale;
+    }
+    for (int32_t h = 0; h < n_heads; ++h) {
+        float* v = x + static_cast<int64_t>(h) * head_dim;
+        if (!p.neox) {
+            for (int32_t i = 0; i < p.n_rot; i += 2) {
+                const float c = cache[i], s = cache[i + 1];
+                const float x0 = v[i], x1 = v[i + 1];
+                v[i] = x0 * c - x1 * s;
+                v[i + 1] = x0 * s + x1 * c;
+            }
+        } else {
+            const int32_t half = p.n_rot / 2;
+            for (int32_t i = 0; i < p.n_rot; i += 2) {
+                const float c = cache[i], s = cache[i + 1];
+                const float x0 = v[i / 2], x1 = v[i / 2 + half];
+                v[i / 2] = x0 * c - x1 * s;
+                v[i / 2 + half] = x0 * s + x1 * c;
+            }
+        }
+    }
+}
+
+void softmax(float* x, int64_t n) {
+    float max = -INFINITY;
+    for (int64_t i = 0; i < n; ++i) max = x[i] > max ? x[i] : max;
+    double sum = 0.0;
+    for (int64_t i = 0; i < n; ++i) {
+        x[i] = std::exp(x[i] - max);
+        sum += x[i];
+    }
+    const float inv = static_cast<float>(1.0 / sum);
+    for (int64_t i = 0; i < n; ++i) x[i] *= inv;
+}
+
+void silu_mul(float* gate, const float* up, int64_t n) {
+    for (int64_t i = 0; i < n; ++i) {
+        const float g = gate[i];
+        gate[i] = g / (1.0f + std::exp(-g)) * up[i];
+    }
+}
+
+}  // namespace eg
