@@ -135,6 +135,22 @@ void quantize_act_q8_1(const float* x, void* vy, int64_t n) {
     }
 }
 
+float dot_f16_chunks_avx2(int64_t n_chunks, const uint8_t* const* bases, size_t offset, const fp16_t* y) {
+    __m256 acc[4] = {_mm256_setzero_ps(), _mm256_setzero_ps(), _mm256_setzero_ps(), _mm256_setzero_ps()};
+    for (int64_t c = 0; c < n_chunks; ++c) {
+        const auto* x = reinterpret_cast<const fp16_t*>(bases[c] + offset);
+        for (int j = 0; j < 4; ++j) {
+            const __m256 a = _mm256_cvtph_ps(_mm_loadu_si128(reinterpret_cast<const __m128i*>(x + 8 * j)));
+            const __m256 b = _mm256_cvtph_ps(_mm_loadu_si128(reinterpret_cast<const __m128i*>(y + 32 * c + 8 * j)));
+            acc[j] = _mm256_fmadd_ps(a, b, acc[j]);
+        }
+    }
+    const __m256 s = _mm256_add_ps(_mm256_add_ps(acc[0], acc[2]), _mm256_add_ps(acc[1], acc[3]));
+    const __m128 t0 = _mm_add_ps(_mm256_castps256_ps128(s), _mm256_extractf128_ps(s, 1));
+    const __m128 t1 = _mm_hadd_ps(t0, t0);
+    return _mm_cvtss_f32(_mm_hadd_ps(t1, t1));
+}
+
 }  // namespace
 
 void fill_table_avx2_act(KernelTable& t) {
@@ -143,6 +159,7 @@ void fill_table_avx2_act(KernelTable& t) {
     t.quantize_act[static_cast<int>(QType::Q8_1)] = quantize_act_q8_1;
     t.silu_mul = silu_mul_avx2;
     t.softmax = softmax_avx2;
+    t.dot_f16_chunks = dot_f16_chunks_avx2;
 }
 
 }  // namespace eg

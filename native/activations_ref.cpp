@@ -96,6 +96,20 @@ void quantize_act_q8_1(const float* x, void* vy, int64_t n) {
     }
 }
 
+float dot_f16_chunks_ref(int64_t n_chunks, const uint8_t* const* bases, size_t offset, const fp16_t* y) {
+    float acc[4][8] = {};
+    for (int64_t c = 0; c < n_chunks; ++c) {
+        const auto* x = reinterpret_cast<const fp16_t*>(bases[c] + offset);
+        for (int j = 0; j < 4; ++j)
+            for (int l = 0; l < 8; ++l)
+                acc[j][l] = std::fma(fp16_to_f32(x[8 * j + l]), fp16_to_f32(y[32 * c + 8 * j + l]), acc[j][l]);
+    }
+    float s[8];
+    for (int l = 0; l < 8; ++l) s[l] = (acc[0][l] + acc[2][l]) + (acc[1][l] + acc[3][l]);
+    const float t0 = s[0] + s[4], t1 = s[1] + s[5], t2 = s[2] + s[6], t3 = s[3] + s[7];
+    return (t0 + t1) + (t2 + t3);
+}
+
 }  // namespace
 
 void fill_table_scalar_act(KernelTable& t) {
@@ -104,6 +118,7 @@ void fill_table_scalar_act(KernelTable& t) {
     t.quantize_act[static_cast<int>(QType::Q8_1)] = quantize_act_q8_1;
     t.silu_mul = silu_mul_ref;
     t.softmax = softmax_ref;
+    t.dot_f16_chunks = dot_f16_chunks_ref;
 }
 
 }  // namespace eg

@@ -33,6 +33,11 @@ using silu_mul_fn = void (*)(int64_t n, float* gate, const float* up);
 // In-place softmax of n scores.
 using softmax_fn = void (*)(int64_t n, float* x);
 
+// Dot product of two f16 vectors of 32 * n_chunks values, in ggml's order (four 8-lane float
+// accumulators, then its AVX2 reduction), so attention scores match llama.cpp's. Chunk c of x
+// starts at bases[c] + offset bytes (K rows, or V^T rows spread over cache blocks); y is contiguous.
+using dot_f16_chunks_fn = float (*)(int64_t n_chunks, const uint8_t* const* bases, size_t offset, const fp16_t* y);
+
 struct KernelTable {
     const char* isa = "scalar";
     // Activation quantizers (float -> Q8_0 / Q8_1 / Q8_K for products). They follow ggml's x86
@@ -41,6 +46,7 @@ struct KernelTable {
     quantize_row_fn quantize_act[kTypeCount] = {};
     silu_mul_fn silu_mul = nullptr;
     softmax_fn softmax = nullptr;
+    dot_f16_chunks_fn dot_f16_chunks = nullptr;
     vec_dot_fn vec_dot[kTypeCount] = {};              // indexed by weight type
     vec_mad_fn vec_mad[kTypeCount] = {};              // indexed by row type (F32, F16, Q8_0)
     quantize_row_fn quantize_row[kTypeCount] = {};    // indexed by destination type

@@ -32,7 +32,8 @@ KVCache::KVCache(const Config& cfg) : cfg_(cfg) {
     block_bytes_ = block_bytes(cfg.n_layer, cfg.n_embd_kv, cfg.type, cfg.block_tokens);
     EG_CHECK(static_cast<size_t>(cfg.n_blocks) <= (size_t(1) << 46) / block_bytes_, "KV cache size overflows");
     storage_size_ = static_cast<size_t>(cfg.n_blocks) * block_bytes_;
-    storage_.reset(new (std::nothrow) uint8_t[storage_size_]);
+    EG_CHECK(cfg.type != QType::F16 || cfg.block_tokens == 32, "f16 KV caches use blocks of 32 tokens");
+    storage_.reset(static_cast<uint8_t*>(std::calloc(storage_size_, 1)));
     if (!storage_) throw KVCacheFullError("could not allocate " + std::to_string(storage_size_) + " bytes of KV cache");
     refs_.assign(cfg.n_blocks, 0);
     free_.reserve(cfg.n_blocks);
@@ -135,7 +136,21 @@ uint8_t* KVCache::row_ptr(int32_t layer, int32_t seq, int64_t idx, int kv) {
 }
 
 uint8_t* KVCache::k_row(int32_t layer, int32_t seq, int64_t idx) { return row_ptr(layer, seq, idx, 0); }
-uint8_t* KVCache::v_row(int32_t layer, int32_t seq, int64_t idx) { return row_ptr(layer, seq, idx, 1); }
+uint8_t* KVCache::v_row(int32_t layer, int32_t seq, int64_t idx) {
+    EG_CHECK(!v_transposed(), "v_row on a transposed (f16) cache");
+    return row_ptr(layer, seq, idx, 1);
+}
+
+void KVCache::write_v(int32_t layer, int32_t seq, int64_t idx, const float* v, const KernelTable& kt) {
+    if (!v_transposed()) {
+        kt.quantize_row[static_cast<int>(cfg_.type)](v, row_ptr(layer, seq, idx, 1), cfg_.n_embd_kv);
+        return;
+    }
+    const int32_t B = cfg_.block_tokens;
+    auto* vt = reinterpret_cast<fp16_t*>(block_ptr(tables_[seq][static_cast<size_t>(idx / B)], layer, 1));
+    const int64_t slot = idx % B;
+    for (int32_t d = 0; d < cfg_.n_embd_kv; ++d) vt[d * B + slot] = f32_to_fp16(v[d]);
+}
 
 void KVCache::seq_shift(int32_t seq, int64_t n_keep, int64_t n_discard, const RopeParams& rope_params,
                         int32_t n_head_kv, const KernelTable& kt) {
@@ -163,7 +178,15 @@ void KVCache::seq_shift(int32_t seq, int64_t n_keep, int64_t n_discard, const Ro
             dequant(k_row(l, seq, i + n_discard), row.data(), cfg_.n_embd_kv);
             rope(row.data(), n_head_kv, cfg_.head_dim, -static_cast<double>(n_discard), rope_params);
             quant(row.data(), k_row(l, seq, i), cfg_.n_embd_kv);
-            std::memmove(v_row(l, seq, i), v_row(l, seq, i + n_discard), row_bytes_);
+            if (!v_transposed()) {
+                std::memmove(v_row(l, seq, i), v_row(l, seq, i + n_discard), row_bytes_);
+            } else {
+                const int32_t B = cfg_.block_tokens;
+                const auto* src = reinterpret_cast<const fp16_t*>(
+                    block_ptr(tables_[seq][static_cast<size_t>((i + n_discard) / B)], l, 1));
+                auto* dst = reinterpret_cast<fp16_t*>(block_ptr(tables_[seq][static_cast<size_t>(i / B)], l, 1));
+                for (int32_t d = 0; d < cfg_.n_embd_kv; ++d) dst[d * B + i % B] = src[d * B + (i + n_discard) % B];
+            }
         }
     }
     seq_truncate(seq, len - n_discard);

@@ -11,6 +11,7 @@
 #pragma once
 
 #include <cstdint>
+#include <cstdlib>
 #include <memory>
 #include <vector>
 
@@ -70,9 +71,14 @@ public:
     // Declares rows up to seq_len + n_new written. Pre: reserve(seq, n_new) succeeded.
     void commit(int32_t seq, int64_t n_new);
 
-    // Row pointers; idx < capacity reserved for the sequence.
+    // f16 caches keep V transposed inside each block, (n_embd_kv, block_tokens), so the attention's
+    // probability-weighted sum is a dot product over tokens, as in llama.cpp.
+    bool v_transposed() const { return cfg_.type == QType::F16; }
+
+    // Row access; idx < capacity reserved for the sequence.
     uint8_t* k_row(int32_t layer, int32_t seq, int64_t idx);
-    uint8_t* v_row(int32_t layer, int32_t seq, int64_t idx);
+    void write_v(int32_t layer, int32_t seq, int64_t idx, const float* v, const KernelTable& kt);  // (n_embd_kv)
+    uint8_t* v_row(int32_t layer, int32_t seq, int64_t idx);  // non-transposed caches only
     const uint8_t* k_block(int32_t layer, int32_t block) const { return block_ptr(block, layer, 0); }
     const uint8_t* v_block(int32_t layer, int32_t block) const { return block_ptr(block, layer, 1); }
 
@@ -91,7 +97,10 @@ private:
 
     Config cfg_;
     size_t row_bytes_ = 0, head_bytes_ = 0, block_layer_bytes_ = 0, block_bytes_ = 0, storage_size_ = 0;
-    std::unique_ptr<uint8_t[]> storage_;
+    struct FreeDeleter {
+        void operator()(uint8_t* p) const { std::free(p); }
+    };
+    std::unique_ptr<uint8_t, FreeDeleter> storage_;  // calloc: zero pages, touched only when used
     std::vector<int32_t> refs_;                  // per block: sequences referencing it
     std::vector<int32_t> free_;                  // free block ids (stack)
     std::vector<std::vector<int32_t>> tables_;   // per sequence: block ids in order

@@ -26,21 +26,15 @@ void rope(float* x, int32_t n_heads, int32_t head_dim, double pos, const RopePar
     }
     for (int32_t h = 0; h < n_heads; ++h) {
         float* v = x + static_cast<int64_t>(h) * head_dim;
-        if (!p.neox) {
-            for (int32_t i = 0; i < p.n_rot; i += 2) {
-                const float c = cache[i], s = cache[i + 1];
-                const float x0 = v[i], x1 = v[i + 1];
-                v[i] = x0 * c - x1 * s;
-                v[i + 1] = x0 * s + x1 * c;
-            }
-        } else {
-            const int32_t half = p.n_rot / 2;
-            for (int32_t i = 0; i < p.n_rot; i += 2) {
-                const float c = cache[i], s = cache[i + 1];
-                const float x0 = v[i / 2], x1 = v[i / 2 + half];
-                v[i / 2] = x0 * c - x1 * s;
-                v[i / 2 + half] = x0 * s + x1 * c;
-            }
+        // Which product is fused follows the x86 build of ggml (g++ -O3 -march=native contracts
+        // its rotation this way), so queries and keys match llama.cpp's bit for bit.
+        const int32_t off = p.neox ? p.n_rot / 2 : 1;
+        for (int32_t i = 0; i < p.n_rot; i += 2) {
+            const float c = cache[i], s = cache[i + 1];
+            float* a = v + (p.neox ? i / 2 : i);
+            const float x0 = a[0], x1 = a[off];
+            a[0] = std::fma(x0, c, -(x1 * s));
+            a[off] = std::fma(x0, s, x1 * c);
         }
     }
 }

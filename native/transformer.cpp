@@ -140,11 +140,17 @@ KVCache::Config Model::kv_config(int64_t n_blocks, QType type, int32_t n_seq_max
 }
 
 void Model::ensure_scratch(int64_t n_ctx) {
-    if (n_ctx <= scores_ctx_) return;
-    scores_ctx_ = n_ctx;
-    scores_.assign(static_cast<size_t>(pool_->size()) * n_ctx, 0.0f);
-    qact_.assign(static_cast<size_t>(pool_->size()) *
-                     std::max(row_size(QType::Q8_0, cfg_.head_dim), sizeof(float) * cfg_.head_dim), 0);
+    if (n_ctx <= scratch_ctx_ && !scratch_.empty()) return;
+    scratch_ctx_ = n_ctx;
+    const int64_t padded = (n_ctx + 63) & ~int64_t(31);
+    scratch_.assign(pool_->size(), Scratch{});
+    for (Scratch& s : scratch_) {
+        s.scores.assign(padded, 0.0f);
+        s.p16.assign(padded, 0);
+        s.bases.assign(padded / 32 + 1, nullptr);
+        s.q16.assign(cfg_.head_dim, 0);
+        s.qact.assign(row_size(QType::Q8_0, cfg_.head_dim) + row_size(QType::Q8_K, 256), 0);
+    }
 }
 
 // ================================================================================================
@@ -196,7 +202,7 @@ void Model::forward_chunk(KVCache& kv, int32_t seq, const int32_t* tokens, int64
             rope(&q_[i * q_dim], c.n_head, c.head_dim, static_cast<double>(start + i), c.rope);
             rope(&k_[i * kv_dim], c.n_head_kv, c.head_dim, static_cast<double>(start + i), c.rope);
             kv_quant(&k_[i * kv_dim], kv.k_row(l, seq, start + i), kv_dim);
-            kv_quant(&v_[i * kv_dim], kv.v_row(l, seq, start + i), kv_dim);
+            kv.write_v(l, seq, start + i, &v_[i * kv_dim], kt);
         }
         attention(kv, l, seq, start, n);          // attn_: (n, q_dim)
         product(L.wo, attn_.data(), n, tmp_.data());
@@ -227,43 +233,56 @@ void Model::attention(KVCache& kv, int32_t layer, int32_t seq, int64_t start, in
     const int64_t B = kc.block_tokens;
     const size_t row_bytes = kv.row_bytes(), head_bytes = kv.head_bytes();
     const std::vector<int32_t>& table = kv.block_table(seq);
-    const auto dot = kt.vec_dot[static_cast<int>(kc.type)];
-    const auto mad = kt.vec_mad[static_cast<int>(kc.type)];
-    const bool quantize_q = type_traits(kc.type).vec_dot_type != QType::F32;
-    const auto q_quant = kt.quantize_act[static_cast<int>(type_traits(kc.type).vec_dot_type)];
-    const bool round_f16 = kc.type == QType::F16;
-    const size_t qact_stride = std::max(row_size(QType::Q8_0, hd), sizeof(float) * hd);
     const float scale = 1.0f / std::sqrt(static_cast<float>(hd));
     const int64_t n_tasks = n * c.n_head;
+    const bool f16 = kv.v_transposed();
+    // non-f16 caches: scores by the table's dot kernel, values by y += p * row
+    const auto dot = kt.vec_dot[static_cast<int>(kc.type)];
+    const auto mad = kt.vec_mad[static_cast<int>(kc.type)];
+    const QType act_type = type_traits(kc.type).vec_dot_type;
+    const auto q_quant = kt.quantize_act[static_cast<int>(act_type)];
 
     pool_->run([&](int ith, int nth) {
         int64_t b, e;
         split_range(n_tasks, ith, nth, 1, &b, &e);
-        float* sc = &scores_[static_cast<size_t>(ith) * scores_ctx_];  // (L) scores of one query
-        uint8_t* qa = &qact_[static_cast<size_t>(ith) * qact_stride];
+        Scratch& s = scratch_[ith];
         for (int64_t task = b; task < e; ++task) {
             const int64_t i = task / c.n_head, h = task % c.n_head, g = h / group;
-            const int64_t L = start + i + 1;  // causal: keys 0..start+i
+            const int64_t L = start + i + 1;        // causal: keys 0..start+i
+            const int64_t n_blk = (L + B - 1) / B;
             const float* qh = &q_[i * q_dim + h * hd];
-            const void* act = qh;
-            if (quantize_q) {
-                q_quant(qh, qa, hd);
-                act = qa;
-            } else if (round_f16) {
-                // as llama.cpp: the query meets f16 keys at f16 precision
-                float* qr = reinterpret_cast<float*>(qa);
-                for (int64_t t = 0; t < hd; ++t) qr[t] = fp16_to_f32(f32_to_fp16(qh[t]));
-                act = qr;
+            float* out = &attn_[i * q_dim + h * hd];
+            float* sc = s.scores.data();            // (L rounded up to 32) scores, then probabilities
+            if (f16) {
+                // As llama.cpp: q and the probabilities are rounded to f16, dot products run in
+                // ggml's order, softmax over a multiple of 8 (padding is -inf, so exactly 0).
+                for (int64_t t = 0; t < hd; ++t) s.q16[t] = f32_to_fp16(qh[t]);
+                const uint8_t* kb[8];               // hd <= 256: up to 8 chunks of 32
+                for (int64_t j = 0; j < L; ++j) {
+                    const uint8_t* row = kv.k_block(layer, table[j / B]) + (j % B) * row_bytes + g * head_bytes;
+                    for (int64_t ch = 0; ch < hd / 32; ++ch) kb[ch] = row + ch * 64;
+                    sc[j] = kt.dot_f16_chunks(hd / 32, kb, 0, s.q16.data()) * scale;
+                }
+                const int64_t L8 = (L + 7) & ~int64_t(7);
+                for (int64_t j = L; j < L8; ++j) sc[j] = -INFINITY;
+                kt.softmax(L8, sc);
+                for (int64_t j = 0; j < n_blk * B; ++j) s.p16[j] = j < L ? f32_to_fp16(sc[j]) : fp16_t(0);
+                for (int64_t blk = 0; blk < n_blk; ++blk) s.bases[blk] = kv.v_block(layer, table[blk]);
+                for (int64_t d = 0; d < hd; ++d)
+                    out[d] = kt.dot_f16_chunks(n_blk, s.bases.data(), static_cast<size_t>(g * hd + d) * B * 2, s.p16.data());
+                continue;
             }
-            for (int64_t blk = 0; blk * B < L; ++blk) {
+            const void* act = qh;
+            if (act_type != QType::F32) {
+                q_quant(qh, s.qact.data(), hd);
+                act = s.qact.data();
+            }
+            for (int64_t blk = 0; blk < n_blk; ++blk) {
                 const int64_t nr = std::min(B, L - blk * B);
                 dot(hd, sc + blk * B, kv.k_block(layer, table[blk]) + g * head_bytes, row_bytes, nr, act);
             }
             for (int64_t j = 0; j < L; ++j) sc[j] *= scale;
             kt.softmax(L, sc);
-            if (round_f16)  // and the probabilities meet f16 values at f16 precision
-                for (int64_t j = 0; j < L; ++j) sc[j] = fp16_to_f32(f32_to_fp16(sc[j]));
-            float* out = &attn_[i * q_dim + h * hd];
             std::fill(out, out + hd, 0.0f);
             for (int64_t j = 0; j < L; ++j)
                 mad(hd, out, kv.v_block(layer, table[j / B]) + (j % B) * row_bytes + g * head_bytes, sc[j]);

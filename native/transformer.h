@@ -95,9 +95,15 @@ private:
     std::vector<float> tmp_;    // (batch, n_embd)  product output before the residual add
     std::vector<float> gate_;   // (batch, n_ff)
     std::vector<float> up_;     // (batch, n_ff)
-    std::vector<float> scores_; // (n_threads, n_ctx) attention scores per worker
-    std::vector<uint8_t> qact_; // (n_threads, hd in q8_0) quantized query per worker
-    int64_t scores_ctx_ = 0;
+    struct Scratch {                  // one per worker thread, sized for the cache's context
+        std::vector<float> scores;      // (n_ctx padded to 32) scores, then probabilities
+        std::vector<fp16_t> p16;        // (n_ctx padded to 32) probabilities in f16
+        std::vector<const uint8_t*> bases;  // (n_blocks) V^T block pointers
+        std::vector<fp16_t> q16;        // (hd) query in f16
+        std::vector<uint8_t> qact;      // query in the cache type's activation format
+    };
+    std::vector<Scratch> scratch_;
+    int64_t scratch_ctx_ = 0;
 };
 
 }  // namespace eg

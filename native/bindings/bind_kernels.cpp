@@ -7,6 +7,7 @@
 #include <pybind11/stl.h>
 
 #include <chrono>
+#include <cstring>
 #include <memory>
 #include <string>
 #include <vector>
@@ -232,6 +233,26 @@ void bind_kernels(py::module_& m) {
           "float32 (..., n) -> the weight type's activation format (q8_0 / q8_1 / q8_K / f32 bytes).");
     m.def("matmul", &matmul, py::arg("w"), py::arg("qtype"), py::arg("x"), py::arg("pool") = py::none(),
           "Y = W·X: w uint8 (rows, row_bytes); x float32 (cols,) -> (rows,) or (tokens, cols) -> (tokens, rows).");
+    // The forward pass's float kernels, exposed so tests can hold them against references.
+    m.def("softmax", [](F32Array x) {
+        F32Array y(x.size());
+        std::memcpy(y.mutable_data(), x.data(), sizeof(float) * x.size());
+        eg::kernels().softmax(static_cast<int64_t>(x.size()), y.mutable_data());
+        return y;
+    }, py::arg("x"), "Softmax of a 1-D float32 array, as the attention computes it.");
+    m.def("silu_mul", [](F32Array gate, F32Array up) {
+        if (gate.size() != up.size()) throw eg::Error("gate and up must have the same size");
+        F32Array y(gate.size());
+        std::memcpy(y.mutable_data(), gate.data(), sizeof(float) * gate.size());
+        eg::kernels().silu_mul(static_cast<int64_t>(gate.size()), y.mutable_data(), up.data());
+        return y;
+    }, py::arg("gate"), py::arg("up"), "silu(gate) * up, as the feed-forward block computes it.");
+    m.def("dot_f16", [](py::array_t<uint16_t, py::array::c_style> x, py::array_t<uint16_t, py::array::c_style> y) {
+        if (x.size() != y.size() || x.size() % 32 != 0) throw eg::Error("x and y must be equal lengths, multiples of 32");
+        std::vector<const uint8_t*> bases;
+        for (py::ssize_t c = 0; c < x.size() / 32; ++c) bases.push_back(reinterpret_cast<const uint8_t*>(x.data() + 32 * c));
+        return eg::kernels().dot_f16_chunks(static_cast<int64_t>(bases.size()), bases.data(), 0, y.data());
+    }, py::arg("x"), py::arg("y"), "Dot product of two f16 vectors (uint16 bits) in ggml's order.");
     m.def("time_matmul", &time_matmul, py::arg("weights"), py::arg("qtype"), py::arg("x"),
           py::arg("min_seconds") = 0.2, py::arg("pool") = py::none(),
           "Benchmark helper: seconds per matrix-vector product, cycling through weight copies.");
