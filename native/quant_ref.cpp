@@ -294,64 +294,96 @@ void dequantize_row_q8_1(const void* vx, float* y, int64_t n) {
 }
 
 // ================================================================================================
-// Integer dot products (weights x quantized activations), one float multiply per block
+// Integer dot products (weights x quantized activations), one float multiply per block.
+//
+// The float side is accumulated in eight lanes (lane k holds elements 4k..4k+3 of every block)
+// and reduced in a fixed order: the same arithmetic as the AVX2 kernels and as ggml's x86 code,
+// so every ISA that follows it gives bit-identical products (and llama.cpp's, on x86).
 // ================================================================================================
-template <typename Block, typename BlockAct, typename BlockDot>
-void vec_dot_rows(int64_t n, float* out, const void* w, size_t stride, int64_t nr, const void* a,
-                  int block_size, BlockDot block_dot) {
+inline float hsum_lanes(const float* a) {
+    const float l0 = a[0] + a[4], l1 = a[1] + a[5], l2 = a[2] + a[6], l3 = a[3] + a[7];
+    return (l0 + l2) + (l1 + l3);
+}
+
+// block_lanes(x, y, lanes[8]) fills the eight int32 lane sums of one block and returns the block's
+// float scale; `extra` adds a per-block float term summed separately (Q4_1's offset).
+template <typename Block, typename BlockAct, typename BlockLanes, typename Extra>
+void vec_dot_rows(int64_t n, float* out, const void* w, size_t stride, int64_t nr, const void* a, int block_size,
+                  BlockLanes block_lanes, Extra extra) {
     const auto* y = static_cast<const BlockAct*>(a);
     const int64_t nb = n / block_size;
     for (int64_t r = 0; r < nr; ++r) {
         const auto* x = reinterpret_cast<const Block*>(static_cast<const uint8_t*>(w) + r * stride);
-        float sum = 0.0f;
-        for (int64_t i = 0; i < nb; ++i) sum += block_dot(x[i], y[i]);
-        out[r] = sum;
+        float acc[8] = {};
+        float sum_extra = 0.0f;
+        for (int64_t i = 0; i < nb; ++i) {
+            int32_t lanes[8];
+            const float d = block_lanes(x[i], y[i], lanes);
+            for (int k = 0; k < 8; ++k) acc[k] = std::fma(d, static_cast<float>(lanes[k]), acc[k]);
+            sum_extra += extra(x[i], y[i]);
+        }
+        out[r] = hsum_lanes(acc) + sum_extra;
     }
 }
 
 void vec_dot_q4_0_q8_0(int64_t n, float* out, const void* w, size_t stride, int64_t nr, const void* a) {
-    vec_dot_rows<block_q4_0, block_q8_0>(n, out, w, stride, nr, a, QK4_0, [](const block_q4_0& x, const block_q8_0& y) {
-        int sumi = 0;
-        for (int j = 0; j < QK4_0 / 2; ++j) {
-            sumi += ((x.qs[j] & 0x0F) - 8) * y.qs[j];
-            sumi += ((x.qs[j] >> 4) - 8) * y.qs[j + QK4_0 / 2];
-        }
-        return sumi * fp16_to_f32(x.d) * fp16_to_f32(y.d);
-    });
+    vec_dot_rows<block_q4_0, block_q8_0>(n, out, w, stride, nr, a, QK4_0,
+        [](const block_q4_0& x, const block_q8_0& y, int32_t* lanes) {
+            for (int k = 0; k < 8; ++k) {
+                int s = 0;
+                for (int e = 4 * k; e < 4 * k + 4; ++e) {
+                    const int q = e < 16 ? (x.qs[e] & 0x0F) : (x.qs[e - 16] >> 4);
+                    s += (q - 8) * y.qs[e];
+                }
+                lanes[k] = s;
+            }
+            return fp16_to_f32(x.d) * fp16_to_f32(y.d);
+        },
+        [](const block_q4_0&, const block_q8_0&) { return 0.0f; });
 }
 
 void vec_dot_q4_1_q8_1(int64_t n, float* out, const void* w, size_t stride, int64_t nr, const void* a) {
-    vec_dot_rows<block_q4_1, block_q8_1>(n, out, w, stride, nr, a, QK4_1, [](const block_q4_1& x, const block_q8_1& y) {
-        int sumi = 0;
-        for (int j = 0; j < QK4_1 / 2; ++j) {
-            sumi += (x.qs[j] & 0x0F) * y.qs[j];
-            sumi += (x.qs[j] >> 4) * y.qs[j + QK4_1 / 2];
-        }
-        return (fp16_to_f32(x.d) * fp16_to_f32(y.d)) * sumi + fp16_to_f32(x.m) * fp16_to_f32(y.s);
-    });
+    vec_dot_rows<block_q4_1, block_q8_1>(n, out, w, stride, nr, a, QK4_1,
+        [](const block_q4_1& x, const block_q8_1& y, int32_t* lanes) {
+            for (int k = 0; k < 8; ++k) {
+                int s = 0;
+                for (int e = 4 * k; e < 4 * k + 4; ++e) s += (e < 16 ? (x.qs[e] & 0x0F) : (x.qs[e - 16] >> 4)) * y.qs[e];
+                lanes[k] = s;
+            }
+            return fp16_to_f32(x.d) * fp16_to_f32(y.d);
+        },
+        [](const block_q4_1& x, const block_q8_1& y) { return fp16_to_f32(x.m) * fp16_to_f32(y.s); });
 }
 
 void vec_dot_q5_0_q8_0(int64_t n, float* out, const void* w, size_t stride, int64_t nr, const void* a) {
-    vec_dot_rows<block_q5_0, block_q8_0>(n, out, w, stride, nr, a, QK5_0, [](const block_q5_0& x, const block_q8_0& y) {
-        uint32_t qh;
-        std::memcpy(&qh, x.qh, sizeof(qh));
-        int sumi = 0;
-        for (int j = 0; j < QK5_0 / 2; ++j) {
-            const int xh0 = ((qh & (1u << (j + 0))) >> (j + 0)) << 4;
-            const int xh1 = ((qh & (1u << (j + 16))) >> (j + 12));
-            sumi += (((x.qs[j] & 0x0F) | xh0) - 16) * y.qs[j];
-            sumi += (((x.qs[j] >> 4) | xh1) - 16) * y.qs[j + QK5_0 / 2];
-        }
-        return sumi * fp16_to_f32(x.d) * fp16_to_f32(y.d);
-    });
+    vec_dot_rows<block_q5_0, block_q8_0>(n, out, w, stride, nr, a, QK5_0,
+        [](const block_q5_0& x, const block_q8_0& y, int32_t* lanes) {
+            uint32_t qh;
+            std::memcpy(&qh, x.qh, sizeof(qh));
+            for (int k = 0; k < 8; ++k) {
+                int s = 0;
+                for (int e = 4 * k; e < 4 * k + 4; ++e) {
+                    const int lo = e < 16 ? (x.qs[e] & 0x0F) : (x.qs[e - 16] >> 4);
+                    s += ((lo | (((qh >> e) & 1u) << 4)) - 16) * y.qs[e];
+                }
+                lanes[k] = s;
+            }
+            return fp16_to_f32(x.d) * fp16_to_f32(y.d);
+        },
+        [](const block_q5_0&, const block_q8_0&) { return 0.0f; });
 }
 
 void vec_dot_q8_0_q8_0(int64_t n, float* out, const void* w, size_t stride, int64_t nr, const void* a) {
-    vec_dot_rows<block_q8_0, block_q8_0>(n, out, w, stride, nr, a, QK8_0, [](const block_q8_0& x, const block_q8_0& y) {
-        int sumi = 0;
-        for (int j = 0; j < QK8_0; ++j) sumi += x.qs[j] * y.qs[j];
-        return sumi * fp16_to_f32(x.d) * fp16_to_f32(y.d);
-    });
+    vec_dot_rows<block_q8_0, block_q8_0>(n, out, w, stride, nr, a, QK8_0,
+        [](const block_q8_0& x, const block_q8_0& y, int32_t* lanes) {
+            for (int k = 0; k < 8; ++k) {
+                int s = 0;
+                for (int e = 4 * k; e < 4 * k + 4; ++e) s += x.qs[e] * y.qs[e];
+                lanes[k] = s;
+            }
+            return fp16_to_f32(x.d) * fp16_to_f32(y.d);
+        },
+        [](const block_q8_0&, const block_q8_0&) { return 0.0f; });
 }
 
 // ================================================================================================

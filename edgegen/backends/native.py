@@ -1,0 +1,235 @@
+"""The native backend: edgegen's own C++ engine (edgegen._native) behind the Backend interface.
+
+Each decode step (forward pass + sampling over the vocabulary) is one native call that releases
+the GIL; the loop stays in Python (DESIGN.md: move it only if a measurement says so).
+
+Prefix reuse: the KV cache holds a working sequence (0) plus a few saved prompt prefixes that
+share its blocks (copy-on-write). A new prompt resumes from the longest cached common prefix, so
+requests that share a system prompt do not recompute it.
+"""
+from __future__ import annotations
+
+import os
+import random
+import threading
+from typing import Any, Iterator, Optional, Sequence
+
+from .. import _native
+from ..errors import MemoryBudgetError, ModelNotFoundError, UnsupportedModelError
+from ..gguf import GGUFFile
+from ..sampling import SamplingParams
+from ..tokenizer import Tokenizer
+from .base import Backend
+
+SUPPORTED_ARCHITECTURES = ("llama",)
+KV_TYPES = ("f16", "q8_0")
+_WORK = 0  # the working sequence id
+
+
+def supports(path: str) -> bool:
+    """True when the file is a GGUF model whose architecture the native engine runs."""
+    with GGUFFile(path) as f:
+        return f.architecture in SUPPORTED_ARCHITECTURES
+
+
+def open(path: str, **options: Any) -> "NativeBackend":  # noqa: A001 (module-level factory)
+    return NativeBackend(path, **options)
+
+
+def _common_prefix(a: Sequence[int], b: Sequence[int]) -> int:
+    n = min(len(a), len(b))
+    i = 0
+    while i < n and a[i] == b[i]:
+        i += 1
+    return i
+
+
+class NativeBackend(Backend):
+    name = "native"
+    max_parallel = 1
+
+    def __init__(
+        self,
+        path: str,
+        *,
+        n_ctx: int = 2048,
+        n_threads: Optional[int] = None,
+        n_batch: int = 512,
+        kv_type: str = "f16",
+        n_saved_prefixes: int = 3,
+        verbose: bool = False,
+    ) -> None:
+        del n_batch, verbose  # the engine batches internally; it never logs
+        if not os.path.isfile(path):
+            raise ModelNotFoundError(f"no model file at {path!r}")
+        if kv_type not in KV_TYPES:
+            raise UnsupportedModelError(f"kv_type {kv_type!r} is not supported by the native engine; use one of {KV_TYPES}")
+        self._path = path
+        self._file = GGUFFile(path)
+        if self._file.architecture not in SUPPORTED_ARCHITECTURES:
+            raise UnsupportedModelError(
+                f"architecture {self._file.architecture!r} is not supported by the native engine "
+                f"(supported: {', '.join(SUPPORTED_ARCHITECTURES)})")
+        self._tok = Tokenizer.from_gguf(self._file)
+        self._model = _native.Model(path, n_threads or 0)
+        cfg = self._model.config
+        self.config = cfg
+        train_ctx = int(cfg["n_ctx_train"])
+        self._n_ctx = min(n_ctx, train_ctx) if n_ctx > 0 else train_ctx
+        n_seq = 1 + max(0, n_saved_prefixes)
+        # room for the working sequence plus diverging tails of the saved prefixes
+        self._cache = self._model.new_cache(self._n_ctx * 2, kv_type, n_seq)
+        self._kv_type = kv_type
+        self._seq_tokens: list[list[int]] = [[] for _ in range(n_seq)]  # tokens evaluated per sequence
+        self._lock = threading.Lock()
+        self.stats: dict[str, int] = {"prompt_tokens_evaluated": 0, "prompt_tokens_reused": 0}
+
+    # ---- metadata -------------------------------------------------------------------------------
+    @property
+    def n_ctx(self) -> int:
+        return self._n_ctx
+
+    @property
+    def n_vocab(self) -> int:
+        return int(self.config["n_vocab"])
+
+    @property
+    def model_name(self) -> str:
+        return str(self._file.metadata.get("general.name") or os.path.splitext(os.path.basename(self._path))[0])
+
+    @property
+    def architecture(self) -> str:
+        return self._file.architecture
+
+    @property
+    def chat_template(self) -> Optional[str]:
+        return self._file.metadata.get("tokenizer.chat_template") or None
+
+    @property
+    def bos_id(self) -> Optional[int]:
+        return self._tok.bos_id
+
+    @property
+    def eos_id(self) -> Optional[int]:
+        return self._tok.eos_id
+
+    @property
+    def add_bos(self) -> bool:
+        return bool(self._tok.add_bos)
+
+    @property
+    def kv_cache(self) -> Any:
+        return self._cache
+
+    def is_eog(self, token_id: int) -> bool:
+        return self._tok.is_eog(token_id)
+
+    # ---- tokenizer ------------------------------------------------------------------------------
+    def tokenize(self, text: str, add_special: bool, parse_special: bool) -> list[int]:
+        return self._tok.encode(text, add_special=add_special, parse_special=parse_special)
+
+    def token_bytes(self, token_id: int, special: bool = False) -> bytes:
+        return self._tok.token_to_bytes(token_id, special)
+
+    # ---- KV prefix reuse ------------------------------------------------------------------------
+    def _resume(self, prompt: Sequence[int]) -> int:
+        """Points the working sequence at the longest cached prefix of `prompt`; returns its length.
+        At least the last prompt token is always left to evaluate (its logits pick the next token)."""
+        limit = len(prompt) - 1
+        best_seq, best = _WORK, _common_prefix(self._seq_tokens[_WORK], prompt)
+        for s in range(1, len(self._seq_tokens)):
+            n = _common_prefix(self._seq_tokens[s], prompt)
+            if n > best:
+                best_seq, best = s, n
+        best = min(best, limit)
+        if best_seq == _WORK:
+            self._cache.seq_truncate(_WORK, best)
+        else:
+            self._cache.seq_fork(best_seq, _WORK, best)
+        self._seq_tokens[_WORK] = list(prompt[:best])
+        return best
+
+    def _save_prefix(self, n: int) -> None:
+        """Keeps the first n tokens of the working sequence as a saved prefix (shared blocks)."""
+        if n <= 0 or len(self._seq_tokens) < 2:
+            return
+        work = self._seq_tokens[_WORK][:n]
+        slots = range(1, len(self._seq_tokens))
+        if any(self._seq_tokens[s] == work for s in slots):
+            return
+        # replace the slot sharing least with this prompt (empty slots first)
+        slot = min(slots, key=lambda s: (len(self._seq_tokens[s]) > 0, _common_prefix(self._seq_tokens[s], work)))
+        self._cache.seq_fork(_WORK, slot, n)
+        self._seq_tokens[slot] = work
+
+    def _drop_saved_prefixes(self) -> None:
+        for s in range(1, len(self._seq_tokens)):
+            self._cache.seq_clear(s)
+            self._seq_tokens[s] = []
+
+    def _decode(self, tokens: Sequence[int], sampler: Any) -> int:
+        try:
+            tok = self._model.decode(self._cache, _WORK, list(tokens), sampler)
+        except MemoryBudgetError:
+            if not any(self._seq_tokens[1:]):
+                raise
+            self._drop_saved_prefixes()  # saved prefixes hold blocks: free them and retry once
+            tok = self._model.decode(self._cache, _WORK, list(tokens), sampler)
+        self._seq_tokens[_WORK].extend(tokens)
+        return int(tok)
+
+    # ---- generation -----------------------------------------------------------------------------
+    def make_sampler(self, params: SamplingParams) -> Any:
+        seed = params.seed if params.seed is not None else random.getrandbits(63)
+        return _native.Sampler(
+            self.n_vocab,
+            temperature=float(params.temperature),
+            top_k=int(params.top_k or 0),
+            top_p=float(params.top_p if params.top_p is not None else 1.0),
+            min_p=float(params.min_p or 0.0),
+            repeat_penalty=float(params.repeat_penalty),
+            presence_penalty=float(params.presence_penalty),
+            frequency_penalty=float(params.frequency_penalty),
+            logit_bias={int(k): float(v) for k, v in dict(params.logit_bias or {}).items()},
+            seed=int(seed) & 0xFFFFFFFFFFFFFFFF,
+        )
+
+    def generate_tokens(
+        self, prompt_ids: Sequence[int], params: SamplingParams, cancel: threading.Event
+    ) -> Iterator[int]:
+        prompt = [int(t) for t in prompt_ids]
+        if not prompt:
+            prompt = [self.bos_id if self.bos_id is not None else 0]
+        with self._lock:
+            sampler = self.make_sampler(params)
+            reused = self._resume(prompt)
+            for t in prompt[:reused]:
+                sampler.accept(t)
+            self.stats["prompt_tokens_reused"] += reused
+            self.stats["prompt_tokens_evaluated"] += len(prompt) - reused
+            if cancel.is_set():
+                return
+            tok = self._decode(prompt[reused:], sampler)
+            self._save_prefix(len(prompt))
+            while True:
+                yield tok
+                if cancel.is_set() or len(self._seq_tokens[_WORK]) + 1 >= self._n_ctx:
+                    return
+                tok = self._decode([tok], sampler)
+
+    def eval_logits(self, tokens: Sequence[int]) -> Any:
+        """Logits (n, n_vocab) of every position of `tokens` evaluated from an empty context."""
+        with self._lock:
+            self._cache.seq_clear(_WORK)
+            self._seq_tokens[_WORK] = []
+            out = self._model.eval(self._cache, _WORK, list(tokens), all_logits=True)
+            self._seq_tokens[_WORK] = list(tokens)
+            return out
+
+    def close(self) -> None:
+        self._drop_saved_prefixes() if hasattr(self, "_cache") else None
+        self._cache = None
+        self._model = None
+        f = getattr(self, "_file", None)
+        if f is not None:
+            f.close()
