@@ -59,7 +59,10 @@ def main(argv: list[str] | None = None) -> int:
 
     rows_out = []
     for fmt in supported:
+        block = _native.type_info(fmt)["block_size"]
         for cols, rows in SHAPES:
+            if cols % block:  # k-quants need rows of 256: 576-wide matrices cannot be stored so
+                continue
             ws = weight_copies(fmt, cols, rows, rng)
             x = rng.standard_normal(cols).astype(np.float32)
             for t in args.threads:

@@ -4,4 +4,5 @@ set -euo pipefail
 cd "$(dirname "$0")/.."
 bash scripts/setup.sh
 venv="${EDGEGEN_VENV:-.venv}"
-exec "$venv/bin/edgegen" bench --quick "$@"
+if [ "$#" -eq 0 ]; then set -- "What is the capital of France? Answer in one sentence."; fi
+exec "$venv/bin/edgegen" run --max-tokens 64 "$@"
