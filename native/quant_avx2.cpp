@@ -237,63 +237,6 @@ void vec_mad_q8_0(int64_t n, float* y, const void* row, float s) {
     }
 }
 
-// ---- activation quantizers, bit-identical to the scalar reference ---------------------------------
-// roundf (half away from zero) exactly: t = trunc(v); v - t is exact; step away when |v - t| >= 0.5.
-inline __m256i roundf_epi32(__m256 v) {
-    const __m256 sign = _mm256_set1_ps(-0.0f);
-    const __m256 t = _mm256_round_ps(v, _MM_FROUND_TO_ZERO | _MM_FROUND_NO_EXC);
-    const __m256 frac = _mm256_andnot_ps(sign, _mm256_sub_ps(v, t));
-    const __m256 step = _mm256_or_ps(_mm256_set1_ps(1.0f), _mm256_and_ps(v, sign));
-    const __m256 adj = _mm256_and_ps(_mm256_cmp_ps(frac, _mm256_set1_ps(0.5f), _CMP_GE_OQ), step);
-    return _mm256_cvttps_epi32(_mm256_add_ps(t, adj));
-}
-
-// Quantizes 32 floats to int8 with scale 1/d as the reference does; returns the int sum.
-inline int quantize_block_32(const float* x, int8_t* qs, float* d_out) {
-    const __m256 sign = _mm256_set1_ps(-0.0f);
-    __m256 v[4];
-    __m256 amax = _mm256_setzero_ps();
-    for (int k = 0; k < 4; ++k) {
-        v[k] = _mm256_loadu_ps(x + 8 * k);
-        amax = _mm256_max_ps(amax, _mm256_andnot_ps(sign, v[k]));
-    }
-    __m128 m = _mm_max_ps(_mm256_castps256_ps128(amax), _mm256_extractf128_ps(amax, 1));
-    m = _mm_max_ps(m, _mm_movehl_ps(m, m));
-    m = _mm_max_ss(m, _mm_movehdup_ps(m));
-    const float d = _mm_cvtss_f32(m) / 127.0f;
-    const float id = d ? 1.0f / d : 0.0f;
-    const __m256 idv = _mm256_set1_ps(id);
-    __m256i i32[4];
-    for (int k = 0; k < 4; ++k) i32[k] = roundf_epi32(_mm256_mul_ps(v[k], idv));
-    const __m256i sum = _mm256_add_epi32(_mm256_add_epi32(i32[0], i32[1]), _mm256_add_epi32(i32[2], i32[3]));
-    __m256i p16a = _mm256_packs_epi32(i32[0], i32[1]);
-    __m256i p16b = _mm256_packs_epi32(i32[2], i32[3]);
-    __m256i p8 = _mm256_packs_epi16(p16a, p16b);
-    p8 = _mm256_permutevar8x32_epi32(p8, _mm256_setr_epi32(0, 4, 1, 5, 2, 6, 3, 7));
-    _mm256_storeu_si256(reinterpret_cast<__m256i*>(qs), p8);
-    *d_out = d;
-    return hsum_epi32(sum);
-}
-
-void quantize_row_q8_0(const float* x, void* vy, int64_t n) {
-    auto* y = static_cast<block_q8_0*>(vy);
-    for (int64_t i = 0; i < n / QK8_0; ++i) {
-        float d;
-        quantize_block_32(x + i * QK8_0, y[i].qs, &d);
-        y[i].d = f32_to_fp16(d);
-    }
-}
-
-void quantize_row_q8_1(const float* x, void* vy, int64_t n) {
-    auto* y = static_cast<block_q8_1*>(vy);
-    for (int64_t i = 0; i < n / QK8_1; ++i) {
-        float d;
-        const int sum = quantize_block_32(x + i * QK8_1, y[i].qs, &d);
-        y[i].d = f32_to_fp16(d);
-        y[i].s = f32_to_fp16(sum * d);
-    }
-}
-
 }  // namespace
 
 void fill_table_avx2(KernelTable& t) {
@@ -305,8 +248,6 @@ void fill_table_avx2(KernelTable& t) {
     t.vec_dot[i(QType::F32)] = vec_dot_float<LoadF32>;
     t.vec_dot[i(QType::F16)] = vec_dot_float<LoadF16>;
     t.vec_dot[i(QType::BF16)] = vec_dot_float<LoadBF16>;
-    t.quantize_row[i(QType::Q8_0)] = quantize_row_q8_0;
-    t.quantize_row[i(QType::Q8_1)] = quantize_row_q8_1;
     t.vec_mad[i(QType::F32)] = vec_mad_f32;
     t.vec_mad[i(QType::F16)] = vec_mad_f16;
     t.vec_mad[i(QType::Q8_0)] = vec_mad_q8_0;
