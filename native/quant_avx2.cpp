@@ -2,8 +2,8 @@
 //
 // Compiled for every x86-64 build with a per-file target pragma; cpu_isa.cpp calls
 // fill_table_avx2 only after checking the CPU has AVX2, FMA and F16C. Integer parts are exact;
-// only the float accumulation order differs from quant_ref.cpp. Products run four weight rows per
-// pass so each activation block is loaded (and its correction term computed) once for four rows.
+// the float side accumulates in eight lanes reduced in a fixed order, exactly as quant_ref.cpp does,
+// so results are bit-identical to the scalar reference.
 #include "kernels.h"
 
 #if defined(__x86_64__) || defined(_M_X64)
@@ -158,14 +158,14 @@ inline void q8_0_rows(int64_t nb, float* out, const void* w, size_t stride, cons
     for (int r = 0; r < NR; ++r) out[r] = hsum_ps(acc[r]);
 }
 
-template <typename BlockAct, void (*Rows4)(int64_t, float*, const void*, size_t, const BlockAct*),
-          void (*Rows1)(int64_t, float*, const void*, size_t, const BlockAct*)>
+// One row at a time: measured faster here than interleaving 2 or 4 rows (which would share the
+// activation loads), because a single row keeps its pointers and accumulator in registers and its
+// weight stream sequential (bench/kernels.py; docs/benchmarks.md).
+template <typename BlockAct, void (*Row)(int64_t, float*, const void*, size_t, const BlockAct*)>
 void vec_dot_blocks(int64_t n, float* out, const void* w, size_t stride, int64_t nr, const void* a) {
     const int64_t nb = n / 32;
     const auto* y = static_cast<const BlockAct*>(a);
-    int64_t r = 0;
-    for (; r + 4 <= nr; r += 4) Rows4(nb, out + r, static_cast<const uint8_t*>(w) + r * stride, stride, y);
-    for (; r < nr; ++r) Rows1(nb, out + r, static_cast<const uint8_t*>(w) + r * stride, stride, y);
+    for (int64_t r = 0; r < nr; ++r) Row(nb, out + r, static_cast<const uint8_t*>(w) + r * stride, stride, y);
 }
 
 // ---- float rows ----------------------------------------------------------------------------------
@@ -241,10 +241,10 @@ void vec_mad_q8_0(int64_t n, float* y, const void* row, float s) {
 
 void fill_table_avx2(KernelTable& t) {
     auto i = [](QType q) { return static_cast<int>(q); };
-    t.vec_dot[i(QType::Q4_0)] = vec_dot_blocks<block_q8_0, q4_0_rows<4>, q4_0_rows<1>>;
-    t.vec_dot[i(QType::Q4_1)] = vec_dot_blocks<block_q8_1, q4_1_rows<4>, q4_1_rows<1>>;
-    t.vec_dot[i(QType::Q5_0)] = vec_dot_blocks<block_q8_0, q5_0_rows<4>, q5_0_rows<1>>;
-    t.vec_dot[i(QType::Q8_0)] = vec_dot_blocks<block_q8_0, q8_0_rows<4>, q8_0_rows<1>>;
+    t.vec_dot[i(QType::Q4_0)] = vec_dot_blocks<block_q8_0, q4_0_rows<1>>;
+    t.vec_dot[i(QType::Q4_1)] = vec_dot_blocks<block_q8_1, q4_1_rows<1>>;
+    t.vec_dot[i(QType::Q5_0)] = vec_dot_blocks<block_q8_0, q5_0_rows<1>>;
+    t.vec_dot[i(QType::Q8_0)] = vec_dot_blocks<block_q8_0, q8_0_rows<1>>;
     t.vec_dot[i(QType::F32)] = vec_dot_float<LoadF32>;
     t.vec_dot[i(QType::F16)] = vec_dot_float<LoadF16>;
     t.vec_dot[i(QType::BF16)] = vec_dot_float<LoadBF16>;
