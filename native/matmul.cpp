@@ -25,20 +25,37 @@ void quantize_activations(const KernelTable& kt, QType wtype, const float* x, in
 
 void matmul(const KernelTable& kt, ThreadPool& pool, QType wtype, const void* w, size_t w_stride,
             int64_t n_rows, int64_t n_cols, const float* x, int64_t n_tok, float* y, int64_t y_stride) {
-    const TypeTraits& wt = type_traits(wtype);
-    const QType at = wt.vec_dot_type;
-    EG_CHECK(n_rows >= 0 && n_tok >= 0, "negative matrix dimensions");
-    EG_CHECK(n_cols > 0 && n_cols % wt.block_size == 0,
-             std::string("row length ") + std::to_string(n_cols) + " is not a positive multiple of the " +
-                 wt.name + " block size " + std::to_string(wt.block_size));
-    EG_CHECK(w_stride >= row_size(wtype, n_cols), "weight row stride smaller than a row");
-    EG_CHECK(y_stride >= n_rows, "output row stride smaller than a row");
-    const vec_dot_fn dot = kt.vec_dot[static_cast<int>(wtype)];
-    const quantize_row_fn quant = kt.quantize_act[static_cast<int>(at)];
-    EG_CHECK(dot != nullptr && quant != nullptr, std::string("no kernel for ") + wt.name);
-    if (n_rows == 0 || n_tok == 0) return;
+    const MatmulJob job{wtype, w, w_stride, n_rows, y, y_stride};
+    matmul_multi(kt, pool, &job, 1, n_cols, x, n_tok);
+}
 
-    // Activations in the weight type's dot format: float rows are used as they are.
+void matmul_multi(const KernelTable& kt, ThreadPool& pool, const MatmulJob* jobs, int n_jobs, int64_t n_cols,
+                  const float* x, int64_t n_tok) {
+    EG_CHECK(n_jobs >= 1 && n_jobs <= 8, "matmul_multi takes 1..8 products");
+    EG_CHECK(n_tok >= 0, "negative token count");
+    const QType at = type_traits(jobs[0].wtype).vec_dot_type;
+    vec_dot_fn dots[8];
+    int64_t row_start[9] = {0};  // jobs' rows concatenated: job j owns [row_start[j], row_start[j+1])
+    for (int j = 0; j < n_jobs; ++j) {
+        const MatmulJob& jb = jobs[j];
+        const TypeTraits& wt = type_traits(jb.wtype);
+        EG_CHECK(wt.vec_dot_type == at, "products in one matmul_multi must share an activation format");
+        EG_CHECK(jb.n_rows >= 0, "negative matrix dimensions");
+        EG_CHECK(n_cols > 0 && n_cols % wt.block_size == 0,
+                 std::string("row length ") + std::to_string(n_cols) + " is not a positive multiple of the " +
+                     wt.name + " block size " + std::to_string(wt.block_size));
+        EG_CHECK(jb.w_stride >= row_size(jb.wtype, n_cols), "weight row stride smaller than a row");
+        EG_CHECK(jb.y_stride >= jb.n_rows, "output row stride smaller than a row");
+        dots[j] = kt.vec_dot[static_cast<int>(jb.wtype)];
+        EG_CHECK(dots[j] != nullptr, std::string("no kernel for ") + wt.name);
+        row_start[j + 1] = row_start[j] + jb.n_rows;
+    }
+    const quantize_row_fn quant = kt.quantize_act[static_cast<int>(at)];
+    EG_CHECK(quant != nullptr, std::string("no quantizer for ") + type_traits(at).name);
+    const int64_t total_rows = row_start[n_jobs];
+    if (total_rows == 0 || n_tok == 0) return;
+
+    // Activations in the weights' dot format: float rows are used as they are.
     const size_t act_row = row_size(at, n_cols);
     const bool convert = at != QType::F32;
     thread_local std::vector<uint8_t> act_buf;
@@ -52,7 +69,6 @@ void matmul(const KernelTable& kt, ThreadPool& pool, QType wtype, const void* w,
     const bool parallel_convert = convert && n_tok > 1;
     std::atomic<int> converted{0};
 
-    const int64_t row_align = n_rows >= 4 * pool.size() ? 4 : 1;
     pool.run([&](int ith, int nth) {
         if (parallel_convert) {
             int64_t t0, t1;
@@ -62,16 +78,22 @@ void matmul(const KernelTable& kt, ThreadPool& pool, QType wtype, const void* w,
             for (int it = 0; converted.load(std::memory_order_acquire) != nth;) spin_wait_step(it);
         }
         int64_t r0, r1;
-        split_range(n_rows, ith, nth, row_align, &r0, &r1);
-        const uint8_t* wb = static_cast<const uint8_t*>(w);
-        if (n_tok == 1) {
-            if (r1 > r0) dot(n_cols, y + r0, wb + r0 * w_stride, w_stride, r1 - r0, act);
-            return;
-        }
-        for (int64_t rt = r0; rt < r1; rt += kRowTile) {
-            const int64_t nr = std::min(kRowTile, r1 - rt);
-            for (int64_t t = 0; t < n_tok; ++t)
-                dot(n_cols, y + t * y_stride + rt, wb + rt * w_stride, w_stride, nr, act + t * act_row);
+        split_range(total_rows, ith, nth, 4, &r0, &r1);
+        for (int j = 0; j < n_jobs; ++j) {  // the part of each product inside [r0, r1)
+            const int64_t b = std::max(r0, row_start[j]) - row_start[j];
+            const int64_t e = std::min(r1, row_start[j + 1]) - row_start[j];
+            if (e <= b) continue;
+            const MatmulJob& jb = jobs[j];
+            const uint8_t* wb = static_cast<const uint8_t*>(jb.w);
+            if (n_tok == 1) {
+                dots[j](n_cols, jb.y + b, wb + b * jb.w_stride, jb.w_stride, e - b, act);
+                continue;
+            }
+            for (int64_t rt = b; rt < e; rt += kRowTile) {
+                const int64_t nr = std::min(kRowTile, e - rt);
+                for (int64_t t = 0; t < n_tok; ++t)
+                    dots[j](n_cols, jb.y + t * jb.y_stride + rt, wb + rt * jb.w_stride, jb.w_stride, nr, act + t * act_row);
+            }
         }
     });
 }

@@ -19,6 +19,19 @@ namespace eg {
 void matmul(const KernelTable& kt, ThreadPool& pool, QType wtype, const void* w, size_t w_stride,
             int64_t n_rows, int64_t n_cols, const float* x, int64_t n_tok, float* y, int64_t y_stride);
 
+// Several products sharing one input X (attention's Q, K, V; the FFN's gate and up): X is
+// converted once and all their rows are split over the threads in a single fork/join.
+struct MatmulJob {
+    QType wtype;
+    const void* w;
+    size_t w_stride;
+    int64_t n_rows;
+    float* y;  // (n_tok, y_stride)
+    int64_t y_stride;
+};
+void matmul_multi(const KernelTable& kt, ThreadPool& pool, const MatmulJob* jobs, int n_jobs, int64_t n_cols,
+                  const float* x, int64_t n_tok);
+
 // Converts n_tok rows of X to `wtype`'s activation format into `out` (n_tok * row_size bytes).
 void quantize_activations(const KernelTable& kt, QType wtype, const float* x, int64_t n_tok, int64_t n_cols,
                           uint8_t* out);

@@ -160,6 +160,22 @@ void Model::product(const WeightView& w, const float* x, int64_t n_tok, float* y
     matmul(kernels(), *pool_, w.type, w.data, w.row_stride, w.ne1, w.ne0, x, n_tok, y, w.ne1);
 }
 
+void Model::products(std::initializer_list<std::pair<const WeightView&, float*>> outs, const float* x, int64_t n_tok) {
+    MatmulJob jobs[8];
+    int n = 0;
+    bool same_act = true;
+    const QType at = type_traits(outs.begin()->first.type).vec_dot_type;
+    for (const auto& [w, y] : outs) {
+        jobs[n++] = MatmulJob{w.type, w.data, w.row_stride, w.ne1, y, w.ne1};
+        same_act = same_act && type_traits(w.type).vec_dot_type == at;
+    }
+    if (same_act) {
+        matmul_multi(kernels(), *pool_, jobs, n, outs.begin()->first.ne0, x, n_tok);
+    } else {  // mixed formats (rare): one product at a time
+        for (const auto& [w, y] : outs) product(w, x, n_tok, y);
+    }
+}
+
 void Model::forward(KVCache& kv, int32_t seq, const int32_t* tokens, int64_t n, bool all_logits, float* logits_out) {
     EG_CHECK(n > 0, "no tokens to evaluate");
     const KVCache::Config& kc = kv.config();
@@ -195,9 +211,8 @@ void Model::forward_chunk(KVCache& kv, int32_t seq, const int32_t* tokens, int64
         const LayerWeights& L = layers_[l];
         // ---- attention block -----------------------------------------------------------------
         for (int64_t i = 0; i < n; ++i) rms_norm(&x_[i * d], L.attn_norm, &xn_[i * d], d, c.rms_eps);
-        product(L.wq, xn_.data(), n, q_.data());  // (n, q_dim)
-        product(L.wk, xn_.data(), n, k_.data());  // (n, kv_dim)
-        product(L.wv, xn_.data(), n, v_.data());  // (n, kv_dim)
+        // q: (n, q_dim), k and v: (n, kv_dim), in one parallel region
+        products({{L.wq, q_.data()}, {L.wk, k_.data()}, {L.wv, v_.data()}}, xn_.data(), n);
         for (int64_t i = 0; i < n; ++i) {
             rope(&q_[i * q_dim], c.n_head, c.head_dim, static_cast<double>(start + i), c.rope);
             rope(&k_[i * kv_dim], c.n_head_kv, c.head_dim, static_cast<double>(start + i), c.rope);
@@ -209,8 +224,7 @@ void Model::forward_chunk(KVCache& kv, int32_t seq, const int32_t* tokens, int64
         for (int64_t i = 0; i < n * d; ++i) x_[i] += tmp_[i];
         // ---- feed-forward block (SwiGLU) -----------------------------------------------------
         for (int64_t i = 0; i < n; ++i) rms_norm(&x_[i * d], L.ffn_norm, &xn_[i * d], d, c.rms_eps);
-        product(L.w_gate, xn_.data(), n, gate_.data());  // (n, n_ff)
-        product(L.w_up, xn_.data(), n, up_.data());      // (n, n_ff)
+        products({{L.w_gate, gate_.data()}, {L.w_up, up_.data()}}, xn_.data(), n);  // (n, n_ff) each
         kt.silu_mul(n * c.n_ff, gate_.data(), up_.data());
         product(L.w_down, gate_.data(), n, tmp_.data());  // (n, d)
         for (int64_t i = 0; i < n * d; ++i) x_[i] += tmp_[i];

@@ -9,6 +9,8 @@
 #pragma once
 
 #include <cstdint>
+#include <initializer_list>
+#include <utility>
 #include <memory>
 #include <string>
 #include <vector>
@@ -76,6 +78,8 @@ private:
                        float* logits_out);
     void attention(KVCache& kv, int32_t layer, int32_t seq, int64_t start, int64_t n);
     void product(const WeightView& w, const float* x, int64_t n_tok, float* y);
+    // Products sharing the input x, in one parallel region.
+    void products(std::initializer_list<std::pair<const WeightView&, float*>> outs, const float* x, int64_t n_tok);
     void ensure_scratch(int64_t n_ctx);
 
     std::shared_ptr<GGUFFile> file_;
