@@ -7,7 +7,7 @@ Per engine and file (each measured in its own process, so peak RSS is its own):
   prefill tok/s one 512-token prompt into an empty cache
   TTFT          16-token prompt -> first sampled token
   load          open the file and build the model (mmap; a warm page cache)
-  peak RSS      of the measuring process (ru_maxrss)
+  peak RSS      of the measuring process (VmHWM)
 Medians of --runs runs. Q4_0 and Q8_0 are made from the packaged Q4_1 file with llama.cpp's own
 quantizer. The bandwidth bound is this machine's read bandwidth (measured in the same run with
 vector loads) divided by the weight bytes one decode step reads.
@@ -33,11 +33,8 @@ PROMPT_TEXT = ("The history of the bicycle begins in the early nineteenth centur
                "tried to build a practical human-powered vehicle. ") * 40
 
 
-def worker(engine: str, path: str, threads: int, runs: int) -> dict:
-    from edgegen.tokenizer import Tokenizer
-
-    tok = Tokenizer.from_gguf(path)
-    ids = tok.encode(PROMPT_TEXT, add_special=False)
+def worker(engine: str, path: str, threads: int, runs: int, ids: list[int]) -> dict:
+    # the prompt arrives tokenized, so this process's peak RSS is the engine's alone
     short, long_ = ids[:16], ids[:512]
     loads, decode, prefill, ttft = [], [], [], []
     if engine == "native":
@@ -89,7 +86,15 @@ def worker(engine: str, path: str, threads: int, runs: int) -> dict:
             prefill.append(512 / (time.perf_counter() - t))
     med = statistics.median
     return {"engine": engine, "decode": med(decode), "prefill": med(prefill), "ttft_ms": 1000 * med(ttft),
-            "load_ms": 1000 * med(loads), "rss_mb": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024}
+            "load_ms": 1000 * med(loads), "rss_mb": peak_rss_mb()}
+
+
+def peak_rss_mb() -> float:
+    # VmHWM, not ru_maxrss: after fork+exec ru_maxrss still carries the parent's peak
+    for line in Path("/proc/self/status").read_text().splitlines():
+        if line.startswith("VmHWM:"):
+            return int(line.split()[1]) / 1024
+    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
 
 
 def weight_bytes_per_token(path: str) -> int:
@@ -109,6 +114,8 @@ def requantize(src: str, name: str, ftype: int, out_dir: str) -> str:
     params = llama_cpp.llama_model_quantize_default_params()
     params.ftype = ftype
     params.allow_requantize = True
+    if os.path.exists(dst):
+        return dst
     if llama_cpp.llama_model_quantize(src.encode(), dst.encode(), ctypes.byref(params)) != 0:
         raise SystemExit(f"llama.cpp failed to make {name}")
     return dst
@@ -120,10 +127,11 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--runs", type=int, default=5)
     ap.add_argument("--quants", nargs="+", default=["q4_1", "q4_0", "q8_0"])
     ap.add_argument("--markdown", action="store_true")
-    ap.add_argument("--worker", nargs=2, metavar=("ENGINE", "PATH"), help=argparse.SUPPRESS)
+    ap.add_argument("--worker", nargs=3, metavar=("ENGINE", "PATH", "IDS"), help=argparse.SUPPRESS)
     args = ap.parse_args(argv)
     if args.worker:
-        print(json.dumps(worker(args.worker[0], args.worker[1], args.threads, args.runs)))
+        ids = json.loads(Path(args.worker[2]).read_text())
+        print(json.dumps(worker(args.worker[0], args.worker[1], args.threads, args.runs, ids)))
         return 0
 
     from edgegen import _native
@@ -141,10 +149,14 @@ def main(argv: list[str] | None = None) -> int:
     rows = []
     for q in args.quants:
         bound = bw * 1e9 / weight_bytes_per_token(files[q])
+        from edgegen.tokenizer import Tokenizer
+
+        ids_file = os.path.join(tmp, f"ids-{q}.json")
+        Path(ids_file).write_text(json.dumps(Tokenizer.from_gguf(files[q]).encode(PROMPT_TEXT, add_special=False)))
         res = {}
         for engine in ("native", "llama.cpp"):
             out = subprocess.run([sys.executable, __file__, "--threads", str(args.threads), "--runs", str(args.runs),
-                                  "--worker", engine, files[q]], capture_output=True, text=True, check=True)
+                                  "--worker", engine, files[q], ids_file], capture_output=True, text=True, check=True)
             res[engine] = json.loads(out.stdout.strip().splitlines()[-1])
         rows.append((q, bound, res["native"], res["llama.cpp"]))
     hdr = ("| file | engine | decode tok/s | prefill tok/s | TTFT ms | load ms | peak RSS MB | decode ratio | prefill ratio | decode bound tok/s |",

@@ -48,6 +48,9 @@ struct KernelTable {
     softmax_fn softmax = nullptr;
     dot_f16_chunks_fn dot_f16_chunks = nullptr;
     vec_dot_fn vec_dot[kTypeCount] = {};              // indexed by weight type
+    // Same products, tuned for rows already in cache (a weight tile reused by a batch of tokens):
+    // results are bit-identical to vec_dot's; null means "use vec_dot".
+    vec_dot_fn vec_dot_tile[kTypeCount] = {};
     vec_mad_fn vec_mad[kTypeCount] = {};              // indexed by row type (F32, F16, Q8_0)
     quantize_row_fn quantize_row[kTypeCount] = {};    // indexed by destination type
     dequantize_row_fn dequantize_row[kTypeCount] = {};

@@ -34,7 +34,7 @@ void matmul_multi(const KernelTable& kt, ThreadPool& pool, const MatmulJob* jobs
     EG_CHECK(n_jobs >= 1 && n_jobs <= 8, "matmul_multi takes 1..8 products");
     EG_CHECK(n_tok >= 0, "negative token count");
     const QType at = type_traits(jobs[0].wtype).vec_dot_type;
-    vec_dot_fn dots[8];
+    vec_dot_fn dots[8], tiles[8];
     int64_t row_start[9] = {0};  // jobs' rows concatenated: job j owns [row_start[j], row_start[j+1])
     for (int j = 0; j < n_jobs; ++j) {
         const MatmulJob& jb = jobs[j];
@@ -48,6 +48,7 @@ void matmul_multi(const KernelTable& kt, ThreadPool& pool, const MatmulJob* jobs
         EG_CHECK(jb.y_stride >= jb.n_rows, "output row stride smaller than a row");
         dots[j] = kt.vec_dot[static_cast<int>(jb.wtype)];
         EG_CHECK(dots[j] != nullptr, std::string("no kernel for ") + wt.name);
+        tiles[j] = kt.vec_dot_tile[static_cast<int>(jb.wtype)] ? kt.vec_dot_tile[static_cast<int>(jb.wtype)] : dots[j];
         row_start[j + 1] = row_start[j] + jb.n_rows;
     }
     const quantize_row_fn quant = kt.quantize_act[static_cast<int>(at)];
@@ -92,7 +93,7 @@ void matmul_multi(const KernelTable& kt, ThreadPool& pool, const MatmulJob* jobs
             for (int64_t rt = b; rt < e; rt += kRowTile) {
                 const int64_t nr = std::min(kRowTile, e - rt);
                 for (int64_t t = 0; t < n_tok; ++t)
-                    dots[j](n_cols, jb.y + t * jb.y_stride + rt, wb + rt * jb.w_stride, jb.w_stride, nr, act + t * act_row);
+                    tiles[j](n_cols, jb.y + t * jb.y_stride + rt, wb + rt * jb.w_stride, jb.w_stride, nr, act + t * act_row);
             }
         }
     });
