@@ -143,7 +143,7 @@ uint8_t* KVCache::v_row(int32_t layer, int32_t seq, int64_t idx) {
 
 void KVCache::write_v(int32_t layer, int32_t seq, int64_t idx, const float* v, const KernelTable& kt) {
     if (!v_transposed()) {
-        kt.quantize_row[static_cast<int>(cfg_.type)](v, row_ptr(layer, seq, idx, 1), cfg_.n_embd_kv);
+        kt.quantize_act[static_cast<int>(cfg_.type)](v, row_ptr(layer, seq, idx, 1), cfg_.n_embd_kv);
         return;
     }
     const int32_t B = cfg_.block_tokens;
@@ -170,7 +170,7 @@ void KVCache::seq_shift(int32_t seq, int64_t n_keep, int64_t n_discard, const Ro
                                " shared blocks but only " + std::to_string(n_free_blocks()) + " are free");
     for (int64_t b = first_block; b < last_block; ++b) unshare(seq, static_cast<size_t>(b));
 
-    const auto quant = kt.quantize_row[static_cast<int>(cfg_.type)];
+    const auto quant = kt.quantize_act[static_cast<int>(cfg_.type)];
     const auto dequant = kt.dequantize_row[static_cast<int>(cfg_.type)];
     std::vector<float> row(cfg_.n_embd_kv);
     for (int32_t l = 0; l < cfg_.n_layer; ++l) {

@@ -391,7 +391,7 @@ void vec_dot_q8_0_q8_0(int64_t n, float* out, const void* w, size_t stride, int6
 // ================================================================================================
 void vec_mad_f32(int64_t n, float* y, const void* row, float s) {
     const auto* x = static_cast<const float*>(row);
-    for (int64_t i = 0; i < n; ++i) y[i] += s * x[i];
+    for (int64_t i = 0; i < n; ++i) y[i] = std::fma(x[i], s, y[i]);  // fused, as the SIMD paths
 }
 void vec_mad_f16(int64_t n, float* y, const void* row, float s) {
     const auto* x = static_cast<const fp16_t*>(row);

@@ -201,7 +201,7 @@ void Model::forward_chunk(KVCache& kv, int32_t seq, const int32_t* tokens, int64
     const int64_t d = c.n_embd, q_dim = int64_t(c.n_head) * c.head_dim, kv_dim = int64_t(c.n_head_kv) * c.head_dim;
     const int64_t start = kv.seq_len(seq);
     const QType kvt = kv.config().type;
-    const auto kv_quant = kt.quantize_row[static_cast<int>(kvt)];
+    const auto kv_quant = kt.quantize_act[static_cast<int>(kvt)];  // as ggml converts f32 rows on the CPU
 
     // x: (n, d) token embeddings
     const auto embed = kt.dequantize_row[static_cast<int>(tok_embd_.type)];
@@ -252,7 +252,8 @@ void Model::attention(KVCache& kv, int32_t layer, int32_t seq, int64_t start, in
     const bool f16 = kv.v_transposed();
     // non-f16 caches: scores by the table's dot kernel, values by y += p * row
     const auto dot = kt.vec_dot[static_cast<int>(kc.type)];
-    const auto mad = kt.vec_mad[static_cast<int>(kc.type)];
+    const auto mad_f32 = kt.vec_mad[static_cast<int>(QType::F32)];
+    const auto dequant = kt.dequantize_row[static_cast<int>(kc.type)];
     const QType act_type = type_traits(kc.type).vec_dot_type;
     const auto q_quant = kt.quantize_act[static_cast<int>(act_type)];
 
@@ -286,20 +287,37 @@ void Model::attention(KVCache& kv, int32_t layer, int32_t seq, int64_t start, in
                     out[d] = kt.dot_f16_chunks(n_blk, s.bases.data(), static_cast<size_t>(g * hd + d) * B * 2, s.p16.data());
                 continue;
             }
+            // Quantized caches: llama.cpp's flash-attention arithmetic (it needs flash attention
+            // for a quantized V): one pass over the keys with an online softmax in expf, the
+            // values dequantized to f32 and accumulated with fused multiply-adds.
             const void* act = qh;
             if (act_type != QType::F32) {
                 q_quant(qh, s.qact.data(), hd);
                 act = s.qact.data();
             }
-            for (int64_t blk = 0; blk < n_blk; ++blk) {
-                const int64_t nr = std::min(B, L - blk * B);
-                dot(hd, sc + blk * B, kv.k_block(layer, table[blk]) + g * head_bytes, row_bytes, nr, act);
+            float S = 0.0f, M = -INFINITY;
+            float* acc = out;
+            float* v32 = sc;  // scratch: one dequantized value row
+            std::fill(acc, acc + hd, 0.0f);
+            for (int64_t j = 0; j < L; ++j) {
+                float sj;
+                dot(hd, &sj, kv.k_block(layer, table[j / B]) + (j % B) * row_bytes + g * head_bytes, row_bytes, 1, act);
+                sj = sj * scale;
+                float ms = 1.0f, vs = 1.0f;
+                if (sj > M) {
+                    const float m_old = M;
+                    M = sj;
+                    ms = std::exp(m_old - M);
+                    for (int64_t d = 0; d < hd; ++d) acc[d] *= ms;
+                } else {
+                    vs = std::exp(sj - M);
+                }
+                dequant(kv.v_block(layer, table[j / B]) + (j % B) * row_bytes + g * head_bytes, v32, hd);
+                mad_f32(hd, acc, v32, vs);
+                S = S * ms + vs;
             }
-            for (int64_t j = 0; j < L; ++j) sc[j] *= scale;
-            kt.softmax(L, sc);
-            std::fill(out, out + hd, 0.0f);
-            for (int64_t j = 0; j < L; ++j)
-                mad(hd, out, kv.v_block(layer, table[j / B]) + (j % B) * row_bytes + g * head_bytes, sc[j]);
+            const float s_inv = S == 0.0f ? 0.0f : 1.0f / S;
+            for (int64_t d = 0; d < hd; ++d) acc[d] *= s_inv;
         }
     });
 }

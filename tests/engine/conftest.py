@@ -7,6 +7,7 @@ import ctypes
 import importlib.util
 import inspect
 import json
+import os
 import sys
 import textwrap
 from pathlib import Path
@@ -82,9 +83,19 @@ def llama_reference(path: str, segments: list[list[int]], n_ctx: int = 512, kv: 
     from llama_cpp import Llama
 
     kv_id = {"f16": 1, "q8_0": 8}[kv]
-    with llama_without_repack():
-        ll = Llama(model_path=path, n_ctx=n_ctx, n_threads=2, n_batch=1, n_ubatch=1, logits_all=True,
-                   flash_attn=kv != "f16", type_k=kv_id, type_v=kv_id, verbose=False)
+    # A quantized cache needs flash attention in llama.cpp; its Hadamard rotation of quantized K/V
+    # (an optional quality trick, read from the environment when the context is made) is turned off.
+    saved = os.environ.get("LLAMA_ATTN_ROT_DISABLE")
+    os.environ["LLAMA_ATTN_ROT_DISABLE"] = "1"
+    try:
+        with llama_without_repack():
+            ll = Llama(model_path=path, n_ctx=n_ctx, n_threads=2, n_batch=1, n_ubatch=1, logits_all=True,
+                       flash_attn=kv != "f16", type_k=kv_id, type_v=kv_id, verbose=False)
+    finally:
+        if saved is None:
+            os.environ.pop("LLAMA_ATTN_ROT_DISABLE", None)
+        else:
+            os.environ["LLAMA_ATTN_ROT_DISABLE"] = saved
     out = []
     for seg in segments:
         ll.reset()
