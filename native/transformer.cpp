@@ -314,7 +314,7 @@ void Model::attention(KVCache& kv, int32_t layer, int32_t seq, int64_t start, in
                 }
                 dequant(kv.v_block(layer, table[j / B]) + (j % B) * row_bytes + g * head_bytes, v32, hd);
                 mad_f32(hd, acc, v32, vs);
-                S = S * ms + vs;
+                S = std::fma(S, ms, vs);  // contracted in the x86 build of ggml
             }
             const float s_inv = S == 0.0f ? 0.0f : 1.0f / S;
             for (int64_t d = 0; d < hd; ++d) acc[d] *= s_inv;
