@@ -5,4 +5,5 @@ cd "$(dirname "$0")/.."
 bash scripts/setup.sh
 venv="${EDGEGEN_VENV:-.venv}"
 if [ "$#" -eq 0 ]; then set -- "What is the capital of France? Answer in one sentence."; fi
-exec "$venv/bin/edgegen" run --max-tokens 64 "$@"
+# greedy by default: a 135M model answers best without sampling noise (pass --temperature to change)
+exec "$venv/bin/edgegen" run --max-tokens 64 --temperature 0 "$@"
