@@ -12,12 +12,7 @@
 #if defined(__x86_64__) || defined(_M_X64)
 #include <immintrin.h>
 
-#if defined(__clang__)
-#pragma clang attribute push(__attribute__((target("avx2,fma,f16c"))), apply_to = function)
-#elif defined(__GNUC__)
-#pragma GCC push_options
-#pragma GCC target("avx2,fma,f16c")
-#endif
+#include "avx2_target_begin.h"
 
 namespace eg {
 namespace {
@@ -263,11 +258,7 @@ void fill_table_avx2_k(KernelTable& t) {
 
 }  // namespace eg
 
-#if defined(__clang__)
-#pragma clang attribute pop
-#elif defined(__GNUC__)
-#pragma GCC pop_options
-#endif
+#include "avx2_target_end.h"
 
 #else  // not x86-64: nothing to add to the table
 
