@@ -19,6 +19,12 @@ namespace eg {
 using vec_dot_fn = void (*)(int64_t n, float* out, const void* w, size_t row_stride, int64_t nr,
                             const void* act);
 
+// Products of `nr` weight rows with `nt` activation rows (a batch of tokens):
+//   y[t * y_stride + r] = dot(row r, activation row t), activation rows `act_stride` bytes apart.
+// Bit-identical to calling vec_dot once per token; only the memory traffic differs.
+using gemm_fn = void (*)(int64_t n, float* y, int64_t y_stride, const void* w, size_t w_stride, int64_t nr,
+                         const void* act, size_t act_stride, int64_t nt);
+
 // Convert n floats to one row of a type (n % block_size == 0).
 using quantize_row_fn = void (*)(const float* x, void* y, int64_t n);
 // Convert one row of a type back to n floats.
@@ -51,6 +57,8 @@ struct KernelTable {
     // Same products, tuned for rows already in cache (a weight tile reused by a batch of tokens):
     // results are bit-identical to vec_dot's; null means "use vec_dot".
     vec_dot_fn vec_dot_tile[kTypeCount] = {};
+    // Register-tiled batch products (prefill); null means "vec_dot_tile per token".
+    gemm_fn gemm[kTypeCount] = {};
     vec_mad_fn vec_mad[kTypeCount] = {};              // indexed by row type (F32, F16, Q8_0)
     quantize_row_fn quantize_row[kTypeCount] = {};    // indexed by destination type
     dequantize_row_fn dequantize_row[kTypeCount] = {};
@@ -61,6 +69,7 @@ void fill_table_scalar(KernelTable& t);        // quant_ref.cpp: F32/F16/BF16, Q
 void fill_table_scalar_k(KernelTable& t);      // quant_k_ref.cpp: Q4_K, Q6_K, Q8_K
 void fill_table_avx2(KernelTable& t);          // quant_avx2.cpp
 void fill_table_avx2_k(KernelTable& t);        // quant_k_avx2.cpp
+void fill_table_avx2_gemm(KernelTable& t);     // gemm_avx2.cpp: Q4_0, Q4_1, Q8_0 batches
 void fill_table_neon(KernelTable& t);          // quant_neon.cpp (aarch64 baseline)
 void fill_table_neon_dotprod(KernelTable& t);  // quant_neon_dotprod.cpp (armv8.2 dotprod)
 void fill_table_scalar_act(KernelTable& t);    // activations_ref.cpp: quantize_act, silu_mul, softmax

@@ -35,6 +35,7 @@ void matmul_multi(const KernelTable& kt, ThreadPool& pool, const MatmulJob* jobs
     EG_CHECK(n_tok >= 0, "negative token count");
     const QType at = type_traits(jobs[0].wtype).vec_dot_type;
     vec_dot_fn dots[8], tiles[8];
+    gemm_fn gemms[8];
     int64_t row_start[9] = {0};  // jobs' rows concatenated: job j owns [row_start[j], row_start[j+1])
     for (int j = 0; j < n_jobs; ++j) {
         const MatmulJob& jb = jobs[j];
@@ -49,6 +50,7 @@ void matmul_multi(const KernelTable& kt, ThreadPool& pool, const MatmulJob* jobs
         dots[j] = kt.vec_dot[static_cast<int>(jb.wtype)];
         EG_CHECK(dots[j] != nullptr, std::string("no kernel for ") + wt.name);
         tiles[j] = kt.vec_dot_tile[static_cast<int>(jb.wtype)] ? kt.vec_dot_tile[static_cast<int>(jb.wtype)] : dots[j];
+        gemms[j] = kt.gemm[static_cast<int>(jb.wtype)];
         row_start[j + 1] = row_start[j] + jb.n_rows;
     }
     const quantize_row_fn quant = kt.quantize_act[static_cast<int>(at)];
@@ -92,6 +94,10 @@ void matmul_multi(const KernelTable& kt, ThreadPool& pool, const MatmulJob* jobs
             }
             for (int64_t rt = b; rt < e; rt += kRowTile) {
                 const int64_t nr = std::min(kRowTile, e - rt);
+                if (gemms[j]) {
+                    gemms[j](n_cols, jb.y + rt, jb.y_stride, wb + rt * jb.w_stride, jb.w_stride, nr, act, act_row, n_tok);
+                    continue;
+                }
                 for (int64_t t = 0; t < n_tok; ++t)
                     tiles[j](n_cols, jb.y + t * jb.y_stride + rt, wb + rt * jb.w_stride, jb.w_stride, nr, act + t * act_row);
             }

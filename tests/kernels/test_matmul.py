@@ -60,6 +60,21 @@ def test_matmul_matches_float64_and_per_token_matvec(fmt: str) -> None:
         np.testing.assert_array_equal(got[t], _native.matmul(w, fmt, x[t]))
 
 
+@pytest.mark.parametrize("fmt", BLOCK32_FORMATS)
+def test_batch_tiles_equal_one_token_at_a_time_on_every_isa(fmt: str, isa) -> None:
+    # The batched kernels work on register tiles of rows x tokens (4 x 4 on AVX2); row and token
+    # counts around the tile edges must give exactly what single-token products give.
+    rng = np.random.default_rng(11)
+    for name in ["scalar"] + simd_isas():
+        isa(name)
+        for rows, n_tok in [(1, 2), (3, 5), (4, 4), (5, 7), (16, 13), (17, 64), (37, 9)]:
+            w = _native.quantize(random_matrix(rng, rows, 32 * 7), fmt)
+            x = random_matrix(rng, n_tok, 32 * 7)
+            got = _native.matmul(w, fmt, x)
+            for t in range(n_tok):
+                np.testing.assert_array_equal(got[t], _native.matmul(w, fmt, x[t]), err_msg=f"{name} {rows}x{n_tok} t={t}")
+
+
 @pytest.mark.parametrize("fmt", BLOCK32_FORMATS + FLOAT_FORMATS)
 def test_simd_equals_scalar_on_awkward_shapes(fmt: str, isa) -> None:
     if not simd_isas():

@@ -1,0 +1,212 @@
+// gemm_avx2.cpp — batched products (prefill) for Q4_0, Q4_1 and Q8_0 weights on AVX2.
+//
+// A register tile of RM weight rows x RN tokens: each weight block is unpacked once for RN
+// tokens and each activation block loaded once for RM rows. Every (row, token) pair keeps its
+// own 8-lane accumulator and does exactly the arithmetic of quant_avx2.cpp's one-row kernels,
+// in the same order, so a batch gives bit-identical results to one token at a time (and to the
+// scalar reference, and to llama.cpp's x86 decode path).
+#include "kernels.h"
+
+#if defined(__x86_64__) || defined(_M_X64)
+
+#include "avx2_target_begin.h"
+
+#include <immintrin.h>
+
+namespace eg {
+namespace {
+
+inline float h2f(fp16_t h) { return _cvtsh_ss(h); }
+
+inline float hsum_ps(__m256 v) {  // the same reduction as quant_avx2.cpp's
+    __m128 r = _mm_add_ps(_mm256_castps256_ps128(v), _mm256_extractf128_ps(v, 1));
+    r = _mm_add_ps(r, _mm_movehl_ps(r, r));
+    r = _mm_add_ss(r, _mm_movehdup_ps(r));
+    return _mm_cvtss_f32(r);
+}
+
+inline __m256i nibbles_to_bytes(const uint8_t* p) {
+    const __m128i t = _mm_loadu_si128(reinterpret_cast<const __m128i*>(p));
+    const __m256i b = _mm256_set_m128i(_mm_srli_epi16(t, 4), t);
+    return _mm256_and_si256(b, _mm256_set1_epi8(0x0F));
+}
+
+inline __m256 i16_pairs_to_ps(__m256i p16) { return _mm256_cvtepi32_ps(_mm256_madd_epi16(p16, _mm256_set1_epi16(1))); }
+
+template <typename Block>
+inline const Block* blocks_at(const uint8_t* base, size_t stride, int64_t k) {
+    return reinterpret_cast<const Block*>(base + k * stride);
+}
+
+// ---- Q8_0 x Q8_0 -------------------------------------------------------------------------------
+template <int RM, int RN>
+void q8_0_tile(int64_t nb, float* y, int64_t ys, const uint8_t* w, size_t ws, const uint8_t* a, size_t as) {
+    __m256 acc[RM][RN];
+    for (int r = 0; r < RM; ++r)
+        for (int t = 0; t < RN; ++t) acc[r][t] = _mm256_setzero_ps();
+    for (int64_t i = 0; i < nb; ++i) {
+        __m256i qy[RN];
+        __m256 dy[RN];
+        for (int t = 0; t < RN; ++t) {
+            const block_q8_0& b = blocks_at<block_q8_0>(a, as, t)[i];
+            qy[t] = _mm256_loadu_si256(reinterpret_cast<const __m256i*>(b.qs));
+            dy[t] = _mm256_set1_ps(h2f(b.d));
+        }
+        for (int r = 0; r < RM; ++r) {
+            const block_q8_0& b = blocks_at<block_q8_0>(w, ws, r)[i];
+            const __m256i qx = _mm256_loadu_si256(reinterpret_cast<const __m256i*>(b.qs));
+            const __m256i ax = _mm256_sign_epi8(qx, qx);
+            const __m256 dx = _mm256_set1_ps(h2f(b.d));
+            for (int t = 0; t < RN; ++t) {
+                const __m256 p = i16_pairs_to_ps(_mm256_maddubs_epi16(ax, _mm256_sign_epi8(qy[t], qx)));
+                acc[r][t] = _mm256_fmadd_ps(_mm256_mul_ps(dx, dy[t]), p, acc[r][t]);
+            }
+        }
+    }
+    for (int r = 0; r < RM; ++r)
+        for (int t = 0; t < RN; ++t) y[t * ys + r] = hsum_ps(acc[r][t]);
+}
+
+// ---- Q4_0 x Q8_0: (q - 8) * y = maddubs(q, y) - maddubs(8, y), the second term per token ----------
+template <int RM, int RN>
+void q4_0_tile(int64_t nb, float* y, int64_t ys, const uint8_t* w, size_t ws, const uint8_t* a, size_t as) {
+    __m256 acc[RM][RN];
+    for (int r = 0; r < RM; ++r)
+        for (int t = 0; t < RN; ++t) acc[r][t] = _mm256_setzero_ps();
+    const __m256i eight = _mm256_set1_epi8(8);
+    for (int64_t i = 0; i < nb; ++i) {
+        __m256i qy[RN], off[RN];
+        __m256 dy[RN];
+        for (int t = 0; t < RN; ++t) {
+            const block_q8_0& b = blocks_at<block_q8_0>(a, as, t)[i];
+            qy[t] = _mm256_loadu_si256(reinterpret_cast<const __m256i*>(b.qs));
+            off[t] = _mm256_maddubs_epi16(eight, qy[t]);
+            dy[t] = _mm256_set1_ps(h2f(b.d));
+        }
+        for (int r = 0; r < RM; ++r) {
+            const block_q4_0& b = blocks_at<block_q4_0>(w, ws, r)[i];
+            const __m256i qx = nibbles_to_bytes(b.qs);
+            const __m256 dx = _mm256_set1_ps(h2f(b.d));
+            for (int t = 0; t < RN; ++t) {
+                const __m256 p = i16_pairs_to_ps(_mm256_sub_epi16(_mm256_maddubs_epi16(qx, qy[t]), off[t]));
+                acc[r][t] = _mm256_fmadd_ps(_mm256_mul_ps(dx, dy[t]), p, acc[r][t]);
+            }
+        }
+    }
+    for (int r = 0; r < RM; ++r)
+        for (int t = 0; t < RN; ++t) y[t * ys + r] = hsum_ps(acc[r][t]);
+}
+
+// ---- Q4_1 x Q8_1: d*q*y + m*s, the m*s terms summed apart in floats (mul, then add) ---------------
+template <int RM, int RN>
+void q4_1_tile(int64_t nb, float* y, int64_t ys, const uint8_t* w, size_t ws, const uint8_t* a, size_t as) {
+    static_assert(RN <= 4, "the offset sums hold up to four tokens per row");
+    __m256 acc[RM][RN];
+    __m128 summs[RM];
+    for (int r = 0; r < RM; ++r) {
+        summs[r] = _mm_setzero_ps();
+        for (int t = 0; t < RN; ++t) acc[r][t] = _mm256_setzero_ps();
+    }
+    for (int64_t i = 0; i < nb; ++i) {
+        __m256i qy[RN];
+        __m256 dy[RN];
+        alignas(16) float sy[4] = {0.0f, 0.0f, 0.0f, 0.0f};
+        for (int t = 0; t < RN; ++t) {
+            const block_q8_1& b = blocks_at<block_q8_1>(a, as, t)[i];
+            qy[t] = _mm256_loadu_si256(reinterpret_cast<const __m256i*>(b.qs));
+            dy[t] = _mm256_set1_ps(h2f(b.d));
+            sy[t] = h2f(b.s);
+        }
+        const __m128 syv = _mm_load_ps(sy);
+        for (int r = 0; r < RM; ++r) {
+            const block_q4_1& b = blocks_at<block_q4_1>(w, ws, r)[i];
+            const __m256i qx = nibbles_to_bytes(b.qs);
+            const __m256 dx = _mm256_set1_ps(h2f(b.d));
+            for (int t = 0; t < RN; ++t) {
+                const __m256 p = i16_pairs_to_ps(_mm256_maddubs_epi16(qx, qy[t]));
+                acc[r][t] = _mm256_fmadd_ps(_mm256_mul_ps(dx, dy[t]), p, acc[r][t]);
+            }
+            summs[r] = _mm_add_ps(summs[r], _mm_mul_ps(_mm_set1_ps(h2f(b.m)), syv));
+        }
+    }
+    for (int r = 0; r < RM; ++r) {
+        alignas(16) float s[4];
+        _mm_store_ps(s, summs[r]);
+        for (int t = 0; t < RN; ++t) y[t * ys + r] = hsum_ps(acc[r][t]) + s[t];
+    }
+}
+
+using tile_fn = void (*)(int64_t, float*, int64_t, const uint8_t*, size_t, const uint8_t*, size_t);
+
+// Tile shape: 4 rows x 4 tokens measured fastest here (Zen 3) for all three formats, though its
+// 16 accumulators spill a little; 4x3, 3x4, 2x4 were within 5-15%.
+constexpr int kRM = 4, kRN = 4;
+
+template <template <int, int> class K>
+struct Tiles {
+    tile_fn f[kRM + 1][kRN + 1];
+    Tiles() {
+        fill_row<1>();
+        fill_row<2>();
+        fill_row<3>();
+        fill_row<4>();
+    }
+    template <int RM>
+    void fill_row() {
+        f[RM][1] = K<RM, 1>::run;
+        f[RM][2] = K<RM, 2>::run;
+        f[RM][3] = K<RM, 3>::run;
+        f[RM][4] = K<RM, 4>::run;
+    }
+};
+
+#define EG_TILE_KERNEL(NAME, FN)                                                                        \
+    template <int RM, int RN>                                                                           \
+    struct NAME {                                                                                       \
+        static void run(int64_t nb, float* y, int64_t ys, const uint8_t* w, size_t ws, const uint8_t* a, \
+                        size_t as) {                                                                    \
+            FN<RM, RN>(nb, y, ys, w, ws, a, as);                                                        \
+        }                                                                                               \
+    };
+EG_TILE_KERNEL(Q8_0Tile, q8_0_tile)
+EG_TILE_KERNEL(Q4_0Tile, q4_0_tile)
+EG_TILE_KERNEL(Q4_1Tile, q4_1_tile)
+#undef EG_TILE_KERNEL
+
+// Tokens outer, rows inner: the (small) weight tile stays in L1 while token groups pass over it.
+template <template <int, int> class K>
+void gemm_blocks(int64_t n, float* y, int64_t y_stride, const void* w, size_t w_stride, int64_t nr,
+                 const void* act, size_t act_stride, int64_t nt) {
+    static const Tiles<K> tiles;
+    const int64_t nb = n / 32;
+    const auto* wb = static_cast<const uint8_t*>(w);
+    const auto* ab = static_cast<const uint8_t*>(act);
+    for (int64_t t = 0; t < nt; t += kRN) {
+        const int rn = static_cast<int>(nt - t < kRN ? nt - t : kRN);
+        for (int64_t r = 0; r < nr; r += kRM) {
+            const int rm = static_cast<int>(nr - r < kRM ? nr - r : kRM);
+            tiles.f[rm][rn](nb, y + t * y_stride + r, y_stride, wb + r * w_stride, w_stride, ab + t * act_stride,
+                            act_stride);
+        }
+    }
+}
+
+}  // namespace
+
+void fill_table_avx2_gemm(KernelTable& t) {
+    t.gemm[static_cast<int>(QType::Q8_0)] = gemm_blocks<Q8_0Tile>;
+    t.gemm[static_cast<int>(QType::Q4_0)] = gemm_blocks<Q4_0Tile>;
+    t.gemm[static_cast<int>(QType::Q4_1)] = gemm_blocks<Q4_1Tile>;
+}
+
+}  // namespace eg
+
+#include "avx2_target_end.h"
+
+#else  // not x86-64
+
+namespace eg {
+void fill_table_avx2_gemm(KernelTable&) {}
+}  // namespace eg
+
+#endif
