@@ -1,13 +1,13 @@
 // activations_avx2.cpp — AVX2+FMA versions of activations_ref.cpp, bit-identical to it.
 #include "kernels.h"
 
+#include <cmath>  // before the AVX2 target region: library code must not be compiled for AVX2
+
 #if defined(__x86_64__) || defined(_M_X64)
 
 #include "avx2_target_begin.h"
 
 #include <immintrin.h>
-
-#include <cmath>
 
 namespace eg {
 namespace {
@@ -146,6 +146,71 @@ float dot_f16_chunks_avx2(int64_t n_chunks, const uint8_t* const* bases, size_t 
     return _mm_cvtss_f32(_mm_hadd_ps(t1, t1));
 }
 
+// ggml's reduction of the four accumulators (see dot_f16_chunks_avx2).
+inline float reduce4(const __m256* acc) {
+    const __m256 s = _mm256_add_ps(_mm256_add_ps(acc[0], acc[2]), _mm256_add_ps(acc[1], acc[3]));
+    const __m128 t0 = _mm_add_ps(_mm256_castps256_ps128(s), _mm256_extractf128_ps(s, 1));
+    const __m128 t1 = _mm_hadd_ps(t0, t0);
+    return _mm_cvtss_f32(_mm_hadd_ps(t1, t1));
+}
+
+inline __m256 load_f16x8(const void* p) { return _mm256_cvtph_ps(_mm_loadu_si128(static_cast<const __m128i*>(p))); }
+
+// y is converted once for all rows; two rows at a time give eight independent fma chains.
+void dot_f16_rows_avx2(int64_t n_chunks, int64_t n_rows, const uint8_t* base, size_t row_stride, const fp16_t* y,
+                       float* out) {
+    __m256 yf[32];  // a head is at most 256 values
+    for (int64_t k = 0; k < 4 * n_chunks; ++k) yf[k] = load_f16x8(y + 8 * k);
+    int64_t j = 0;
+    for (; j + 2 <= n_rows; j += 2) {
+        const auto* x0 = reinterpret_cast<const fp16_t*>(base + j * row_stride);
+        const auto* x1 = reinterpret_cast<const fp16_t*>(base + (j + 1) * row_stride);
+        __m256 a0[4] = {_mm256_setzero_ps(), _mm256_setzero_ps(), _mm256_setzero_ps(), _mm256_setzero_ps()};
+        __m256 a1[4] = {_mm256_setzero_ps(), _mm256_setzero_ps(), _mm256_setzero_ps(), _mm256_setzero_ps()};
+        for (int64_t k = 0; k < 4 * n_chunks; ++k) {
+            a0[k & 3] = _mm256_fmadd_ps(load_f16x8(x0 + 8 * k), yf[k], a0[k & 3]);
+            a1[k & 3] = _mm256_fmadd_ps(load_f16x8(x1 + 8 * k), yf[k], a1[k & 3]);
+        }
+        out[j] = reduce4(a0);
+        out[j + 1] = reduce4(a1);
+    }
+    for (; j < n_rows; ++j) {
+        const auto* x0 = reinterpret_cast<const fp16_t*>(base + j * row_stride);
+        __m256 a0[4] = {_mm256_setzero_ps(), _mm256_setzero_ps(), _mm256_setzero_ps(), _mm256_setzero_ps()};
+        for (int64_t k = 0; k < 4 * n_chunks; ++k) a0[k & 3] = _mm256_fmadd_ps(load_f16x8(x0 + 8 * k), yf[k], a0[k & 3]);
+        out[j] = reduce4(a0);
+    }
+}
+
+// Two outputs at a time: eight independent fma chains sharing each load of y.
+void dot_f16_cols_avx2(int64_t n_chunks, const uint8_t* const* bases, size_t offset0, size_t step, int64_t n_out,
+                       const float* y, float* out) {
+    int64_t o = 0;
+    for (; o + 2 <= n_out; o += 2) {
+        __m256 a0[4] = {_mm256_setzero_ps(), _mm256_setzero_ps(), _mm256_setzero_ps(), _mm256_setzero_ps()};
+        __m256 a1[4] = {_mm256_setzero_ps(), _mm256_setzero_ps(), _mm256_setzero_ps(), _mm256_setzero_ps()};
+        const size_t off0 = offset0 + o * step, off1 = off0 + step;
+        for (int64_t c = 0; c < n_chunks; ++c) {
+            const uint8_t* b = bases[c];
+            for (int q = 0; q < 4; ++q) {
+                const __m256 yv = _mm256_loadu_ps(y + 32 * c + 8 * q);
+                a0[q] = _mm256_fmadd_ps(load_f16x8(b + off0 + 16 * q), yv, a0[q]);
+                a1[q] = _mm256_fmadd_ps(load_f16x8(b + off1 + 16 * q), yv, a1[q]);
+            }
+        }
+        out[o] = reduce4(a0);
+        out[o + 1] = reduce4(a1);
+    }
+    for (; o < n_out; ++o) {
+        __m256 a0[4] = {_mm256_setzero_ps(), _mm256_setzero_ps(), _mm256_setzero_ps(), _mm256_setzero_ps()};
+        const size_t off0 = offset0 + o * step;
+        for (int64_t c = 0; c < n_chunks; ++c)
+            for (int q = 0; q < 4; ++q)
+                a0[q] = _mm256_fmadd_ps(load_f16x8(bases[c] + off0 + 16 * q), _mm256_loadu_ps(y + 32 * c + 8 * q), a0[q]);
+        out[o] = reduce4(a0);
+    }
+}
+
 }  // namespace
 
 void fill_table_avx2_act(KernelTable& t) {
@@ -155,6 +220,8 @@ void fill_table_avx2_act(KernelTable& t) {
     t.silu_mul = silu_mul_avx2;
     t.softmax = softmax_avx2;
     t.dot_f16_chunks = dot_f16_chunks_avx2;
+    t.dot_f16_rows = dot_f16_rows_avx2;
+    t.dot_f16_cols = dot_f16_cols_avx2;
 }
 
 }  // namespace eg

@@ -96,6 +96,14 @@ void quantize_act_q8_1(const float* x, void* vy, int64_t n) {
     }
 }
 
+// ggml's AVX2 reduction of four 8-lane accumulators.
+float reduce_f16_acc(const float (&acc)[4][8]) {
+    float s[8];
+    for (int l = 0; l < 8; ++l) s[l] = (acc[0][l] + acc[2][l]) + (acc[1][l] + acc[3][l]);
+    const float t0 = s[0] + s[4], t1 = s[1] + s[5], t2 = s[2] + s[6], t3 = s[3] + s[7];
+    return (t0 + t1) + (t2 + t3);
+}
+
 float dot_f16_chunks_ref(int64_t n_chunks, const uint8_t* const* bases, size_t offset, const fp16_t* y) {
     float acc[4][8] = {};
     for (int64_t c = 0; c < n_chunks; ++c) {
@@ -104,10 +112,29 @@ float dot_f16_chunks_ref(int64_t n_chunks, const uint8_t* const* bases, size_t o
             for (int l = 0; l < 8; ++l)
                 acc[j][l] = std::fma(fp16_to_f32(x[8 * j + l]), fp16_to_f32(y[32 * c + 8 * j + l]), acc[j][l]);
     }
-    float s[8];
-    for (int l = 0; l < 8; ++l) s[l] = (acc[0][l] + acc[2][l]) + (acc[1][l] + acc[3][l]);
-    const float t0 = s[0] + s[4], t1 = s[1] + s[5], t2 = s[2] + s[6], t3 = s[3] + s[7];
-    return (t0 + t1) + (t2 + t3);
+    return reduce_f16_acc(acc);
+}
+
+void dot_f16_rows_ref(int64_t n_chunks, int64_t n_rows, const uint8_t* base, size_t row_stride, const fp16_t* y,
+                      float* out) {
+    const uint8_t* chunks[8];  // a head is at most 256 values
+    for (int64_t j = 0; j < n_rows; ++j) {
+        for (int64_t c = 0; c < n_chunks; ++c) chunks[c] = base + j * row_stride + c * 64;
+        out[j] = dot_f16_chunks_ref(n_chunks, chunks, 0, y);
+    }
+}
+
+void dot_f16_cols_ref(int64_t n_chunks, const uint8_t* const* bases, size_t offset0, size_t step, int64_t n_out,
+                      const float* y, float* out) {
+    for (int64_t k = 0; k < n_out; ++k) {
+        float acc[4][8] = {};
+        for (int64_t c = 0; c < n_chunks; ++c) {
+            const auto* x = reinterpret_cast<const fp16_t*>(bases[c] + offset0 + k * step);
+            for (int j = 0; j < 4; ++j)
+                for (int l = 0; l < 8; ++l) acc[j][l] = std::fma(fp16_to_f32(x[8 * j + l]), y[32 * c + 8 * j + l], acc[j][l]);
+        }
+        out[k] = reduce_f16_acc(acc);
+    }
 }
 
 }  // namespace
@@ -119,6 +146,8 @@ void fill_table_scalar_act(KernelTable& t) {
     t.silu_mul = silu_mul_ref;
     t.softmax = softmax_ref;
     t.dot_f16_chunks = dot_f16_chunks_ref;
+    t.dot_f16_rows = dot_f16_rows_ref;
+    t.dot_f16_cols = dot_f16_cols_ref;
 }
 
 }  // namespace eg

@@ -43,6 +43,16 @@ using softmax_fn = void (*)(int64_t n, float* x);
 // accumulators, then its AVX2 reduction), so attention scores match llama.cpp's. Chunk c of x
 // starts at bases[c] + offset bytes (K rows, or V^T rows spread over cache blocks); y is contiguous.
 using dot_f16_chunks_fn = float (*)(int64_t n_chunks, const uint8_t* const* bases, size_t offset, const fp16_t* y);
+// The same dot product for many vectors at once (attention over a whole cache block), each
+// result bit-identical to dot_f16_chunks':
+//   rows: out[j] = dot(x_j, y), x_j the 32 * n_chunks contiguous values at base + j * row_stride
+//         (the keys of one cache block);
+//   cols: out[k] = dot_f16_chunks(n_chunks, bases, offset0 + k * step, y) (V^T rows), with y
+//         given as floats that are exactly f16 values (the rounded attention probabilities).
+using dot_f16_rows_fn = void (*)(int64_t n_chunks, int64_t n_rows, const uint8_t* base, size_t row_stride,
+                                 const fp16_t* y, float* out);
+using dot_f16_cols_fn = void (*)(int64_t n_chunks, const uint8_t* const* bases, size_t offset0, size_t step,
+                                 int64_t n_out, const float* y, float* out);
 
 struct KernelTable {
     const char* isa = "scalar";
@@ -53,6 +63,8 @@ struct KernelTable {
     silu_mul_fn silu_mul = nullptr;
     softmax_fn softmax = nullptr;
     dot_f16_chunks_fn dot_f16_chunks = nullptr;
+    dot_f16_rows_fn dot_f16_rows = nullptr;
+    dot_f16_cols_fn dot_f16_cols = nullptr;
     vec_dot_fn vec_dot[kTypeCount] = {};              // indexed by weight type
     // Same products, tuned for rows already in cache (a weight tile reused by a batch of tokens):
     // results are bit-identical to vec_dot's; null means "use vec_dot".

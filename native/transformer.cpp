@@ -146,7 +146,6 @@ void Model::ensure_scratch(int64_t n_ctx) {
     scratch_.assign(pool_->size(), Scratch{});
     for (Scratch& s : scratch_) {
         s.scores.assign(padded, 0.0f);
-        s.p16.assign(padded, 0);
         s.bases.assign(padded / 32 + 1, nullptr);
         s.q16.assign(cfg_.head_dim, 0);
         s.qact.assign(row_size(QType::Q8_0, cfg_.head_dim) + row_size(QType::Q8_K, 256), 0);
@@ -272,19 +271,17 @@ void Model::attention(KVCache& kv, int32_t layer, int32_t seq, int64_t start, in
                 // As llama.cpp: q and the probabilities are rounded to f16, dot products run in
                 // ggml's order, softmax over a multiple of 8 (padding is -inf, so exactly 0).
                 for (int64_t t = 0; t < hd; ++t) s.q16[t] = f32_to_fp16(qh[t]);
-                const uint8_t* kb[8];               // hd <= 256: up to 8 chunks of 32
-                for (int64_t j = 0; j < L; ++j) {
-                    const uint8_t* row = kv.k_block(layer, table[j / B]) + (j % B) * row_bytes + g * head_bytes;
-                    for (int64_t ch = 0; ch < hd / 32; ++ch) kb[ch] = row + ch * 64;
-                    sc[j] = kt.dot_f16_chunks(hd / 32, kb, 0, s.q16.data()) * scale;
-                }
+                for (int64_t blk = 0; blk < n_blk; ++blk)
+                    kt.dot_f16_rows(hd / 32, std::min(B, L - blk * B), kv.k_block(layer, table[blk]) + g * head_bytes,
+                                    row_bytes, s.q16.data(), sc + blk * B);
+                for (int64_t j = 0; j < L; ++j) sc[j] *= scale;
                 const int64_t L8 = (L + 7) & ~int64_t(7);
                 for (int64_t j = L; j < L8; ++j) sc[j] = -INFINITY;
                 kt.softmax(L8, sc);
-                for (int64_t j = 0; j < n_blk * B; ++j) s.p16[j] = j < L ? f32_to_fp16(sc[j]) : fp16_t(0);
+                for (int64_t j = 0; j < n_blk * B; ++j) sc[j] = j < L ? fp16_to_f32(f32_to_fp16(sc[j])) : 0.0f;
                 for (int64_t blk = 0; blk < n_blk; ++blk) s.bases[blk] = kv.v_block(layer, table[blk]);
-                for (int64_t d = 0; d < hd; ++d)
-                    out[d] = kt.dot_f16_chunks(n_blk, s.bases.data(), static_cast<size_t>(g * hd + d) * B * 2, s.p16.data());
+                kt.dot_f16_cols(n_blk, s.bases.data(), static_cast<size_t>(g * hd) * B * 2, static_cast<size_t>(B) * 2, hd,
+                                sc, out);
                 continue;
             }
             // Quantized caches: llama.cpp's flash-attention arithmetic (it needs flash attention

@@ -101,7 +101,6 @@ private:
     std::vector<float> up_;     // (batch, n_ff)
     struct Scratch {                  // one per worker thread, sized for the cache's context
         std::vector<float> scores;      // (n_ctx padded to 32) scores, then probabilities
-        std::vector<fp16_t> p16;        // (n_ctx padded to 32) probabilities in f16
         std::vector<const uint8_t*> bases;  // (n_blocks) V^T block pointers
         std::vector<fp16_t> q16;        // (hd) query in f16
         std::vector<uint8_t> qact;      // query in the cache type's activation format

@@ -265,6 +265,33 @@ void check_dequantize(const std::string& isa, const KernelTable& simd, QType t, 
 
 }  // namespace
 
+// Attention's f16 dot products (keys of a cache block; V^T rows): both follow ggml's order, so
+// every ISA must agree with the scalar reference bit for bit.
+void check_attention_dots(const std::string& isa, const KernelTable& simd, const KernelTable& ref, Rng& rng) {
+    for (int64_t n_chunks : {1, 2, 3, 8}) {
+        for (int64_t n : {1, 2, 5, 32}) {
+            const size_t stride = static_cast<size_t>(n_chunks) * 64 + 8;  // rows padded, 8 extra bytes
+            std::vector<fp16_t> x(stride / 2 * 40), y(32 * n_chunks);
+            for (fp16_t& v : x) v = f32_to_fp16(rng.uniform() * 4.0f);
+            for (fp16_t& v : y) v = f32_to_fp16(rng.uniform());
+            const auto* base = reinterpret_cast<const uint8_t*>(x.data());
+            std::vector<float> got(n), want(n);
+            simd.dot_f16_rows(n_chunks, n, base, stride, y.data(), got.data());
+            ref.dot_f16_rows(n_chunks, n, base, stride, y.data(), want.data());
+            const std::string shape = "chunks=" + std::to_string(n_chunks) + " n=" + std::to_string(n);
+            if (std::memcmp(got.data(), want.data(), sizeof(float) * n) != 0) fail(isa, "dot_f16_rows", shape); else ++g_passed;
+            // cols: chunk c of output k at bases[c] + k * 64 bytes (32 tokens of one V^T row)
+            std::vector<const uint8_t*> bases(n_chunks);
+            for (int64_t c = 0; c < n_chunks; ++c) bases[c] = base + (n_chunks - 1 - c) * 8;  // overlapping, out of order
+            std::vector<float> yf(32 * n_chunks);
+            for (size_t i = 0; i < yf.size(); ++i) yf[i] = fp16_to_f32(y[i]);
+            simd.dot_f16_cols(n_chunks, bases.data(), 0, 64, n, yf.data(), got.data());
+            ref.dot_f16_cols(n_chunks, bases.data(), 0, 64, n, yf.data(), want.data());
+            if (std::memcmp(got.data(), want.data(), sizeof(float) * n) != 0) fail(isa, "dot_f16_cols", shape); else ++g_passed;
+        }
+    }
+}
+
 int main(int argc, char** argv) {
     std::vector<std::string> required;
     for (int i = 1; i < argc; ++i) {
@@ -306,6 +333,8 @@ int main(int argc, char** argv) {
                 check_dequantize(isa, simd, t, rng);
             }
         }
+        if (simd.dot_f16_rows != ref.dot_f16_rows || simd.dot_f16_cols != ref.dot_f16_cols)
+            check_attention_dots(isa, simd, ref, rng);
         const int checks = g_passed + g_failed - before;
         std::printf("tested isa=%s checks=%d vec_dot:%s quantize:%s dequantize:%s\n", isa.c_str(), checks,
                     vd.empty() ? " -" : vd.c_str(), qz.empty() ? " -" : qz.c_str(), dq.empty() ? " -" : dq.c_str());
