@@ -146,6 +146,13 @@ float dot_f16_chunks_avx2(int64_t n_chunks, const uint8_t* const* bases, size_t 
     return _mm_cvtss_f32(_mm_hadd_ps(t1, t1));
 }
 
+void round_f16_avx2(int64_t n, float* x) {
+    int64_t i = 0;
+    for (; i + 8 <= n; i += 8)
+        _mm256_storeu_ps(x + i, _mm256_cvtph_ps(_mm256_cvtps_ph(_mm256_loadu_ps(x + i), _MM_FROUND_TO_NEAREST_INT)));
+    for (; i < n; ++i) x[i] = _cvtsh_ss(_cvtss_sh(x[i], _MM_FROUND_TO_NEAREST_INT));
+}
+
 // ggml's reduction of the four accumulators (see dot_f16_chunks_avx2).
 inline float reduce4(const __m256* acc) {
     const __m256 s = _mm256_add_ps(_mm256_add_ps(acc[0], acc[2]), _mm256_add_ps(acc[1], acc[3]));
@@ -219,6 +226,7 @@ void fill_table_avx2_act(KernelTable& t) {
     t.quantize_act[static_cast<int>(QType::Q8_1)] = quantize_act_q8_1;
     t.silu_mul = silu_mul_avx2;
     t.softmax = softmax_avx2;
+    t.round_f16 = round_f16_avx2;
     t.dot_f16_chunks = dot_f16_chunks_avx2;
     t.dot_f16_rows = dot_f16_rows_avx2;
     t.dot_f16_cols = dot_f16_cols_avx2;

@@ -96,6 +96,10 @@ void quantize_act_q8_1(const float* x, void* vy, int64_t n) {
     }
 }
 
+void round_f16_ref(int64_t n, float* x) {
+    for (int64_t i = 0; i < n; ++i) x[i] = fp16_to_f32(f32_to_fp16(x[i]));
+}
+
 // ggml's AVX2 reduction of four 8-lane accumulators.
 float reduce_f16_acc(const float (&acc)[4][8]) {
     float s[8];
@@ -145,6 +149,7 @@ void fill_table_scalar_act(KernelTable& t) {
     t.quantize_act[static_cast<int>(QType::Q8_1)] = quantize_act_q8_1;
     t.silu_mul = silu_mul_ref;
     t.softmax = softmax_ref;
+    t.round_f16 = round_f16_ref;
     t.dot_f16_chunks = dot_f16_chunks_ref;
     t.dot_f16_rows = dot_f16_rows_ref;
     t.dot_f16_cols = dot_f16_cols_ref;

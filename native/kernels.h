@@ -38,6 +38,8 @@ using vec_mad_fn = void (*)(int64_t n, float* y, const void* row, float s);
 using silu_mul_fn = void (*)(int64_t n, float* gate, const float* up);
 // In-place softmax of n scores.
 using softmax_fn = void (*)(int64_t n, float* x);
+// x[i] = the f16 value nearest x[i] (round half to even), kept as a float.
+using round_f16_fn = void (*)(int64_t n, float* x);
 
 // Dot product of two f16 vectors of 32 * n_chunks values, in ggml's order (four 8-lane float
 // accumulators, then its AVX2 reduction), so attention scores match llama.cpp's. Chunk c of x
@@ -62,6 +64,7 @@ struct KernelTable {
     quantize_row_fn quantize_act[kTypeCount] = {};
     silu_mul_fn silu_mul = nullptr;
     softmax_fn softmax = nullptr;
+    round_f16_fn round_f16 = nullptr;
     dot_f16_chunks_fn dot_f16_chunks = nullptr;
     dot_f16_rows_fn dot_f16_rows = nullptr;
     dot_f16_cols_fn dot_f16_cols = nullptr;

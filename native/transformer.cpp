@@ -257,10 +257,9 @@ void Model::attention(KVCache& kv, int32_t layer, int32_t seq, int64_t start, in
     const auto q_quant = kt.quantize_act[static_cast<int>(act_type)];
 
     pool_->run([&](int ith, int nth) {
-        int64_t b, e;
-        split_range(n_tasks, ith, nth, 1, &b, &e);
         Scratch& s = scratch_[ith];
-        for (int64_t task = b; task < e; ++task) {
+        // Tasks interleaved over threads: a causal batch's later tokens attend to more keys.
+        for (int64_t task = ith; task < n_tasks; task += nth) {
             const int64_t i = task / c.n_head, h = task % c.n_head, g = h / group;
             const int64_t L = start + i + 1;        // causal: keys 0..start+i
             const int64_t n_blk = (L + B - 1) / B;
@@ -278,7 +277,8 @@ void Model::attention(KVCache& kv, int32_t layer, int32_t seq, int64_t start, in
                 const int64_t L8 = (L + 7) & ~int64_t(7);
                 for (int64_t j = L; j < L8; ++j) sc[j] = -INFINITY;
                 kt.softmax(L8, sc);
-                for (int64_t j = 0; j < n_blk * B; ++j) sc[j] = j < L ? fp16_to_f32(f32_to_fp16(sc[j])) : 0.0f;
+                kt.round_f16(L, sc);  // llama.cpp multiplies V by f16 probabilities
+                std::fill(sc + L, sc + n_blk * B, 0.0f);
                 for (int64_t blk = 0; blk < n_blk; ++blk) s.bases[blk] = kv.v_block(layer, table[blk]);
                 kt.dot_f16_cols(n_blk, s.bases.data(), static_cast<size_t>(g * hd) * B * 2, static_cast<size_t>(B) * 2, hd,
                                 sc, out);
