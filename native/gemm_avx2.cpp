@@ -33,68 +33,83 @@ inline __m256i nibbles_to_bytes(const uint8_t* p) {
 
 inline __m256 i16_pairs_to_ps(__m256i p16) { return _mm256_cvtepi32_ps(_mm256_madd_epi16(p16, _mm256_set1_epi16(1))); }
 
+// Fully unrolled tile loops let GCC keep each accumulator in one register (or one spill slot).
+#define EG_UNROLL _Pragma("GCC unroll 4")
+
 template <typename Block>
 inline const Block* blocks_at(const uint8_t* base, size_t stride, int64_t k) {
     return reinterpret_cast<const Block*>(base + k * stride);
+}
+
+// The products dx[r] * dy[t] of the rows' and tokens' block scales for one block, as the one-row
+// kernels form them (one float multiply each), into sc[4 * r + t]; computed as one outer product
+// so the inner loop only broadcasts them from memory (a load, not an ALU operation).
+template <int RM, int RN, typename BX, typename BY>
+inline void scale_products(const uint8_t* w, size_t ws, const uint8_t* a, size_t as, int64_t i, float* sc) {
+    uint16_t hx[4] = {0, 0, 0, 0}, hy[4] = {0, 0, 0, 0};
+    EG_UNROLL for (int r = 0; r < RM; ++r) hx[r] = blocks_at<BX>(w, ws, r)[i].d;
+    EG_UNROLL for (int t = 0; t < RN; ++t) hy[t] = blocks_at<BY>(a, as, t)[i].d;
+    const __m128 dx = _mm_cvtph_ps(_mm_set_epi16(0, 0, 0, 0, hx[3], hx[2], hx[1], hx[0]));
+    const __m128 dy = _mm_cvtph_ps(_mm_set_epi16(0, 0, 0, 0, hy[3], hy[2], hy[1], hy[0]));
+    const __m256 dyy = _mm256_set_m128(dy, dy);
+    const __m256 dxx = _mm256_castps128_ps256(dx);
+    _mm256_store_ps(sc, _mm256_mul_ps(_mm256_permutevar8x32_ps(dxx, _mm256_set_epi32(1, 1, 1, 1, 0, 0, 0, 0)), dyy));
+    if (RM > 2)
+        _mm256_store_ps(sc + 8, _mm256_mul_ps(_mm256_permutevar8x32_ps(dxx, _mm256_set_epi32(3, 3, 3, 3, 2, 2, 2, 2)), dyy));
 }
 
 // ---- Q8_0 x Q8_0 -------------------------------------------------------------------------------
 template <int RM, int RN>
 void q8_0_tile(int64_t nb, float* y, int64_t ys, const uint8_t* w, size_t ws, const uint8_t* a, size_t as) {
     __m256 acc[RM][RN];
-    for (int r = 0; r < RM; ++r)
-        for (int t = 0; t < RN; ++t) acc[r][t] = _mm256_setzero_ps();
+    EG_UNROLL for (int r = 0; r < RM; ++r)
+        EG_UNROLL for (int t = 0; t < RN; ++t) acc[r][t] = _mm256_setzero_ps();
     for (int64_t i = 0; i < nb; ++i) {
         __m256i qy[RN];
-        __m256 dy[RN];
-        for (int t = 0; t < RN; ++t) {
-            const block_q8_0& b = blocks_at<block_q8_0>(a, as, t)[i];
-            qy[t] = _mm256_loadu_si256(reinterpret_cast<const __m256i*>(b.qs));
-            dy[t] = _mm256_set1_ps(h2f(b.d));
-        }
-        for (int r = 0; r < RM; ++r) {
+        alignas(32) float sc[16];
+        scale_products<RM, RN, block_q8_0, block_q8_0>(w, ws, a, as, i, sc);
+        EG_UNROLL for (int t = 0; t < RN; ++t)
+            qy[t] = _mm256_loadu_si256(reinterpret_cast<const __m256i*>(blocks_at<block_q8_0>(a, as, t)[i].qs));
+        EG_UNROLL for (int r = 0; r < RM; ++r) {
             const block_q8_0& b = blocks_at<block_q8_0>(w, ws, r)[i];
             const __m256i qx = _mm256_loadu_si256(reinterpret_cast<const __m256i*>(b.qs));
             const __m256i ax = _mm256_sign_epi8(qx, qx);
-            const __m256 dx = _mm256_set1_ps(h2f(b.d));
-            for (int t = 0; t < RN; ++t) {
+            EG_UNROLL for (int t = 0; t < RN; ++t) {
                 const __m256 p = i16_pairs_to_ps(_mm256_maddubs_epi16(ax, _mm256_sign_epi8(qy[t], qx)));
-                acc[r][t] = _mm256_fmadd_ps(_mm256_mul_ps(dx, dy[t]), p, acc[r][t]);
+                acc[r][t] = _mm256_fmadd_ps(_mm256_broadcast_ss(&sc[4 * r + t]), p, acc[r][t]);
             }
         }
     }
-    for (int r = 0; r < RM; ++r)
-        for (int t = 0; t < RN; ++t) y[t * ys + r] = hsum_ps(acc[r][t]);
+    EG_UNROLL for (int r = 0; r < RM; ++r)
+        EG_UNROLL for (int t = 0; t < RN; ++t) y[t * ys + r] = hsum_ps(acc[r][t]);
 }
 
 // ---- Q4_0 x Q8_0: (q - 8) * y = maddubs(q, y) - maddubs(8, y), the second term per token ----------
 template <int RM, int RN>
 void q4_0_tile(int64_t nb, float* y, int64_t ys, const uint8_t* w, size_t ws, const uint8_t* a, size_t as) {
     __m256 acc[RM][RN];
-    for (int r = 0; r < RM; ++r)
-        for (int t = 0; t < RN; ++t) acc[r][t] = _mm256_setzero_ps();
+    EG_UNROLL for (int r = 0; r < RM; ++r)
+        EG_UNROLL for (int t = 0; t < RN; ++t) acc[r][t] = _mm256_setzero_ps();
     const __m256i eight = _mm256_set1_epi8(8);
     for (int64_t i = 0; i < nb; ++i) {
         __m256i qy[RN], off[RN];
-        __m256 dy[RN];
-        for (int t = 0; t < RN; ++t) {
-            const block_q8_0& b = blocks_at<block_q8_0>(a, as, t)[i];
-            qy[t] = _mm256_loadu_si256(reinterpret_cast<const __m256i*>(b.qs));
+        alignas(32) float sc[16];
+        scale_products<RM, RN, block_q4_0, block_q8_0>(w, ws, a, as, i, sc);
+        EG_UNROLL for (int t = 0; t < RN; ++t) {
+            qy[t] = _mm256_loadu_si256(reinterpret_cast<const __m256i*>(blocks_at<block_q8_0>(a, as, t)[i].qs));
             off[t] = _mm256_maddubs_epi16(eight, qy[t]);
-            dy[t] = _mm256_set1_ps(h2f(b.d));
         }
-        for (int r = 0; r < RM; ++r) {
+        EG_UNROLL for (int r = 0; r < RM; ++r) {
             const block_q4_0& b = blocks_at<block_q4_0>(w, ws, r)[i];
             const __m256i qx = nibbles_to_bytes(b.qs);
-            const __m256 dx = _mm256_set1_ps(h2f(b.d));
-            for (int t = 0; t < RN; ++t) {
+            EG_UNROLL for (int t = 0; t < RN; ++t) {
                 const __m256 p = i16_pairs_to_ps(_mm256_sub_epi16(_mm256_maddubs_epi16(qx, qy[t]), off[t]));
-                acc[r][t] = _mm256_fmadd_ps(_mm256_mul_ps(dx, dy[t]), p, acc[r][t]);
+                acc[r][t] = _mm256_fmadd_ps(_mm256_broadcast_ss(&sc[4 * r + t]), p, acc[r][t]);
             }
         }
     }
-    for (int r = 0; r < RM; ++r)
-        for (int t = 0; t < RN; ++t) y[t * ys + r] = hsum_ps(acc[r][t]);
+    EG_UNROLL for (int r = 0; r < RM; ++r)
+        EG_UNROLL for (int t = 0; t < RN; ++t) y[t * ys + r] = hsum_ps(acc[r][t]);
 }
 
 // ---- Q4_1 x Q8_1: d*q*y + m*s, the m*s terms summed apart in floats (mul, then add) ---------------
@@ -103,36 +118,35 @@ void q4_1_tile(int64_t nb, float* y, int64_t ys, const uint8_t* w, size_t ws, co
     static_assert(RN <= 4, "the offset sums hold up to four tokens per row");
     __m256 acc[RM][RN];
     __m128 summs[RM];
-    for (int r = 0; r < RM; ++r) {
+    EG_UNROLL for (int r = 0; r < RM; ++r) {
         summs[r] = _mm_setzero_ps();
-        for (int t = 0; t < RN; ++t) acc[r][t] = _mm256_setzero_ps();
+        EG_UNROLL for (int t = 0; t < RN; ++t) acc[r][t] = _mm256_setzero_ps();
     }
     for (int64_t i = 0; i < nb; ++i) {
         __m256i qy[RN];
-        __m256 dy[RN];
+        alignas(32) float sc[16];
+        scale_products<RM, RN, block_q4_1, block_q8_1>(w, ws, a, as, i, sc);
         alignas(16) float sy[4] = {0.0f, 0.0f, 0.0f, 0.0f};
-        for (int t = 0; t < RN; ++t) {
+        EG_UNROLL for (int t = 0; t < RN; ++t) {
             const block_q8_1& b = blocks_at<block_q8_1>(a, as, t)[i];
             qy[t] = _mm256_loadu_si256(reinterpret_cast<const __m256i*>(b.qs));
-            dy[t] = _mm256_set1_ps(h2f(b.d));
             sy[t] = h2f(b.s);
         }
         const __m128 syv = _mm_load_ps(sy);
-        for (int r = 0; r < RM; ++r) {
+        EG_UNROLL for (int r = 0; r < RM; ++r) {
             const block_q4_1& b = blocks_at<block_q4_1>(w, ws, r)[i];
             const __m256i qx = nibbles_to_bytes(b.qs);
-            const __m256 dx = _mm256_set1_ps(h2f(b.d));
-            for (int t = 0; t < RN; ++t) {
+            EG_UNROLL for (int t = 0; t < RN; ++t) {
                 const __m256 p = i16_pairs_to_ps(_mm256_maddubs_epi16(qx, qy[t]));
-                acc[r][t] = _mm256_fmadd_ps(_mm256_mul_ps(dx, dy[t]), p, acc[r][t]);
+                acc[r][t] = _mm256_fmadd_ps(_mm256_broadcast_ss(&sc[4 * r + t]), p, acc[r][t]);
             }
             summs[r] = _mm_add_ps(summs[r], _mm_mul_ps(_mm_set1_ps(h2f(b.m)), syv));
         }
     }
-    for (int r = 0; r < RM; ++r) {
+    EG_UNROLL for (int r = 0; r < RM; ++r) {
         alignas(16) float s[4];
         _mm_store_ps(s, summs[r]);
-        for (int t = 0; t < RN; ++t) y[t * ys + r] = hsum_ps(acc[r][t]) + s[t];
+        EG_UNROLL for (int t = 0; t < RN; ++t) y[t * ys + r] = hsum_ps(acc[r][t]) + s[t];
     }
 }
 
@@ -200,6 +214,8 @@ void fill_table_avx2_gemm(KernelTable& t) {
 }
 
 }  // namespace eg
+
+#undef EG_UNROLL
 
 #include "avx2_target_end.h"
 
