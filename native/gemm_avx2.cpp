@@ -7,6 +7,8 @@
 // scalar reference, and to llama.cpp's x86 decode path).
 #include "kernels.h"
 
+#include <type_traits>  // before the AVX2 target region
+
 #if defined(__x86_64__) || defined(_M_X64)
 
 #include "avx2_target_begin.h"
@@ -58,9 +60,19 @@ inline void scale_products(const uint8_t* w, size_t ws, const uint8_t* a, size_t
         _mm256_store_ps(sc + 8, _mm256_mul_ps(_mm256_permutevar8x32_ps(dxx, _mm256_set_epi32(3, 3, 3, 3, 2, 2, 2, 2)), dyy));
 }
 
+// A 4-bit block's 32 values as bytes: unpacked here, or (U) read from the tile's rows unpacked
+// once per call into `wu` (row r's block i at wu + (r * nb + i) * 32), which shares the
+// unpacking among all the call's tokens instead of the four of a register tile.
+template <bool U>
+inline __m256i unpacked(const uint8_t* qs, const uint8_t* wu, int64_t nb, int r, int64_t i) {
+    if constexpr (U) return _mm256_loadu_si256(reinterpret_cast<const __m256i*>(wu + (r * nb + i) * 32));
+    return nibbles_to_bytes(qs);
+}
+
 // ---- Q8_0 x Q8_0 -------------------------------------------------------------------------------
-template <int RM, int RN>
-void q8_0_tile(int64_t nb, float* y, int64_t ys, const uint8_t* w, size_t ws, const uint8_t* a, size_t as) {
+template <int RM, int RN, bool U>
+void q8_0_tile(int64_t nb, float* y, int64_t ys, const uint8_t* w, size_t ws, const uint8_t* wu, const uint8_t* a,
+          size_t as) {
     __m256 acc[RM][RN];
     EG_UNROLL for (int r = 0; r < RM; ++r)
         EG_UNROLL for (int t = 0; t < RN; ++t) acc[r][t] = _mm256_setzero_ps();
@@ -85,8 +97,9 @@ void q8_0_tile(int64_t nb, float* y, int64_t ys, const uint8_t* w, size_t ws, co
 }
 
 // ---- Q4_0 x Q8_0: (q - 8) * y = maddubs(q, y) - maddubs(8, y), the second term per token ----------
-template <int RM, int RN>
-void q4_0_tile(int64_t nb, float* y, int64_t ys, const uint8_t* w, size_t ws, const uint8_t* a, size_t as) {
+template <int RM, int RN, bool U>
+void q4_0_tile(int64_t nb, float* y, int64_t ys, const uint8_t* w, size_t ws, const uint8_t* wu, const uint8_t* a,
+          size_t as) {
     __m256 acc[RM][RN];
     EG_UNROLL for (int r = 0; r < RM; ++r)
         EG_UNROLL for (int t = 0; t < RN; ++t) acc[r][t] = _mm256_setzero_ps();
@@ -100,8 +113,7 @@ void q4_0_tile(int64_t nb, float* y, int64_t ys, const uint8_t* w, size_t ws, co
             off[t] = _mm256_maddubs_epi16(eight, qy[t]);
         }
         EG_UNROLL for (int r = 0; r < RM; ++r) {
-            const block_q4_0& b = blocks_at<block_q4_0>(w, ws, r)[i];
-            const __m256i qx = nibbles_to_bytes(b.qs);
+            const __m256i qx = unpacked<U>(blocks_at<block_q4_0>(w, ws, r)[i].qs, wu, nb, r, i);
             EG_UNROLL for (int t = 0; t < RN; ++t) {
                 const __m256 p = i16_pairs_to_ps(_mm256_sub_epi16(_mm256_maddubs_epi16(qx, qy[t]), off[t]));
                 acc[r][t] = _mm256_fmadd_ps(_mm256_broadcast_ss(&sc[4 * r + t]), p, acc[r][t]);
@@ -113,8 +125,9 @@ void q4_0_tile(int64_t nb, float* y, int64_t ys, const uint8_t* w, size_t ws, co
 }
 
 // ---- Q4_1 x Q8_1: d*q*y + m*s, the m*s terms summed apart in floats (mul, then add) ---------------
-template <int RM, int RN>
-void q4_1_tile(int64_t nb, float* y, int64_t ys, const uint8_t* w, size_t ws, const uint8_t* a, size_t as) {
+template <int RM, int RN, bool U>
+void q4_1_tile(int64_t nb, float* y, int64_t ys, const uint8_t* w, size_t ws, const uint8_t* wu, const uint8_t* a,
+          size_t as) {
     static_assert(RN <= 4, "the offset sums hold up to four tokens per row");
     __m256 acc[RM][RN];
     __m128 summs[RM];
@@ -135,7 +148,7 @@ void q4_1_tile(int64_t nb, float* y, int64_t ys, const uint8_t* w, size_t ws, co
         const __m128 syv = _mm_load_ps(sy);
         EG_UNROLL for (int r = 0; r < RM; ++r) {
             const block_q4_1& b = blocks_at<block_q4_1>(w, ws, r)[i];
-            const __m256i qx = nibbles_to_bytes(b.qs);
+            const __m256i qx = unpacked<U>(b.qs, wu, nb, r, i);
             EG_UNROLL for (int t = 0; t < RN; ++t) {
                 const __m256 p = i16_pairs_to_ps(_mm256_maddubs_epi16(qx, qy[t]));
                 acc[r][t] = _mm256_fmadd_ps(_mm256_broadcast_ss(&sc[4 * r + t]), p, acc[r][t]);
@@ -150,57 +163,78 @@ void q4_1_tile(int64_t nb, float* y, int64_t ys, const uint8_t* w, size_t ws, co
     }
 }
 
-using tile_fn = void (*)(int64_t, float*, int64_t, const uint8_t*, size_t, const uint8_t*, size_t);
+using tile_fn = void (*)(int64_t, float*, int64_t, const uint8_t*, size_t, const uint8_t*, const uint8_t*, size_t);
 
 // Tile shape: 4 rows x 4 tokens measured fastest here (Zen 3) for all three formats, though its
 // 16 accumulators spill a little; 4x3, 3x4, 2x4 were within 5-15%.
 constexpr int kRM = 4, kRN = 4;
 
-template <template <int, int> class K>
-struct Tiles {
-    tile_fn f[kRM + 1][kRN + 1];
-    Tiles() {
-        fill_row<1>();
-        fill_row<2>();
-        fill_row<3>();
-        fill_row<4>();
-    }
-    template <int RM>
-    void fill_row() {
-        f[RM][1] = K<RM, 1>::run;
-        f[RM][2] = K<RM, 2>::run;
-        f[RM][3] = K<RM, 3>::run;
-        f[RM][4] = K<RM, 4>::run;
-    }
+struct TileSet {
+    tile_fn f[kRM + 1][kRN + 1];  // [rows][tokens], 1-based: the full tile and every edge tile
 };
 
-#define EG_TILE_KERNEL(NAME, FN)                                                                        \
-    template <int RM, int RN>                                                                           \
-    struct NAME {                                                                                       \
-        static void run(int64_t nb, float* y, int64_t ys, const uint8_t* w, size_t ws, const uint8_t* a, \
-                        size_t as) {                                                                    \
-            FN<RM, RN>(nb, y, ys, w, ws, a, as);                                                        \
-        }                                                                                               \
+template <template <int, int> class K, int RM>
+void fill_tile_row(TileSet& s) {
+    s.f[RM][1] = K<RM, 1>::run;
+    s.f[RM][2] = K<RM, 2>::run;
+    s.f[RM][3] = K<RM, 3>::run;
+    s.f[RM][4] = K<RM, 4>::run;
+}
+
+template <template <int, int> class K>
+TileSet make_tiles() {
+    TileSet s{};
+    fill_tile_row<K, 1>(s);
+    fill_tile_row<K, 2>(s);
+    fill_tile_row<K, 3>(s);
+    fill_tile_row<K, 4>(s);
+    return s;
+}
+
+#define EG_TILE_KERNEL(NAME, FN, U)                                                                    \
+    template <int RM, int RN>                                                                          \
+    struct NAME {                                                                                      \
+        static void run(int64_t nb, float* y, int64_t ys, const uint8_t* w, size_t ws, const uint8_t* wu, \
+                        const uint8_t* a, size_t as) {                                                 \
+            FN<RM, RN, U>(nb, y, ys, w, ws, wu, a, as);                                                \
+        }                                                                                              \
     };
-EG_TILE_KERNEL(Q8_0Tile, q8_0_tile)
-EG_TILE_KERNEL(Q4_0Tile, q4_0_tile)
-EG_TILE_KERNEL(Q4_1Tile, q4_1_tile)
+EG_TILE_KERNEL(Q8_0Tile, q8_0_tile, false)
+EG_TILE_KERNEL(Q4_0Tile, q4_0_tile, false)
+EG_TILE_KERNEL(Q4_0TileU, q4_0_tile, true)
+EG_TILE_KERNEL(Q4_1Tile, q4_1_tile, false)
+EG_TILE_KERNEL(Q4_1TileU, q4_1_tile, true)
 #undef EG_TILE_KERNEL
 
+// Unpacking a call's rows once pays when enough tokens share them and they fit in L1 with room.
+constexpr int64_t kUnpackBytes = 16 * 1024;
+constexpr int64_t kUnpackMinTokens = 8;
+
 // Tokens outer, rows inner: the (small) weight tile stays in L1 while token groups pass over it.
-template <template <int, int> class K>
+// BlockW is the weight block for 4-bit formats that can be unpacked (Q4_0, Q4_1), void otherwise.
+template <typename BlockW, template <int, int> class K, template <int, int> class KU>
 void gemm_blocks(int64_t n, float* y, int64_t y_stride, const void* w, size_t w_stride, int64_t nr,
                  const void* act, size_t act_stride, int64_t nt) {
-    static const Tiles<K> tiles;
+    static const TileSet tiles = make_tiles<K>(), tiles_u = make_tiles<KU>();
     const int64_t nb = n / 32;
     const auto* wb = static_cast<const uint8_t*>(w);
     const auto* ab = static_cast<const uint8_t*>(act);
+    alignas(32) uint8_t wu[kUnpackBytes];
+    bool use_u = false;
+    if constexpr (!std::is_void_v<BlockW>) {
+        use_u = nt >= kUnpackMinTokens && nr * nb * 32 <= kUnpackBytes;
+        for (int64_t r = 0; use_u && r < nr; ++r)
+            for (int64_t i = 0; i < nb; ++i)
+                _mm256_store_si256(reinterpret_cast<__m256i*>(wu + (r * nb + i) * 32),
+                                   nibbles_to_bytes(blocks_at<BlockW>(wb, w_stride, r)[i].qs));
+    }
+    const TileSet& tl = use_u ? tiles_u : tiles;
     for (int64_t t = 0; t < nt; t += kRN) {
         const int rn = static_cast<int>(nt - t < kRN ? nt - t : kRN);
         for (int64_t r = 0; r < nr; r += kRM) {
             const int rm = static_cast<int>(nr - r < kRM ? nr - r : kRM);
-            tiles.f[rm][rn](nb, y + t * y_stride + r, y_stride, wb + r * w_stride, w_stride, ab + t * act_stride,
-                            act_stride);
+            tl.f[rm][rn](nb, y + t * y_stride + r, y_stride, wb + r * w_stride, w_stride, wu + r * nb * 32,
+                         ab + t * act_stride, act_stride);
         }
     }
 }
@@ -208,9 +242,9 @@ void gemm_blocks(int64_t n, float* y, int64_t y_stride, const void* w, size_t w_
 }  // namespace
 
 void fill_table_avx2_gemm(KernelTable& t) {
-    t.gemm[static_cast<int>(QType::Q8_0)] = gemm_blocks<Q8_0Tile>;
-    t.gemm[static_cast<int>(QType::Q4_0)] = gemm_blocks<Q4_0Tile>;
-    t.gemm[static_cast<int>(QType::Q4_1)] = gemm_blocks<Q4_1Tile>;
+    t.gemm[static_cast<int>(QType::Q8_0)] = gemm_blocks<void, Q8_0Tile, Q8_0Tile>;
+    t.gemm[static_cast<int>(QType::Q4_0)] = gemm_blocks<block_q4_0, Q4_0Tile, Q4_0TileU>;
+    t.gemm[static_cast<int>(QType::Q4_1)] = gemm_blocks<block_q4_1, Q4_1Tile, Q4_1TileU>;
 }
 
 }  // namespace eg
