@@ -189,6 +189,63 @@ void dot_f16_rows_avx2(int64_t n_chunks, int64_t n_rows, const uint8_t* base, si
     }
 }
 
+// Eight keys per vector (keys in lanes): each lane accumulates exactly as dot_f16_chunks does
+// for its key (four 8-wide accumulator sets, reduced in ggml's order), with no horizontal sums.
+// NQ queries share each converted load of keys.
+#define EG_UNROLL_ALL _Pragma("GCC unroll 8")
+template <int NQ>
+inline void f16t_group(int64_t hd, const uint8_t* base, size_t ds, const float* const* q, __m256* res) {
+    __m256 t[NQ][4];
+    EG_UNROLL_ALL for (int lp = 0; lp < 4; ++lp) {
+        __m256 s2[NQ][2];
+        EG_UNROLL_ALL for (int h = 0; h < 2; ++h) {
+            const int l = lp + 4 * h;
+            __m256 a[NQ][4];
+            EG_UNROLL_ALL for (int i = 0; i < NQ; ++i)
+                EG_UNROLL_ALL for (int k = 0; k < 4; ++k) a[i][k] = _mm256_setzero_ps();
+            for (int64_t c = 0; c < hd / 32; ++c)
+                EG_UNROLL_ALL for (int k = 0; k < 4; ++k) {
+                    const int64_t e = 32 * c + 8 * k + l;
+                    const __m256 x = load_f16x8(base + e * ds);
+                    EG_UNROLL_ALL for (int i = 0; i < NQ; ++i) a[i][k] = _mm256_fmadd_ps(x, _mm256_broadcast_ss(q[i] + e), a[i][k]);
+                }
+            EG_UNROLL_ALL for (int i = 0; i < NQ; ++i)
+                s2[i][h] = _mm256_add_ps(_mm256_add_ps(a[i][0], a[i][2]), _mm256_add_ps(a[i][1], a[i][3]));
+        }
+        EG_UNROLL_ALL for (int i = 0; i < NQ; ++i) t[i][lp] = _mm256_add_ps(s2[i][0], s2[i][1]);
+    }
+    EG_UNROLL_ALL for (int i = 0; i < NQ; ++i) res[i] = _mm256_add_ps(_mm256_add_ps(t[i][0], t[i][1]), _mm256_add_ps(t[i][2], t[i][3]));
+}
+
+#undef EG_UNROLL_ALL
+
+void dot_f16t_avx2(int64_t hd, int64_t n_keys, const uint8_t* base, size_t dim_stride, int64_t n_q, const float* q,
+                   size_t q_stride, float* out, size_t out_stride) {
+    for (int64_t j0 = 0; j0 < n_keys; j0 += 8) {
+        const int64_t nk = n_keys - j0 < 8 ? n_keys - j0 : 8;
+        const uint8_t* b = base + 2 * j0;
+        int64_t i = 0;
+        for (; i < n_q; ) {
+            __m256 res[2];
+            const float* qs[2] = {q + i * q_stride, q + (i + 1) * q_stride};
+            const int nq = n_q - i >= 2 ? 2 : 1;
+            if (nq == 2) f16t_group<2>(hd, b, dim_stride, qs, res);
+            else f16t_group<1>(hd, b, dim_stride, qs, res);
+            for (int r = 0; r < nq; ++r) {
+                float* o = out + (i + r) * out_stride + j0;
+                if (nk == 8) {
+                    _mm256_storeu_ps(o, res[r]);
+                } else {
+                    alignas(32) float tmp[8];
+                    _mm256_store_ps(tmp, res[r]);
+                    for (int64_t j = 0; j < nk; ++j) o[j] = tmp[j];
+                }
+            }
+            i += nq;
+        }
+    }
+}
+
 // Two outputs at a time: eight independent fma chains sharing each load of y.
 void dot_f16_cols_avx2(int64_t n_chunks, const uint8_t* const* bases, size_t offset0, size_t step, int64_t n_out,
                        const float* y, float* out) {
@@ -229,6 +286,7 @@ void fill_table_avx2_act(KernelTable& t) {
     t.round_f16 = round_f16_avx2;
     t.dot_f16_chunks = dot_f16_chunks_avx2;
     t.dot_f16_rows = dot_f16_rows_avx2;
+    t.dot_f16t = dot_f16t_avx2;
     t.dot_f16_cols = dot_f16_cols_avx2;
 }
 

@@ -128,6 +128,23 @@ void dot_f16_rows_ref(int64_t n_chunks, int64_t n_rows, const uint8_t* base, siz
     }
 }
 
+void dot_f16t_ref(int64_t hd, int64_t n_keys, const uint8_t* base, size_t dim_stride, int64_t n_q, const float* q,
+                  size_t q_stride, float* out, size_t out_stride) {
+    for (int64_t i = 0; i < n_q; ++i) {
+        for (int64_t j = 0; j < n_keys; ++j) {
+            float acc[4][8] = {};
+            for (int64_t c = 0; c < hd / 32; ++c)
+                for (int k = 0; k < 4; ++k)
+                    for (int l = 0; l < 8; ++l) {
+                        const int64_t e = 32 * c + 8 * k + l;
+                        const float x = fp16_to_f32(*reinterpret_cast<const fp16_t*>(base + e * dim_stride + 2 * j));
+                        acc[k][l] = std::fma(x, q[i * q_stride + e], acc[k][l]);
+                    }
+            out[i * out_stride + j] = reduce_f16_acc(acc);
+        }
+    }
+}
+
 void dot_f16_cols_ref(int64_t n_chunks, const uint8_t* const* bases, size_t offset0, size_t step, int64_t n_out,
                       const float* y, float* out) {
     for (int64_t k = 0; k < n_out; ++k) {
@@ -152,6 +169,7 @@ void fill_table_scalar_act(KernelTable& t) {
     t.round_f16 = round_f16_ref;
     t.dot_f16_chunks = dot_f16_chunks_ref;
     t.dot_f16_rows = dot_f16_rows_ref;
+    t.dot_f16t = dot_f16t_ref;
     t.dot_f16_cols = dot_f16_cols_ref;
 }
 

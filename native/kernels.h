@@ -53,6 +53,13 @@ using dot_f16_chunks_fn = float (*)(int64_t n_chunks, const uint8_t* const* base
 //         given as floats that are exactly f16 values (the rounded attention probabilities).
 using dot_f16_rows_fn = void (*)(int64_t n_chunks, int64_t n_rows, const uint8_t* base, size_t row_stride,
                                  const fp16_t* y, float* out);
+// Attention scores against keys stored transposed (an f16 cache block): for n_q queries and
+// n_keys keys, out[i * out_stride + j] = dot(key j, query i), bit-identical to dot_f16_chunks.
+// Key j's value e is the f16 at base + e * dim_stride + 2 * j; query i is hd floats (exact f16
+// values) at q + i * q_stride. Keys are read in groups of eight: dim_stride must cover
+// n_keys rounded up to a multiple of 8 (the extra lanes are computed and dropped).
+using dot_f16t_fn = void (*)(int64_t hd, int64_t n_keys, const uint8_t* base, size_t dim_stride, int64_t n_q,
+                             const float* q, size_t q_stride, float* out, size_t out_stride);
 using dot_f16_cols_fn = void (*)(int64_t n_chunks, const uint8_t* const* bases, size_t offset0, size_t step,
                                  int64_t n_out, const float* y, float* out);
 
@@ -67,6 +74,7 @@ struct KernelTable {
     round_f16_fn round_f16 = nullptr;
     dot_f16_chunks_fn dot_f16_chunks = nullptr;
     dot_f16_rows_fn dot_f16_rows = nullptr;
+    dot_f16t_fn dot_f16t = nullptr;
     dot_f16_cols_fn dot_f16_cols = nullptr;
     vec_dot_fn vec_dot[kTypeCount] = {};              // indexed by weight type
     // Same products, tuned for rows already in cache (a weight tile reused by a batch of tokens):

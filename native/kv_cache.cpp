@@ -21,6 +21,8 @@ KVCache::KVCache(const Config& cfg) : cfg_(cfg) {
     EG_CHECK(cfg.n_layer > 0 && cfg.n_embd_kv > 0 && cfg.head_dim > 0 && cfg.n_embd_kv % cfg.head_dim == 0,
              "invalid KV cache dimensions");
     EG_CHECK(cfg.block_tokens > 0 && cfg.block_tokens <= 4096, "block_tokens must be in 1..4096");
+    EG_CHECK(cfg.type != QType::F16 || cfg.block_tokens % 32 == 0,
+             "f16 caches need block_tokens a multiple of 32 (the attention reads 32-token chunks)");
     EG_CHECK(cfg.n_blocks > 0, "a KV cache needs at least one block");
     EG_CHECK(cfg.n_seq_max > 0 && cfg.n_seq_max <= 4096, "n_seq_max must be in 1..4096");
     const TypeTraits& tr = type_traits(cfg.type);
@@ -32,7 +34,6 @@ KVCache::KVCache(const Config& cfg) : cfg_(cfg) {
     block_bytes_ = block_bytes(cfg.n_layer, cfg.n_embd_kv, cfg.type, cfg.block_tokens);
     EG_CHECK(static_cast<size_t>(cfg.n_blocks) <= (size_t(1) << 46) / block_bytes_, "KV cache size overflows");
     storage_size_ = static_cast<size_t>(cfg.n_blocks) * block_bytes_;
-    EG_CHECK(cfg.type != QType::F16 || cfg.block_tokens == 32, "f16 KV caches use blocks of 32 tokens");
     storage_.reset(static_cast<uint8_t*>(std::calloc(storage_size_, 1)));
     if (!storage_) throw KVCacheFullError("could not allocate " + std::to_string(storage_size_) + " bytes of KV cache");
     refs_.assign(cfg.n_blocks, 0);
@@ -135,21 +136,42 @@ uint8_t* KVCache::row_ptr(int32_t layer, int32_t seq, int64_t idx, int kv) {
     return block_ptr(table[bi], layer, kv) + static_cast<size_t>(idx % cfg_.block_tokens) * row_bytes_;
 }
 
-uint8_t* KVCache::k_row(int32_t layer, int32_t seq, int64_t idx) { return row_ptr(layer, seq, idx, 0); }
+uint8_t* KVCache::k_row(int32_t layer, int32_t seq, int64_t idx) {
+    EG_CHECK(!transposed(), "k_row on a transposed (f16) cache");
+    return row_ptr(layer, seq, idx, 0);
+}
 uint8_t* KVCache::v_row(int32_t layer, int32_t seq, int64_t idx) {
-    EG_CHECK(!v_transposed(), "v_row on a transposed (f16) cache");
+    EG_CHECK(!transposed(), "v_row on a transposed (f16) cache");
     return row_ptr(layer, seq, idx, 1);
 }
 
-void KVCache::write_v(int32_t layer, int32_t seq, int64_t idx, const float* v, const KernelTable& kt) {
-    if (!v_transposed()) {
-        kt.quantize_act[static_cast<int>(cfg_.type)](v, row_ptr(layer, seq, idx, 1), cfg_.n_embd_kv);
+void KVCache::write_row(int32_t layer, int32_t seq, int64_t idx, int kv, const float* x, const KernelTable& kt) {
+    if (!transposed()) {
+        kt.quantize_act[static_cast<int>(cfg_.type)](x, row_ptr(layer, seq, idx, kv), cfg_.n_embd_kv);
         return;
     }
     const int32_t B = cfg_.block_tokens;
-    auto* vt = reinterpret_cast<fp16_t*>(block_ptr(tables_[seq][static_cast<size_t>(idx / B)], layer, 1));
+    auto* t = reinterpret_cast<fp16_t*>(block_ptr(tables_[seq][static_cast<size_t>(idx / B)], layer, kv));
     const int64_t slot = idx % B;
-    for (int32_t d = 0; d < cfg_.n_embd_kv; ++d) vt[d * B + slot] = f32_to_fp16(v[d]);
+    for (int32_t d = 0; d < cfg_.n_embd_kv; ++d) t[d * B + slot] = f32_to_fp16(x[d]);
+}
+
+void KVCache::write_k(int32_t layer, int32_t seq, int64_t idx, const float* k, const KernelTable& kt) {
+    write_row(layer, seq, idx, 0, k, kt);
+}
+void KVCache::write_v(int32_t layer, int32_t seq, int64_t idx, const float* v, const KernelTable& kt) {
+    write_row(layer, seq, idx, 1, v, kt);
+}
+
+void KVCache::read_k(int32_t layer, int32_t seq, int64_t idx, float* k, const KernelTable& kt) {
+    if (!transposed()) {
+        kt.dequantize_row[static_cast<int>(cfg_.type)](row_ptr(layer, seq, idx, 0), k, cfg_.n_embd_kv);
+        return;
+    }
+    const int32_t B = cfg_.block_tokens;
+    const auto* t = reinterpret_cast<const fp16_t*>(block_ptr(tables_[seq][static_cast<size_t>(idx / B)], layer, 0));
+    const int64_t slot = idx % B;
+    for (int32_t d = 0; d < cfg_.n_embd_kv; ++d) k[d] = fp16_to_f32(t[d * B + slot]);
 }
 
 void KVCache::seq_shift(int32_t seq, int64_t n_keep, int64_t n_discard, const RopeParams& rope_params,
@@ -170,18 +192,16 @@ void KVCache::seq_shift(int32_t seq, int64_t n_keep, int64_t n_discard, const Ro
                                " shared blocks but only " + std::to_string(n_free_blocks()) + " are free");
     for (int64_t b = first_block; b < last_block; ++b) unshare(seq, static_cast<size_t>(b));
 
-    const auto quant = kt.quantize_act[static_cast<int>(cfg_.type)];
-    const auto dequant = kt.dequantize_row[static_cast<int>(cfg_.type)];
     std::vector<float> row(cfg_.n_embd_kv);
+    const int32_t B = cfg_.block_tokens;
     for (int32_t l = 0; l < cfg_.n_layer; ++l) {
         for (int64_t i = n_keep; i < len - n_discard; ++i) {
-            dequant(k_row(l, seq, i + n_discard), row.data(), cfg_.n_embd_kv);
+            read_k(l, seq, i + n_discard, row.data(), kt);
             rope(row.data(), n_head_kv, cfg_.head_dim, -static_cast<double>(n_discard), rope_params);
-            quant(row.data(), k_row(l, seq, i), cfg_.n_embd_kv);
-            if (!v_transposed()) {
+            write_k(l, seq, i, row.data(), kt);
+            if (!transposed()) {
                 std::memmove(v_row(l, seq, i), v_row(l, seq, i + n_discard), row_bytes_);
             } else {
-                const int32_t B = cfg_.block_tokens;
                 const auto* src = reinterpret_cast<const fp16_t*>(
                     block_ptr(tables_[seq][static_cast<size_t>((i + n_discard) / B)], l, 1));
                 auto* dst = reinterpret_cast<fp16_t*>(block_ptr(tables_[seq][static_cast<size_t>(i / B)], l, 1));

@@ -71,13 +71,17 @@ public:
     // Declares rows up to seq_len + n_new written. Pre: reserve(seq, n_new) succeeded.
     void commit(int32_t seq, int64_t n_new);
 
-    // f16 caches keep V transposed inside each block, (n_embd_kv, block_tokens), so the attention's
-    // probability-weighted sum is a dot product over tokens, as in llama.cpp.
-    bool v_transposed() const { return cfg_.type == QType::F16; }
+    // f16 caches keep K and V transposed inside each block, (n_embd_kv, block_tokens): V so the
+    // attention's probability-weighted sum is a dot product over tokens, as in llama.cpp; K so
+    // the scores of eight keys come out of one vector (keys in lanes, no horizontal sums).
+    bool transposed() const { return cfg_.type == QType::F16; }
 
-    // Row access; idx < capacity reserved for the sequence.
-    uint8_t* k_row(int32_t layer, int32_t seq, int64_t idx);
+    // Row access; idx < capacity reserved for the sequence. Rows are converted as ggml converts
+    // f32 rows on the CPU (f16 round to nearest even; q8_0 as activation rows).
+    void write_k(int32_t layer, int32_t seq, int64_t idx, const float* k, const KernelTable& kt);  // (n_embd_kv)
     void write_v(int32_t layer, int32_t seq, int64_t idx, const float* v, const KernelTable& kt);  // (n_embd_kv)
+    void read_k(int32_t layer, int32_t seq, int64_t idx, float* k, const KernelTable& kt);
+    uint8_t* k_row(int32_t layer, int32_t seq, int64_t idx);  // non-transposed caches only
     uint8_t* v_row(int32_t layer, int32_t seq, int64_t idx);  // non-transposed caches only
     const uint8_t* k_block(int32_t layer, int32_t block) const { return block_ptr(block, layer, 0); }
     const uint8_t* v_block(int32_t layer, int32_t block) const { return block_ptr(block, layer, 1); }
@@ -94,6 +98,7 @@ private:
     void release_block(int32_t b);
     void unshare(int32_t seq, size_t table_index);  // copy-on-write one block of seq's table
     uint8_t* row_ptr(int32_t layer, int32_t seq, int64_t idx, int kv);
+    void write_row(int32_t layer, int32_t seq, int64_t idx, int kv, const float* x, const KernelTable& kt);
 
     Config cfg_;
     size_t row_bytes_ = 0, head_bytes_ = 0, block_layer_bytes_ = 0, block_bytes_ = 0, storage_size_ = 0;

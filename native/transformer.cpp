@@ -142,12 +142,12 @@ KVCache::Config Model::kv_config(int64_t n_blocks, QType type, int32_t n_seq_max
 void Model::ensure_scratch(int64_t n_ctx) {
     if (n_ctx <= scratch_ctx_ && !scratch_.empty()) return;
     scratch_ctx_ = n_ctx;
-    const int64_t padded = (n_ctx + 63) & ~int64_t(31);
+    const int64_t padded = s_stride();
     scratch_.assign(pool_->size(), Scratch{});
     for (Scratch& s : scratch_) {
-        s.scores.assign(padded, 0.0f);
+        s.scores.assign(padded * (cfg_.n_head / cfg_.n_head_kv), 0.0f);
         s.bases.assign(padded / 32 + 1, nullptr);
-        s.q16.assign(cfg_.head_dim, 0);
+        s.qf.assign(static_cast<size_t>(cfg_.head_dim) * (cfg_.n_head / cfg_.n_head_kv), 0.0f);
         s.qact.assign(row_size(QType::Q8_0, cfg_.head_dim) + row_size(QType::Q8_K, 256), 0);
     }
 }
@@ -199,8 +199,6 @@ void Model::forward_chunk(KVCache& kv, int32_t seq, const int32_t* tokens, int64
     const ModelConfig& c = cfg_;
     const int64_t d = c.n_embd, q_dim = int64_t(c.n_head) * c.head_dim, kv_dim = int64_t(c.n_head_kv) * c.head_dim;
     const int64_t start = kv.seq_len(seq);
-    const QType kvt = kv.config().type;
-    const auto kv_quant = kt.quantize_act[static_cast<int>(kvt)];  // as ggml converts f32 rows on the CPU
 
     // x: (n, d) token embeddings
     const auto embed = kt.dequantize_row[static_cast<int>(tok_embd_.type)];
@@ -215,7 +213,7 @@ void Model::forward_chunk(KVCache& kv, int32_t seq, const int32_t* tokens, int64
         for (int64_t i = 0; i < n; ++i) {
             rope(&q_[i * q_dim], c.n_head, c.head_dim, static_cast<double>(start + i), c.rope);
             rope(&k_[i * kv_dim], c.n_head_kv, c.head_dim, static_cast<double>(start + i), c.rope);
-            kv_quant(&k_[i * kv_dim], kv.k_row(l, seq, start + i), kv_dim);
+            kv.write_k(l, seq, start + i, &k_[i * kv_dim], kt);
             kv.write_v(l, seq, start + i, &v_[i * kv_dim], kt);
         }
         attention(kv, l, seq, start, n);          // attn_: (n, q_dim)
@@ -247,8 +245,13 @@ void Model::attention(KVCache& kv, int32_t layer, int32_t seq, int64_t start, in
     const size_t row_bytes = kv.row_bytes(), head_bytes = kv.head_bytes();
     const std::vector<int32_t>& table = kv.block_table(seq);
     const float scale = 1.0f / std::sqrt(static_cast<float>(hd));
-    const int64_t n_tasks = n * c.n_head;
-    const bool f16 = kv.v_transposed();
+    const bool f16 = kv.transposed();
+    // A task is one token's heads that share a KV head (f16 caches, enough of them to keep every
+    // thread busy: the keys are converted once for the group) or one token's single head.
+    const int64_t heads_per_task = f16 && n * c.n_head_kv >= 2 * pool_->size() ? group : 1;
+    const int64_t tasks_per_token = c.n_head / heads_per_task;
+    const int64_t n_tasks = n * tasks_per_token;
+    const size_t sc_stride = s_stride();
     // non-f16 caches: scores by the table's dot kernel, values by y += p * row
     const auto dot = kt.vec_dot[static_cast<int>(kc.type)];
     const auto mad_f32 = kt.vec_mad[static_cast<int>(QType::F32)];
@@ -260,28 +263,34 @@ void Model::attention(KVCache& kv, int32_t layer, int32_t seq, int64_t start, in
         Scratch& s = scratch_[ith];
         // Tasks interleaved over threads: a causal batch's later tokens attend to more keys.
         for (int64_t task = ith; task < n_tasks; task += nth) {
-            const int64_t i = task / c.n_head, h = task % c.n_head, g = h / group;
+            const int64_t i = task / tasks_per_token, h = (task % tasks_per_token) * heads_per_task, g = h / group;
             const int64_t L = start + i + 1;        // causal: keys 0..start+i
             const int64_t n_blk = (L + B - 1) / B;
             const float* qh = &q_[i * q_dim + h * hd];
             float* out = &attn_[i * q_dim + h * hd];
-            float* sc = s.scores.data();            // (L rounded up to 32) scores, then probabilities
+            float* sc = s.scores.data();            // (heads, L rounded up to 32) scores, then probabilities
             if (f16) {
                 // As llama.cpp: q and the probabilities are rounded to f16, dot products run in
                 // ggml's order, softmax over a multiple of 8 (padding is -inf, so exactly 0).
-                for (int64_t t = 0; t < hd; ++t) s.q16[t] = f32_to_fp16(qh[t]);
+                std::copy(qh, qh + heads_per_task * hd, s.qf.data());
+                kt.round_f16(heads_per_task * hd, s.qf.data());
                 for (int64_t blk = 0; blk < n_blk; ++blk)
-                    kt.dot_f16_rows(hd / 32, std::min(B, L - blk * B), kv.k_block(layer, table[blk]) + g * head_bytes,
-                                    row_bytes, s.q16.data(), sc + blk * B);
-                for (int64_t j = 0; j < L; ++j) sc[j] *= scale;
-                const int64_t L8 = (L + 7) & ~int64_t(7);
-                for (int64_t j = L; j < L8; ++j) sc[j] = -INFINITY;
-                kt.softmax(L8, sc);
-                kt.round_f16(L, sc);  // llama.cpp multiplies V by f16 probabilities
-                std::fill(sc + L, sc + n_blk * B, 0.0f);
-                for (int64_t blk = 0; blk < n_blk; ++blk) s.bases[blk] = kv.v_block(layer, table[blk]);
-                kt.dot_f16_cols(n_blk, s.bases.data(), static_cast<size_t>(g * hd) * B * 2, static_cast<size_t>(B) * 2, hd,
-                                sc, out);
+                    kt.dot_f16t(hd, std::min(B, L - blk * B), kv.k_block(layer, table[blk]) + g * hd * B * 2, B * 2,
+                                heads_per_task, s.qf.data(), hd, sc + blk * B, sc_stride);
+                const int64_t n_chunks = (L + 31) / 32;  // V^T in 32-token chunks, B / 32 per block
+                for (int64_t ch = 0; ch < n_chunks; ++ch)
+                    s.bases[ch] = kv.v_block(layer, table[ch * 32 / B]) + (ch * 32 % B) * 2;
+                for (int64_t k = 0; k < heads_per_task; ++k) {
+                    float* sk = sc + k * sc_stride;
+                    for (int64_t j = 0; j < L; ++j) sk[j] *= scale;
+                    const int64_t L8 = (L + 7) & ~int64_t(7);
+                    for (int64_t j = L; j < L8; ++j) sk[j] = -INFINITY;
+                    kt.softmax(L8, sk);
+                    kt.round_f16(L, sk);  // llama.cpp multiplies V by f16 probabilities
+                    std::fill(sk + L, sk + n_chunks * 32, 0.0f);
+                    kt.dot_f16_cols(n_chunks, s.bases.data(), static_cast<size_t>(g * hd) * B * 2, static_cast<size_t>(B) * 2,
+                                    hd, sk, out + k * hd);
+                }
                 continue;
             }
             // Quantized caches: llama.cpp's flash-attention arithmetic (it needs flash attention

@@ -100,13 +100,15 @@ private:
     std::vector<float> gate_;   // (batch, n_ff)
     std::vector<float> up_;     // (batch, n_ff)
     struct Scratch {                  // one per worker thread, sized for the cache's context
-        std::vector<float> scores;      // (n_ctx padded to 32) scores, then probabilities
+        std::vector<float> scores;      // (heads of a task, n_ctx padded to 32) scores, then probabilities
         std::vector<const uint8_t*> bases;  // (n_blocks) V^T block pointers
-        std::vector<fp16_t> q16;        // (hd) query in f16
+        std::vector<float> qf;          // (heads of a task, hd) queries rounded to f16
         std::vector<uint8_t> qact;      // query in the cache type's activation format
     };
     std::vector<Scratch> scratch_;
     int64_t scratch_ctx_ = 0;
+    // floats per head in Scratch::scores: the context rounded up to whole 32-token chunks, + 32
+    size_t s_stride() const { return static_cast<size_t>((scratch_ctx_ + 63) & ~int64_t(31)); }
 };
 
 }  // namespace eg

@@ -292,6 +292,33 @@ void check_attention_dots(const std::string& isa, const KernelTable& simd, const
     }
 }
 
+// Scores against keys stored transposed (f16 cache blocks): keys in lanes, groups of eight.
+void check_transposed_keys(const std::string& isa, const KernelTable& simd, const KernelTable& ref, Rng& rng) {
+    for (int64_t hd : {32, 64, 128}) {
+        const size_t dim_stride = 2 * 32 + 16;  // 32 key slots per dimension, padded
+        std::vector<uint8_t> k(dim_stride * hd);
+        for (size_t i = 0; i + 1 < k.size(); i += 2) {
+            const fp16_t v = f32_to_fp16(rng.uniform() * 4.0f);
+            std::memcpy(&k[i], &v, 2);
+        }
+        std::vector<float> q(3 * hd);
+        for (float& v : q) v = fp16_to_f32(f32_to_fp16(rng.uniform()));
+        for (int64_t n_keys : {1, 5, 8, 13, 32}) {
+            for (int64_t n_q : {1, 2, 3}) {
+                std::vector<float> got(3 * 40, 0.0f), want(3 * 40, 0.0f);
+                simd.dot_f16t(hd, n_keys, k.data(), dim_stride, n_q, q.data(), hd, got.data(), 40);
+                ref.dot_f16t(hd, n_keys, k.data(), dim_stride, n_q, q.data(), hd, want.data(), 40);
+                const std::string shape = "hd=" + std::to_string(hd) + " keys=" + std::to_string(n_keys) +
+                                          " queries=" + std::to_string(n_q);
+                if (std::memcmp(got.data(), want.data(), sizeof(float) * got.size()) != 0)
+                    fail(isa, "dot_f16t", shape);
+                else
+                    ++g_passed;
+            }
+        }
+    }
+}
+
 int main(int argc, char** argv) {
     std::vector<std::string> required;
     for (int i = 1; i < argc; ++i) {
@@ -333,6 +360,7 @@ int main(int argc, char** argv) {
                 check_dequantize(isa, simd, t, rng);
             }
         }
+        if (simd.dot_f16t != ref.dot_f16t) check_transposed_keys(isa, simd, ref, rng);
         if (simd.dot_f16_rows != ref.dot_f16_rows || simd.dot_f16_cols != ref.dot_f16_cols)
             check_attention_dots(isa, simd, ref, rng);
         const int checks = g_passed + g_failed - before;

@@ -125,3 +125,12 @@ def test_bad_arguments_raise(model) -> None:
     with pytest.raises(ValueError, match="kv_type"):
         model.new_cache(64, "q4_0")
     assert cache.nbytes == 2 * 30 * 2 * 32 * 192 * 2  # blocks x layers x (K,V) x tokens x dims x f16
+
+
+def test_f16_blocks_of_64_tokens_compute_the_same_logits(model) -> None:
+    want = fresh_logits(model, PROMPT)
+    cache = model.new_cache(256, "f16", block_tokens=64)
+    np.testing.assert_array_equal(model.eval(cache, 0, PROMPT[:40]), fresh_logits(model, PROMPT[:40]))
+    np.testing.assert_array_equal(model.eval(cache, 0, PROMPT[40:]), want)
+    with pytest.raises(Exception, match="multiple of 32"):
+        model.new_cache(256, "f16", block_tokens=48)
