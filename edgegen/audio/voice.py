@@ -237,7 +237,8 @@ class Voice:
         }
         if sid is not None:
             feeds["sid"] = np.array([sid], dtype=np.int64)
-        return np.asarray(self.session.run(None, feeds)[0], dtype=np.float32).reshape(-1)  # (n_samples,)
+        audio = np.asarray(self.session.run(None, feeds)[0], dtype=np.float32).reshape(-1)  # (n_samples,)
+        return audio if audio.flags.writeable else audio.copy()  # post-processed in place
 
     def _speaker_id(self, speaker: Union[int, str, None]) -> Optional[int]:
         n = self.config.num_speakers
@@ -267,13 +268,20 @@ def _joined(clauses: list[Clause]) -> Clause:
 
 
 def _postprocess(audio: np.ndarray, normalize: bool, volume: float) -> np.ndarray:
-    """Piper's per-chunk post-processing: peak-normalise, volume, clip to [-1, 1]."""
+    """Piper's per-chunk post-processing: peak-normalise, volume, clip to [-1, 1].
+
+    Same operations in the same order as piper's, done in place: `audio` is the model's
+    fresh float32 output, owned by us.
+    """
     if normalize:
-        peak = float(np.max(np.abs(audio))) if audio.size else 0.0
-        audio = np.zeros_like(audio) if peak < 1e-8 else audio / peak
+        peak = max(float(audio.max()), -float(audio.min())) if audio.size else 0.0
+        if peak < 1e-8:
+            audio[:] = 0.0
+        else:
+            np.divide(audio, np.float32(peak), out=audio)
     if volume != 1.0:
-        audio = audio * volume
-    return np.clip(audio, -1.0, 1.0).astype(np.float32)
+        np.multiply(audio, volume, out=audio, casting="same_kind")
+    return np.clip(audio, -1.0, 1.0, out=audio)
 
 
 def _scale(name: str, value: Optional[float], default: float, positive: bool = False) -> float:
