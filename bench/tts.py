@@ -5,7 +5,12 @@ noise settings, interleaved run by run (the order alternates) so both sides see 
 Reports medians of real-time factor (synthesis seconds / audio seconds, lower is better) and
 time to first audio (seconds from the call to the first chunk of samples).
 
-    python3 bench/tts.py --threads 2 --reps 7
+Each timed call starts from idle (`--pause`, default 0.25 s): after a run, onnxruntime's pool
+threads keep spinning for tens of milliseconds, and a call timed right after the *other* side's
+run shares the cores with them (measured: +22% on a 180 ms run). Without the pause that cost
+lands on whichever side runs second in a pair, i.e. on the side the other one left spinning.
+
+    python3 bench/tts.py --threads 2 --reps 9
 """
 from __future__ import annotations
 
@@ -72,6 +77,7 @@ def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--threads", type=int, default=2)
     parser.add_argument("--reps", type=int, default=7)
+    parser.add_argument("--pause", type=float, default=0.25, help="idle seconds before each timed call")
     args = parser.parse_args()
 
     import edgegen
@@ -79,11 +85,13 @@ def main() -> int:
     ours = edgegen.load_voice("joe", threads=args.threads)
     ref = piper_voice(args.threads)
     sides = {"piper-tts": (ref, time_piper), "edgegen": (ours, time_edgegen)}
-    for voice, fn in sides.values():  # warm-up: espeak init, onnxruntime first-run allocations
-        fn(voice, "Warm up, please.")
+    # Warm-up, same text on both sides: espeak init, onnxruntime first-run allocations, and
+    # edgegen's lane session (opened on the first text with units to spread over lanes).
+    for voice, fn in sides.values():
+        fn(voice, "Warm up, please. A second sentence follows here. And then a third one.")
 
     print(f"# {platform.machine()}, {os.cpu_count()} cpus, threads={args.threads}, reps={args.reps}, "
-          f"load avg at start {os.getloadavg()[0]:.1f}")
+          f"pause={args.pause}s, load avg at start {os.getloadavg()[0]:.1f}")
     print("| text | side | audio s | RTF (median) | first audio ms (median) | RTF / piper (paired) | first audio / piper (paired) |")
     print("|---|---|---:|---:|---:|---:|---:|")
     for label, text in TEXTS.items():
@@ -92,6 +100,7 @@ def main() -> int:
             order = list(sides) if rep % 2 == 0 else list(reversed(sides))
             for name in order:
                 voice, fn = sides[name]
+                time.sleep(args.pause)  # the previous call's onnxruntime threads go idle first
                 runs[name].append(fn(voice, text))
         # Ratios within each interleaved pair: robust to load that drifts between pairs.
         base = runs["piper-tts"]
