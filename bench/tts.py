@@ -92,7 +92,7 @@ def main() -> int:
 
     print(f"# {platform.machine()}, {os.cpu_count()} cpus, threads={args.threads}, reps={args.reps}, "
           f"pause={args.pause}s, load avg at start {os.getloadavg()[0]:.1f}")
-    print("| text | side | audio s | RTF (median) | first audio ms (median) | RTF / piper (paired) | first audio / piper (paired) |")
+    print("| text | side | audio s | RTF (median) | first audio ms (median) | RTF / piper (paired, IQR) | first audio / piper (paired) |")
     print("|---|---|---:|---:|---:|---:|---:|")
     for label, text in TEXTS.items():
         runs: dict[str, list[tuple[float, float, float]]] = {name: [] for name in sides}
@@ -108,9 +108,11 @@ def main() -> int:
             first = statistics.median(r[0] for r in rs)
             rtf = statistics.median(r[1] / r[2] for r in rs)
             audio = statistics.median(r[2] for r in rs)
-            rtf_ratio = statistics.median((r[1] / r[2]) / (b[1] / b[2]) for r, b in zip(rs, base))
+            ratios = sorted((r[1] / r[2]) / (b[1] / b[2]) for r, b in zip(rs, base))
+            q1, q3 = ratios[len(ratios) // 4], ratios[(3 * len(ratios)) // 4]  # spread of the pairs
             first_ratio = statistics.median(r[0] / b[0] for r, b in zip(rs, base))
-            print(f"| {label} | {name} | {audio:.2f} | {rtf:.3f} | {first * 1000:.0f} | {rtf_ratio:.2f}x | {first_ratio:.2f}x |")
+            print(f"| {label} | {name} | {audio:.2f} | {rtf:.4f} | {first * 1000:.0f} | "
+                  f"{statistics.median(ratios):.3f}x ({q1:.2f}–{q3:.2f}) | {first_ratio:.2f}x |")
     return 0
 
 
