@@ -8,8 +8,10 @@ Per engine and file (each measured in its own process, so peak RSS is its own):
   TTFT          16-token prompt -> first sampled token
   load          open the file and build the model (mmap; a warm page cache)
   peak RSS      of the measuring process (VmHWM)
-Medians of --runs runs. Q4_0 and Q8_0 are made from the packaged Q4_1 file with llama.cpp's own
-quantizer. The bandwidth bound is this machine's read bandwidth (measured in the same run with
+--runs rounds, alternating which engine goes first, each engine in a fresh process per round
+(one warm-up run, then one timed run); values are medians over rounds, ratios medians of the
+per-round ratios, peak RSS the largest seen. Q4_0 and Q8_0 are made from the packaged Q4_1 file
+with llama.cpp's own quantizer. The bandwidth bound is this machine's read bandwidth (measured in the same run with
 vector loads) divided by the weight bytes one decode step reads.
 """
 from __future__ import annotations
@@ -33,7 +35,7 @@ PROMPT_TEXT = ("The history of the bicycle begins in the early nineteenth centur
                "tried to build a practical human-powered vehicle. ") * 40
 
 
-def worker(engine: str, path: str, threads: int, runs: int, ids: list[int]) -> dict:
+def worker(engine: str, path: str, threads: int, runs: int, ids: list[int], skip_first: bool = False) -> dict:
     # the prompt arrives tokenized, so this process's peak RSS is the engine's alone
     short, long_ = ids[:16], ids[:512]
     loads, decode, prefill, ttft = [], [], [], []
@@ -84,6 +86,8 @@ def worker(engine: str, path: str, threads: int, runs: int, ids: list[int]) -> d
             t = time.perf_counter()
             ll.eval(long_)
             prefill.append(512 / (time.perf_counter() - t))
+    if skip_first and runs > 1:  # the first run of a fresh process pays its page faults: a warm-up
+        decode, prefill, ttft = decode[1:], prefill[1:], ttft[1:]
     med = statistics.median
     return {"engine": engine, "decode": med(decode), "prefill": med(prefill), "ttft_ms": 1000 * med(ttft),
             "load_ms": 1000 * med(loads), "rss_mb": peak_rss_mb()}
@@ -128,10 +132,11 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--quants", nargs="+", default=["q4_1", "q4_0", "q8_0"])
     ap.add_argument("--markdown", action="store_true")
     ap.add_argument("--worker", nargs=3, metavar=("ENGINE", "PATH", "IDS"), help=argparse.SUPPRESS)
+    ap.add_argument("--skip-first", action="store_true", help=argparse.SUPPRESS)
     args = ap.parse_args(argv)
     if args.worker:
         ids = json.loads(Path(args.worker[2]).read_text())
-        print(json.dumps(worker(args.worker[0], args.worker[1], args.threads, args.runs, ids)))
+        print(json.dumps(worker(args.worker[0], args.worker[1], args.threads, args.runs, ids, args.skip_first)))
         return 0
 
     from edgegen import _native
@@ -144,7 +149,9 @@ def main(argv: list[str] | None = None) -> int:
         if q in args.quants:
             files[q] = requantize(src, q, ftype, tmp)
     bw = _native.measure_read_bandwidth(256 << 20, 5, _native.ThreadPool(args.threads))
-    print(f"# {time.strftime('%Y-%m-%d %H:%M')} isa={_native.active_isa()} threads={args.threads} runs={args.runs}")
+    load = os.getloadavg()[0]
+    print(f"# {time.strftime('%Y-%m-%d %H:%M')} isa={_native.active_isa()} threads={args.threads} rounds={args.runs} "
+          f"load average at start {load:.2f}")
     print(f"# read bandwidth ({args.threads} threads, vector loads): {bw:.1f} GB/s")
     rows = []
     for q in args.quants:
@@ -153,19 +160,32 @@ def main(argv: list[str] | None = None) -> int:
 
         ids_file = os.path.join(tmp, f"ids-{q}.json")
         Path(ids_file).write_text(json.dumps(Tokenizer.from_gguf(files[q]).encode(PROMPT_TEXT, add_special=False)))
-        res = {}
-        for engine in ("native", "llama.cpp"):
-            out = subprocess.run([sys.executable, __file__, "--threads", str(args.threads), "--runs", str(args.runs),
-                                  "--worker", engine, files[q], ids_file], capture_output=True, text=True, check=True)
-            res[engine] = json.loads(out.stdout.strip().splitlines()[-1])
+        # Rounds alternate the engines (native first, then llama.cpp first, ...), each round a fresh
+        # process per engine with one warm-up run, so drifting load on a shared machine hits both
+        # alike; the ratios are medians of the per-round ratios.
+        per = {"native": [], "llama.cpp": []}
+        for rnd in range(args.runs):
+            order = ("native", "llama.cpp") if rnd % 2 == 0 else ("llama.cpp", "native")
+            for engine in order:
+                out = subprocess.run([sys.executable, __file__, "--threads", str(args.threads), "--runs", "2",
+                                      "--skip-first", "--worker", engine, files[q], ids_file],
+                                     capture_output=True, text=True, check=True)
+                per[engine].append(json.loads(out.stdout.strip().splitlines()[-1]))
+        res = {e: {k: (statistics.median(r[k] for r in rs) if k != "engine" else e) for k in rs[0]}
+               for e, rs in per.items()}
+        for key in ("decode", "prefill"):
+            res["native"][key + "_ratio"] = statistics.median(
+                n[key] / ll[key] for n, ll in zip(per["native"], per["llama.cpp"]))
+            res["llama.cpp"][key + "_ratio"] = 1.0
+        res["native"]["rss_mb"] = max(r["rss_mb"] for r in per["native"])
+        res["llama.cpp"]["rss_mb"] = max(r["rss_mb"] for r in per["llama.cpp"])
         rows.append((q, bound, res["native"], res["llama.cpp"]))
     hdr = ("| file | engine | decode tok/s | prefill tok/s | TTFT ms | load ms | peak RSS MB | decode ratio | prefill ratio | decode bound tok/s |",
            "|---|---|---:|---:|---:|---:|---:|---:|---:|---:|")
     print("\n".join(hdr))
     for q, bound, n, l in rows:
         for r in (n, l):
-            ratio_d = r["decode"] / l["decode"]
-            ratio_p = r["prefill"] / l["prefill"]
+            ratio_d, ratio_p = r["decode_ratio"], r["prefill_ratio"]
             print(f"| {q} | {r['engine']} | {r['decode']:.1f} | {r['prefill']:.1f} | {r['ttft_ms']:.1f} | "
                   f"{r['load_ms']:.0f} | {r['rss_mb']:.0f} | {ratio_d:.2f}x | {ratio_p:.2f}x | {bound:.0f} |")
     return 0
