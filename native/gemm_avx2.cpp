@@ -206,8 +206,9 @@ EG_TILE_KERNEL(Q4_1Tile, q4_1_tile, false)
 EG_TILE_KERNEL(Q4_1TileU, q4_1_tile, true)
 #undef EG_TILE_KERNEL
 
-// Unpacking a call's rows once pays when enough tokens share them and they fit in L1 with room.
-constexpr int64_t kUnpackBytes = 16 * 1024;
+// Unpacking a call's rows once pays when enough tokens share them and they (nearly) fit in L1:
+// 28 KiB covers 16 rows of 1536 values (a down projection), measured +10-40% on that shape.
+constexpr int64_t kUnpackBytes = 28 * 1024;
 constexpr int64_t kUnpackMinTokens = 8;
 
 // Tokens outer, rows inner: the (small) weight tile stays in L1 while token groups pass over it.
