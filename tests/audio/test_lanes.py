@@ -179,9 +179,13 @@ def test_parallel_units_option(joe_files):
     assert edgegen.Voice(object(), edgegen.load_voice(model, threads=1).config, lanes=2).lanes == 1  # no model path
 
 
-def test_sessions_stop_spinning_after_a_run(laned):
-    """Both sessions hand their cores back when a run returns (the audio tests against piper run
-    on these same sessions, so the option leaves the audio as it was)."""
+def test_session_options(laned):
+    """Both sessions hand their cores back when a run returns and share one memory arena (the
+    audio tests against piper run on these same sessions, so the options leave the audio as it
+    was)."""
     v, _, _ = laned
+    assert voice_module._SHARED_ARENA is True
     for session in (v.session.session, v._lane_session.session):
-        assert session.get_session_options().get_session_config_entry("session.force_spinning_stop") == "1"
+        options = session.get_session_options()
+        assert options.get_session_config_entry("session.force_spinning_stop") == "1"
+        assert options.get_session_config_entry("session.use_env_allocators") == "1"
