@@ -72,7 +72,7 @@ inline __m256i unpacked(const uint8_t* qs, const uint8_t* wu, int64_t nb, int r,
 // ---- Q8_0 x Q8_0 -------------------------------------------------------------------------------
 template <int RM, int RN, bool U>
 void q8_0_tile(int64_t nb, float* y, int64_t ys, const uint8_t* w, size_t ws, const uint8_t* wu, const uint8_t* a,
-          size_t as) {
+               size_t as) {
     __m256 acc[RM][RN];
     EG_UNROLL for (int r = 0; r < RM; ++r)
         EG_UNROLL for (int t = 0; t < RN; ++t) acc[r][t] = _mm256_setzero_ps();
@@ -99,7 +99,7 @@ void q8_0_tile(int64_t nb, float* y, int64_t ys, const uint8_t* w, size_t ws, co
 // ---- Q4_0 x Q8_0: (q - 8) * y = maddubs(q, y) - maddubs(8, y), the second term per token ----------
 template <int RM, int RN, bool U>
 void q4_0_tile(int64_t nb, float* y, int64_t ys, const uint8_t* w, size_t ws, const uint8_t* wu, const uint8_t* a,
-          size_t as) {
+               size_t as) {
     __m256 acc[RM][RN];
     EG_UNROLL for (int r = 0; r < RM; ++r)
         EG_UNROLL for (int t = 0; t < RN; ++t) acc[r][t] = _mm256_setzero_ps();
@@ -127,7 +127,7 @@ void q4_0_tile(int64_t nb, float* y, int64_t ys, const uint8_t* w, size_t ws, co
 // ---- Q4_1 x Q8_1: d*q*y + m*s, the m*s terms summed apart in floats (mul, then add) ---------------
 template <int RM, int RN, bool U>
 void q4_1_tile(int64_t nb, float* y, int64_t ys, const uint8_t* w, size_t ws, const uint8_t* wu, const uint8_t* a,
-          size_t as) {
+               size_t as) {
     static_assert(RN <= 4, "the offset sums hold up to four tokens per row");
     __m256 acc[RM][RN];
     __m128 summs[RM];

@@ -70,52 +70,6 @@ inline const Block* row_ptr(const void* w, size_t stride, int64_t r) {
     return reinterpret_cast<const Block*>(static_cast<const uint8_t*>(w) + r * stride);
 }
 
-// ---- Q4_0 x Q8_0 -------------------------------------------------------------------------------
-// (q - 8) * y summed = maddubs(q, y) - maddubs(8, y): the second term is shared by all NR rows.
-template <int NR>
-inline void q4_0_rows(int64_t nb, float* out, const void* w, size_t stride, const block_q8_0* y) {
-    const block_q4_0* x[NR];
-    __m256 acc[NR];
-    for (int r = 0; r < NR; ++r) { x[r] = row_ptr<block_q4_0>(w, stride, r); acc[r] = _mm256_setzero_ps(); }
-    const __m256i eight = _mm256_set1_epi8(8);
-    const __m256i ones = _mm256_set1_epi16(1);
-    for (int64_t i = 0; i < nb; ++i) {
-        const __m256i qy = _mm256_loadu_si256(reinterpret_cast<const __m256i*>(y[i].qs));
-        const __m256i off = _mm256_maddubs_epi16(eight, qy);
-        const float dy = h2f(y[i].d);
-        for (int r = 0; r < NR; ++r) {
-            const __m256i qx = nibbles_to_bytes(x[r][i].qs);
-            const __m256i p16 = _mm256_sub_epi16(_mm256_maddubs_epi16(qx, qy), off);
-            const __m256 p = _mm256_cvtepi32_ps(_mm256_madd_epi16(p16, ones));
-            acc[r] = _mm256_fmadd_ps(_mm256_set1_ps(h2f(x[r][i].d) * dy), p, acc[r]);
-        }
-    }
-    for (int r = 0; r < NR; ++r) out[r] = hsum_ps(acc[r]);
-}
-
-// ---- Q4_1 x Q8_1 -------------------------------------------------------------------------------
-template <int NR>
-inline void q4_1_rows(int64_t nb, float* out, const void* w, size_t stride, const block_q8_1* y) {
-    const block_q4_1* x[NR];
-    __m256 acc[NR];
-    float summs[NR];
-    for (int r = 0; r < NR; ++r) {
-        x[r] = row_ptr<block_q4_1>(w, stride, r);
-        acc[r] = _mm256_setzero_ps();
-        summs[r] = 0.0f;
-    }
-    for (int64_t i = 0; i < nb; ++i) {
-        const __m256i qy = _mm256_loadu_si256(reinterpret_cast<const __m256i*>(y[i].qs));
-        const float dy = h2f(y[i].d), sy = h2f(y[i].s);
-        for (int r = 0; r < NR; ++r) {
-            const __m256 p = dot_u8_s8(nibbles_to_bytes(x[r][i].qs), qy);
-            acc[r] = _mm256_fmadd_ps(_mm256_set1_ps(h2f(x[r][i].d) * dy), p, acc[r]);
-            summs[r] += h2f(x[r][i].m) * sy;
-        }
-    }
-    for (int r = 0; r < NR; ++r) out[r] = hsum_ps(acc[r]) + summs[r];
-}
-
 // ---- Q5_0 x Q8_0 -------------------------------------------------------------------------------
 template <int NR>
 inline void q5_0_rows(int64_t nb, float* out, const void* w, size_t stride, const block_q8_0* y) {
@@ -137,30 +91,11 @@ inline void q5_0_rows(int64_t nb, float* out, const void* w, size_t stride, cons
     for (int r = 0; r < NR; ++r) out[r] = hsum_ps(acc[r]);
 }
 
-// ---- Q8_0 x Q8_0 -------------------------------------------------------------------------------
-template <int NR>
-inline void q8_0_rows(int64_t nb, float* out, const void* w, size_t stride, const block_q8_0* y) {
-    const block_q8_0* x[NR];
-    __m256 acc[NR];
-    for (int r = 0; r < NR; ++r) { x[r] = row_ptr<block_q8_0>(w, stride, r); acc[r] = _mm256_setzero_ps(); }
-    for (int64_t i = 0; i < nb; ++i) {
-        const __m256i qy = _mm256_loadu_si256(reinterpret_cast<const __m256i*>(y[i].qs));
-        const float dy = h2f(y[i].d);
-        for (int r = 0; r < NR; ++r) {
-            // |x| goes unsigned (so a weight of -128 reads as 128); activations are within +-127.
-            const __m256i qx = _mm256_loadu_si256(reinterpret_cast<const __m256i*>(x[r][i].qs));
-            const __m256 p = dot_s8_s8(qx, qy);
-            acc[r] = _mm256_fmadd_ps(_mm256_set1_ps(h2f(x[r][i].d) * dy), p, acc[r]);
-        }
-    }
-    for (int r = 0; r < NR; ++r) out[r] = hsum_ps(acc[r]);
-}
-
 // Streaming weights (decode): one row at a time, measured 1.3-1.8x faster here than interleaving
 // rows, since one sequential weight stream per thread suits the prefetchers. The activation's
 // block scales are converted to floats once per call (they are shared by every row), which
-// takes two f16 conversions per block off the per-row path. Weights already in cache (a tile
-// reused by a batch of tokens): four rows at a time, sharing each activation load. Every row's
+// takes two f16 conversions per block off the per-row path. Batches of tokens go to
+// gemm_avx2.cpp's register tiles (Q5_0: four rows at a time, sharing each activation load). Every row's
 // arithmetic is the same in all of these, so results are bit-identical.
 constexpr int64_t kScaleChunk = 256;  // blocks whose activation scales are converted at a time
 
@@ -326,13 +261,10 @@ void vec_mad_q8_0(int64_t n, float* y, const void* row, float s) {
 void fill_table_avx2(KernelTable& t) {
     auto i = [](QType q) { return static_cast<int>(q); };
     t.vec_dot[i(QType::Q4_0)] = vec_dot_stream<block_q4_0, block_q8_0, q4_0_row_f>;
-    t.vec_dot_tile[i(QType::Q4_0)] = vec_dot_blocks_tile<block_q8_0, q4_0_rows<4>, q4_0_rows<1>>;
     t.vec_dot[i(QType::Q4_1)] = vec_dot_stream<block_q4_1, block_q8_1, q4_1_row_f>;
-    t.vec_dot_tile[i(QType::Q4_1)] = vec_dot_blocks_tile<block_q8_1, q4_1_rows<4>, q4_1_rows<1>>;
     t.vec_dot[i(QType::Q5_0)] = vec_dot_blocks<block_q8_0, q5_0_rows<1>>;
     t.vec_dot_tile[i(QType::Q5_0)] = vec_dot_blocks_tile<block_q8_0, q5_0_rows<4>, q5_0_rows<1>>;
     t.vec_dot[i(QType::Q8_0)] = vec_dot_stream<block_q8_0, block_q8_0, q8_0_row_f>;
-    t.vec_dot_tile[i(QType::Q8_0)] = vec_dot_blocks_tile<block_q8_0, q8_0_rows<4>, q8_0_rows<1>>;
     t.vec_dot[i(QType::F32)] = vec_dot_float<LoadF32>;
     t.vec_dot[i(QType::F16)] = vec_dot_float<LoadF16>;
     t.vec_dot[i(QType::BF16)] = vec_dot_float<LoadBF16>;
