@@ -132,5 +132,5 @@ def test_f16_blocks_of_64_tokens_compute_the_same_logits(model) -> None:
     cache = model.new_cache(256, "f16", block_tokens=64)
     np.testing.assert_array_equal(model.eval(cache, 0, PROMPT[:40]), fresh_logits(model, PROMPT[:40]))
     np.testing.assert_array_equal(model.eval(cache, 0, PROMPT[40:]), want)
-    with pytest.raises(Exception, match="multiple of 32"):
+    with pytest.raises(ValueError, match="multiple of 32"):
         model.new_cache(256, "f16", block_tokens=48)
