@@ -45,6 +45,27 @@ void silu_mul_ref(int64_t n, float* gate, const float* up) {
     for (int64_t i = n8; i < n; ++i) gate[i] = gate[i] / (1.0f + std::exp(-gate[i])) * up[i];
 }
 
+// ggml_gelu_f32: the tanh approximation, in float, evaluated left to right as ggml writes it.
+float gelu_tanh_f32(float x) {
+    constexpr float kCoefA = 0.044715f;
+    constexpr float kSqrt2OverPi = 0.79788456080286535587989211986876f;
+    return 0.5f * x * (1.0f + std::tanh(kSqrt2OverPi * x * (1.0f + kCoefA * x * x)));
+}
+
+void gelu_mul_ref(int64_t n, float* gate, const float* up) {
+    const fp16_t* table = gelu_f16_table();
+    for (int64_t i = 0; i < n; ++i) {
+        const float x = gate[i];
+        if (x <= -10.0f) {
+            gate[i] = 0.0f;
+        } else if (x >= 10.0f) {
+            gate[i] = x * up[i];
+        } else {
+            gate[i] = fp16_to_f32(table[f32_to_fp16(x)]) * up[i];
+        }
+    }
+}
+
 void softmax_ref(int64_t n, float* x) {
     float max = -INFINITY;
     for (int64_t i = 0; i < n; ++i) max = std::fmax(max, x[i]);
@@ -160,11 +181,24 @@ void dot_f16_cols_ref(int64_t n_chunks, const uint8_t* const* bases, size_t offs
 
 }  // namespace
 
+const fp16_t* gelu_f16_table() {
+    // Built on first use (thread-safe static): 65536 tanhf calls, about a millisecond.
+    static const struct Table {
+        fp16_t v[(1 << 16) + 2];
+        Table() : v() {
+            for (uint32_t h = 0; h < (1u << 16); ++h)
+                v[h] = f32_to_fp16(gelu_tanh_f32(fp16_to_f32(static_cast<fp16_t>(h))));
+        }
+    } table;
+    return table.v;
+}
+
 void fill_table_scalar_act(KernelTable& t) {
     for (int i = 0; i < kTypeCount; ++i) t.quantize_act[i] = t.quantize_row[i];  // Q8_K, F32: as quantize_row
     t.quantize_act[static_cast<int>(QType::Q8_0)] = quantize_act_q8_0;
     t.quantize_act[static_cast<int>(QType::Q8_1)] = quantize_act_q8_1;
     t.silu_mul = silu_mul_ref;
+    t.gelu_mul = gelu_mul_ref;
     t.softmax = softmax_ref;
     t.round_f16 = round_f16_ref;
     t.dot_f16_chunks = dot_f16_chunks_ref;

@@ -36,6 +36,10 @@ using vec_mad_fn = void (*)(int64_t n, float* y, const void* row, float s);
 
 // gate[i] = silu(gate[i]) * up[i] (the SwiGLU of the feed-forward block).
 using silu_mul_fn = void (*)(int64_t n, float* gate, const float* up);
+// gate[i] = gelu_tanh(gate[i]) * up[i] (GeGLU: Gemma's feed-forward block), as llama.cpp's CPU
+// ggml_vec_geglu_f32 computes it: 0 for x <= -10, x * up for x >= 10, otherwise the f16 table
+// below looked up at f16(x), widened to float, times up.
+using gelu_mul_fn = void (*)(int64_t n, float* gate, const float* up);
 // In-place softmax of n scores.
 using softmax_fn = void (*)(int64_t n, float* x);
 // x[i] = the f16 value nearest x[i] (round half to even), kept as a float.
@@ -70,6 +74,7 @@ struct KernelTable {
     // reference arithmetic, so products match llama.cpp's bit for bit on x86.
     quantize_row_fn quantize_act[kTypeCount] = {};
     silu_mul_fn silu_mul = nullptr;
+    gelu_mul_fn gelu_mul = nullptr;
     softmax_fn softmax = nullptr;
     round_f16_fn round_f16 = nullptr;
     dot_f16_chunks_fn dot_f16_chunks = nullptr;
@@ -92,11 +97,19 @@ void fill_table_scalar(KernelTable& t);        // quant_ref.cpp: F32/F16/BF16, Q
 void fill_table_scalar_k(KernelTable& t);      // quant_k_ref.cpp: Q4_K, Q6_K, Q8_K
 void fill_table_avx2(KernelTable& t);          // quant_avx2.cpp
 void fill_table_avx2_k(KernelTable& t);        // quant_k_avx2.cpp
-void fill_table_avx2_gemm(KernelTable& t);     // gemm_avx2.cpp: Q4_0, Q4_1, Q8_0 batches
+void fill_table_avx2_gemm(KernelTable& t);     // gemm_avx2.cpp: Q4_0, Q4_1, Q5_0, Q8_0 batches
+void fill_table_avx2_gemm_k(KernelTable& t);   // gemm_k_avx2.cpp: Q4_K, Q5_K, Q6_K batches
 void fill_table_neon(KernelTable& t);          // quant_neon.cpp (aarch64 baseline)
 void fill_table_neon_dotprod(KernelTable& t);  // quant_neon_dotprod.cpp (armv8.2 dotprod)
 void fill_table_scalar_act(KernelTable& t);    // activations_ref.cpp: quantize_act, silu_mul, softmax
 void fill_table_avx2_act(KernelTable& t);      // activations_avx2.cpp
+void fill_table_neon_act(KernelTable& t);      // activations_neon.cpp (called by fill_table_neon)
+
+// ggml's GELU table (ggml_table_gelu_f16): entry h = f16(gelu_tanh(f32(h))) for every f16 bit
+// pattern h, computed once in float with ggml's formula and the C library's tanhf
+// (activations_ref.cpp). Two entries of padding follow entry 65535, so a 32-bit gather at any
+// index stays inside the table. Every ISA reads this one table.
+const fp16_t* gelu_f16_table();
 
 // ---- ISA selection (cpu_isa.cpp) ---------------------------------------------------------------
 // Names: "scalar", "avx2", "neon", "neon_dotprod". The active table is picked once from CPU

@@ -103,6 +103,7 @@ void fill_table_neon(KernelTable& t) {
     auto i = [](QType q) { return static_cast<int>(q); };
     fill_int8_block_kernels(t);
     fill_k_kernels(t);
+    fill_table_neon_act(t);
     t.vec_dot[i(QType::F32)] = vec_dot_float_rows<float, load4_f32, scalar_f32>;
     t.vec_dot[i(QType::F16)] = vec_dot_float_rows<fp16_t, load4_f16, scalar_f16>;
     t.vec_dot[i(QType::BF16)] = vec_dot_float_rows<bf16_t, load4_bf16, scalar_bf16>;

@@ -247,6 +247,18 @@ void bind_kernels(py::module_& m) {
         eg::kernels().silu_mul(static_cast<int64_t>(gate.size()), y.mutable_data(), up.data());
         return y;
     }, py::arg("gate"), py::arg("up"), "silu(gate) * up, as the feed-forward block computes it.");
+    m.def("gelu_mul", [](F32Array gate, F32Array up) {
+        if (gate.size() != up.size()) throw eg::Error("gate and up must have the same size");
+        F32Array y(gate.size());
+        std::memcpy(y.mutable_data(), gate.data(), sizeof(float) * gate.size());
+        eg::kernels().gelu_mul(static_cast<int64_t>(gate.size()), y.mutable_data(), up.data());
+        return y;
+    }, py::arg("gate"), py::arg("up"), "gelu_tanh(gate) * up (GeGLU), as llama.cpp's CPU backend computes it.");
+    m.def("gelu_f16_table", [] {
+        py::array_t<uint16_t> out(1 << 16);
+        std::memcpy(out.mutable_data(), eg::gelu_f16_table(), sizeof(uint16_t) << 16);
+        return out;
+    }, "ggml's GELU table: entry h = f16(gelu(f32(h))) for every f16 bit pattern h (uint16 bits).");
     m.def("dot_f16", [](py::array_t<uint16_t, py::array::c_style> x, py::array_t<uint16_t, py::array::c_style> y) {
         if (x.size() != y.size() || x.size() % 32 != 0) throw eg::Error("x and y must be equal lengths, multiples of 32");
         std::vector<const uint8_t*> bases;
