@@ -41,6 +41,7 @@ enum class QType : int32_t {
     Q8_0 = 8,
     Q8_1 = 9,  // activation format for Q4_1
     Q4_K = 12,
+    Q5_K = 13,
     Q6_K = 14,
     Q8_K = 15,  // activation format for the k-quants
     BF16 = 30,
@@ -90,6 +91,14 @@ struct block_q4_K {  // 8 sub-blocks of 32: x = d*sc*q - dmin*m, 6-bit sc/m pack
     uint8_t scales[K_SCALE_SIZE];
     uint8_t qs[QK_K / 2];
 };
+struct block_q5_K {  // Q4_K's layout plus a fifth bit: element 64k + 32h + l has its bit 4 in
+                     // bit 2k + h of qh[l]; x = d*sc*q - dmin*m, q in [0, 31]
+    fp16_t d;
+    fp16_t dmin;
+    uint8_t scales[K_SCALE_SIZE];
+    uint8_t qh[QK_K / 8];
+    uint8_t qs[QK_K / 2];
+};
 struct block_q6_K {  // 16 sub-blocks of 16: x = d * sc * (q6 - 32)
     uint8_t ql[QK_K / 2];
     uint8_t qh[QK_K / 4];
@@ -108,6 +117,7 @@ static_assert(sizeof(block_q5_0) == 22, "q5_0 layout");
 static_assert(sizeof(block_q8_0) == 34, "q8_0 layout");
 static_assert(sizeof(block_q8_1) == 36, "q8_1 layout");
 static_assert(sizeof(block_q4_K) == 144, "q4_K layout");
+static_assert(sizeof(block_q5_K) == 176, "q5_K layout");
 static_assert(sizeof(block_q6_K) == 210, "q6_K layout");
 static_assert(sizeof(block_q8_K) == 292, "q8_K layout");
 

@@ -1,4 +1,4 @@
-// quant_k_avx2.cpp — AVX2+FMA k-quant dot products (Q4_K x Q8_K, Q6_K x Q8_K) and Q8_K quantize.
+// quant_k_avx2.cpp — AVX2+FMA k-quant dot products (Q4_K, Q5_K, Q6_K x Q8_K) and Q8_K quantize.
 //
 // Follows ggml's x86 kernels: maddubs multiplies unsigned weight nibbles by signed activations
 // (no saturation: 2*63*127 < 32767), madd applies the per-sub-block scales, and the offsets
@@ -106,6 +106,75 @@ float dot_row_q4_K_q8_K(int64_t nb, const block_q4_K* x, const block_q8_K* y) {
     acc_m = _mm_add_ps(acc_m, _mm_movehl_ps(acc_m, acc_m));
     acc_m = _mm_add_ss(acc_m, _mm_movehdup_ps(acc_m));
     return hsum_float_8(acc) + _mm_cvtss_f32(acc_m);
+}
+
+// ================================================================================================
+// Q5_K x Q8_K: Q4_K's kernel with the fifth bits moved to bit 4 of each byte (q in 0..31, so
+// maddubs pairs stay below 2*31*127). Unlike Q4_K, ggml sums the min term as a scalar: the four
+// int32 products are added in integers, then summs += dmin * sum once per super-block.
+// ================================================================================================
+float dot_row_q5_K_q8_K(int64_t nb, const block_q5_K* x, const block_q8_K* y) {
+    constexpr uint32_t kmask1 = 0x3f3f3f3f, kmask2 = 0x0f0f0f0f, kmask3 = 0x03030303;
+    const __m256i m4 = _mm256_set1_epi8(0xF);
+    const __m128i mzero = _mm_setzero_si128();
+    const __m256i mone = _mm256_set1_epi8(1);
+    __m256 acc = _mm256_setzero_ps();
+    float summs = 0.f;
+    for (int64_t i = 0; i < nb; ++i) {
+        const uint8_t* q5 = x[i].qs;
+        const int8_t* q8 = y[i].qs;
+        const float d = y[i].d * fp16_to_f32(x[i].d);
+        const float dmin = -y[i].d * fp16_to_f32(x[i].dmin);
+
+        uint32_t utmp[4];
+        std::memcpy(utmp, x[i].scales, 12);
+        utmp[3] = ((utmp[2] >> 4) & kmask2) | (((utmp[1] >> 6) & kmask3) << 4);
+        const uint32_t uaux = utmp[1] & kmask1;
+        utmp[1] = (utmp[2] & kmask2) | (((utmp[0] >> 6) & kmask3) << 4);
+        utmp[2] = uaux;
+        utmp[0] &= kmask1;
+        const __m256i mins_and_scales = _mm256_cvtepu8_epi16(
+            _mm_set_epi32(static_cast<int>(utmp[3]), static_cast<int>(utmp[2]), static_cast<int>(utmp[1]),
+                          static_cast<int>(utmp[0])));
+
+        const __m256i q8sums = _mm256_loadu_si256(reinterpret_cast<const __m256i*>(y[i].bsums));
+        const __m128i q8s = _mm_hadd_epi16(_mm256_extracti128_si256(q8sums, 0), _mm256_extracti128_si256(q8sums, 1));
+        const __m128i prod = _mm_madd_epi16(_mm256_extracti128_si256(mins_and_scales, 1), q8s);
+        const __m128i hsum = _mm_hadd_epi32(_mm_hadd_epi32(prod, mzero), mzero);
+        summs += dmin * static_cast<float>(_mm_extract_epi32(hsum, 0));  // mul, then add (no FMA)
+
+        const __m128i sc128 = _mm256_extracti128_si256(mins_and_scales, 0);
+        const __m256i scales = _mm256_set_m128i(sc128, sc128);
+        const __m256i hbits = _mm256_loadu_si256(reinterpret_cast<const __m256i*>(x[i].qh));
+        __m256i hmask = mone;
+        __m256i sumi = _mm256_setzero_si256();
+        int bit = 0;
+        for (int j = 0; j < QK_K / 64; ++j) {
+            const __m256i scale_0 = _mm256_shuffle_epi8(scales, scale_shuffle_k4(2 * j + 0));
+            const __m256i scale_1 = _mm256_shuffle_epi8(scales, scale_shuffle_k4(2 * j + 1));
+            const __m256i q5bits = _mm256_loadu_si256(reinterpret_cast<const __m256i*>(q5));
+            q5 += 32;
+
+            const __m256i q5l_0 = _mm256_and_si256(q5bits, m4);
+            const __m256i q5h_0 = _mm256_slli_epi16(_mm256_srl_epi16(_mm256_and_si256(hbits, hmask), _mm_cvtsi32_si128(bit++)), 4);
+            const __m256i q5_0 = _mm256_add_epi8(q5l_0, q5h_0);
+            hmask = _mm256_slli_epi16(hmask, 1);
+            const __m256i q5l_1 = _mm256_and_si256(_mm256_srli_epi16(q5bits, 4), m4);
+            const __m256i q5h_1 = _mm256_slli_epi16(_mm256_srl_epi16(_mm256_and_si256(hbits, hmask), _mm_cvtsi32_si128(bit++)), 4);
+            const __m256i q5_1 = _mm256_add_epi8(q5l_1, q5h_1);
+            hmask = _mm256_slli_epi16(hmask, 1);
+
+            const __m256i q8_0 = _mm256_loadu_si256(reinterpret_cast<const __m256i*>(q8));
+            q8 += 32;
+            const __m256i q8_1 = _mm256_loadu_si256(reinterpret_cast<const __m256i*>(q8));
+            q8 += 32;
+            const __m256i p16_0 = _mm256_madd_epi16(scale_0, _mm256_maddubs_epi16(q5_0, q8_0));
+            const __m256i p16_1 = _mm256_madd_epi16(scale_1, _mm256_maddubs_epi16(q5_1, q8_1));
+            sumi = _mm256_add_epi32(sumi, _mm256_add_epi32(p16_0, p16_1));
+        }
+        acc = _mm256_fmadd_ps(_mm256_set1_ps(d), _mm256_cvtepi32_ps(sumi), acc);
+    }
+    return hsum_float_8(acc) + summs;
 }
 
 // ================================================================================================
@@ -252,6 +321,7 @@ void quantize_row_q8_K(const float* x, void* vy, int64_t n) {
 void fill_table_avx2_k(KernelTable& t) {
     auto i = [](QType q) { return static_cast<int>(q); };
     t.vec_dot[i(QType::Q4_K)] = vec_dot_k_rows<block_q4_K, dot_row_q4_K_q8_K>;
+    t.vec_dot[i(QType::Q5_K)] = vec_dot_k_rows<block_q5_K, dot_row_q5_K_q8_K>;
     t.vec_dot[i(QType::Q6_K)] = vec_dot_k_rows<block_q6_K, dot_row_q6_K_q8_K>;
     t.quantize_row[i(QType::Q8_K)] = quantize_row_q8_K;
 }

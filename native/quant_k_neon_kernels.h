@@ -1,4 +1,4 @@
-// quant_k_neon_kernels.h — aarch64 Q4_K / Q6_K x Q8_K dots, written once over dot_i8x16.
+// quant_k_neon_kernels.h — aarch64 Q4_K / Q5_K / Q6_K x Q8_K dots, written once over dot_i8x16.
 //
 // Included like quant_neon_kernels.h (after it, inside each NEON file's anonymous namespace), so
 // quant_neon.cpp and quant_neon_dotprod.cpp each compile their own copy. Modelled on ggml's arm
@@ -46,6 +46,55 @@ inline float row_dot_q4_K_q8_K(const block_q4_K* x, const block_q8_K* y, int64_t
             p = dot_i8x16(p, vreinterpretq_s8_u8(vshrq_n_u8(b1, 4)), vld1q_s8(q8 + 48));
             sumi += vaddvq_s32(p) * sm[2 * j + 1];
             q4 += 32;
+            q8 += 64;
+        }
+        sumf += d * static_cast<float>(sumi);
+    }
+    return sumf;
+}
+
+// Q5_K: Q4_K with a fifth bit per element (bits 2k, 2k+1 of qh[l] for the k-th 64 elements).
+inline float row_dot_q5_K_q8_K(const block_q5_K* x, const block_q8_K* y, int64_t nb) {
+    constexpr uint32_t kmask1 = 0x3f3f3f3f, kmask2 = 0x0f0f0f0f, kmask3 = 0x03030303;
+    const uint8x16_t m4b = vdupq_n_u8(0x0F), mone = vdupq_n_u8(1), mtwo = vdupq_n_u8(2);
+    float sumf = 0.0f;
+    for (int64_t i = 0; i < nb; ++i) {
+        const float d = y[i].d * h2f(x[i].d);
+        const float dmin = y[i].d * h2f(x[i].dmin);
+
+        uint32_t utmp[4];
+        std::memcpy(utmp, x[i].scales, 12);
+        utmp[3] = ((utmp[2] >> 4) & kmask2) | (((utmp[1] >> 6) & kmask3) << 4);
+        const uint32_t uaux = utmp[1] & kmask1;
+        utmp[1] = (utmp[2] & kmask2) | (((utmp[0] >> 6) & kmask3) << 4);
+        utmp[2] = uaux;
+        utmp[0] &= kmask1;
+        uint8_t sm[16];
+        std::memcpy(sm, utmp, 16);
+
+        const int16x8_t q8sums = vpaddq_s16(vld1q_s16(y[i].bsums), vld1q_s16(y[i].bsums + 8));
+        const int16x8_t mins = vreinterpretq_s16_u16(vmovl_u8(vld1_u8(sm + 8)));
+        const int32x4_t prod = vaddq_s32(vmull_s16(vget_low_s16(q8sums), vget_low_s16(mins)),
+                                         vmull_high_s16(q8sums, mins));
+        sumf -= dmin * static_cast<float>(vaddvq_s32(prod));
+
+        uint8x16_t qh0 = vld1q_u8(x[i].qh), qh1 = vld1q_u8(x[i].qh + 16);
+        const uint8_t* q5 = x[i].qs;
+        const int8_t* q8 = y[i].qs;
+        int32_t sumi = 0;
+        for (int j = 0; j < QK_K / 64; ++j) {  // 64 elements: low nibbles + bit 0, high nibbles + bit 1
+            const uint8x16_t b0 = vld1q_u8(q5), b1 = vld1q_u8(q5 + 16);
+            const uint8x16_t h0l = vshlq_n_u8(vandq_u8(qh0, mone), 4), h1l = vshlq_n_u8(vandq_u8(qh1, mone), 4);
+            const uint8x16_t h0h = vshlq_n_u8(vandq_u8(qh0, mtwo), 3), h1h = vshlq_n_u8(vandq_u8(qh1, mtwo), 3);
+            qh0 = vshrq_n_u8(qh0, 2);
+            qh1 = vshrq_n_u8(qh1, 2);
+            int32x4_t p = dot_i8x16(vdupq_n_s32(0), vreinterpretq_s8_u8(vorrq_u8(vandq_u8(b0, m4b), h0l)), vld1q_s8(q8));
+            p = dot_i8x16(p, vreinterpretq_s8_u8(vorrq_u8(vandq_u8(b1, m4b), h1l)), vld1q_s8(q8 + 16));
+            sumi += vaddvq_s32(p) * sm[2 * j];
+            p = dot_i8x16(vdupq_n_s32(0), vreinterpretq_s8_u8(vorrq_u8(vshrq_n_u8(b0, 4), h0h)), vld1q_s8(q8 + 32));
+            p = dot_i8x16(p, vreinterpretq_s8_u8(vorrq_u8(vshrq_n_u8(b1, 4), h1h)), vld1q_s8(q8 + 48));
+            sumi += vaddvq_s32(p) * sm[2 * j + 1];
+            q5 += 32;
             q8 += 64;
         }
         sumf += d * static_cast<float>(sumi);
@@ -105,11 +154,15 @@ inline float row_dot_q6_K_q8_K(const block_q6_K* x, const block_q8_K* y, int64_t
 inline void vec_dot_q4_K_q8_K(int64_t n, float* out, const void* w, size_t stride, int64_t nr, const void* a) {
     neon_rows<block_q4_K, block_q8_K>(n, out, w, stride, nr, a, QK_K, row_dot_q4_K_q8_K);
 }
+inline void vec_dot_q5_K_q8_K(int64_t n, float* out, const void* w, size_t stride, int64_t nr, const void* a) {
+    neon_rows<block_q5_K, block_q8_K>(n, out, w, stride, nr, a, QK_K, row_dot_q5_K_q8_K);
+}
 inline void vec_dot_q6_K_q8_K(int64_t n, float* out, const void* w, size_t stride, int64_t nr, const void* a) {
     neon_rows<block_q6_K, block_q8_K>(n, out, w, stride, nr, a, QK_K, row_dot_q6_K_q8_K);
 }
 
 inline void fill_k_kernels(KernelTable& t) {
     t.vec_dot[static_cast<int>(QType::Q4_K)] = vec_dot_q4_K_q8_K;
+    t.vec_dot[static_cast<int>(QType::Q5_K)] = vec_dot_q5_K_q8_K;
     t.vec_dot[static_cast<int>(QType::Q6_K)] = vec_dot_q6_K_q8_K;
 }

@@ -1,10 +1,10 @@
-// quant_k_ref.cpp — scalar reference for the k-quants: Q4_K and Q6_K weights, Q8_K activations.
+// quant_k_ref.cpp — scalar reference for the k-quants: Q4_K, Q5_K, Q6_K weights, Q8_K activations.
 //
-// Ported operation for operation from ggml (ggml-quants.c: quantize_row_q4_K_ref,
-// quantize_row_q6_K_ref, quantize_row_q8_K_ref, make_qkx2_quants, make_qx_quants; ggml-cpu
-// quants.c: ggml_vec_dot_{q4_K,q6_K}_q8_K_generic), so quantized bytes equal llama.cpp's when it
-// quantizes without an importance matrix. Same float ops in the same order: build with
-// -ffp-contract=off, since a fused multiply-add changes the rounding of e.g. `scale*l + min - x`.
+// Ported operation for operation from ggml (ggml-quants.c: quantize_row_q{4,5,6,8}_K_ref,
+// make_qkx2_quants, make_qx_quants; ggml-cpu quants.c: ggml_vec_dot_{q4,q5,q6}_K_q8_K_generic),
+// so quantized bytes equal llama.cpp's when it quantizes without an importance matrix. Same float
+// ops in the same order: build with -ffp-contract=off, since a fused multiply-add changes the
+// rounding of e.g. `scale*l + min - x`.
 //
 // Q8_K follows current ggml: iscale = -127/max (older ggml used -128; ggml changed it for the
 // IQ2 AVX paths), so activations lie in [-127, 127] and every int16 product sum below is exact.
@@ -257,6 +257,107 @@ void dequantize_row_q4_K(const void* vx, float* y, int64_t n) {
 }
 
 // ================================================================================================
+// Q5_K: Q4_K with 5-bit q in [0, 31]; the fifth bits in qh (make_qkx2_quants with rmin -0.5,
+// 15 steps, where Q4_K uses -1 and 20)
+// ================================================================================================
+void quantize_row_q5_K(const float* x, void* vy, int64_t n) {
+    auto* y = static_cast<block_q5_K*>(vy);
+    uint8_t L[QK_K];
+    uint8_t Laux[32];
+    float weights[32];
+    float mins[QK_K / 32];
+    float scales[QK_K / 32];
+    for (int64_t i = 0; i < n / QK_K; ++i) {
+        float max_scale = 0;
+        float max_min = 0;
+        for (int j = 0; j < QK_K / 32; ++j) {
+            float sum_x2 = 0;
+            for (int l = 0; l < 32; ++l) sum_x2 += x[32 * j + l] * x[32 * j + l];
+            const float av_x = std::sqrt(sum_x2 / 32);
+            for (int l = 0; l < 32; ++l) weights[l] = av_x + std::fabs(x[32 * j + l]);
+            scales[j] = make_qkx2_quants(32, 31, x + 32 * j, weights, L + 32 * j, &mins[j], Laux,
+                                         -0.5f, 0.1f, 15, false);
+            if (scales[j] > max_scale) max_scale = scales[j];
+            if (mins[j] > max_min) max_min = mins[j];
+        }
+        const float inv_scale = max_scale > 0 ? 63.f / max_scale : 0.f;
+        const float inv_min = max_min > 0 ? 63.f / max_min : 0.f;
+        std::memset(y[i].scales, 0, sizeof(y[i].scales));
+        for (int j = 0; j < QK_K / 32; ++j) {
+            const uint8_t ls = std::min<uint8_t>(63, static_cast<uint8_t>(nearest_int(inv_scale * scales[j])));
+            const uint8_t lm = std::min<uint8_t>(63, static_cast<uint8_t>(nearest_int(inv_min * mins[j])));
+            if (j < 4) {
+                y[i].scales[j] = ls;
+                y[i].scales[j + 4] = lm;
+            } else {
+                y[i].scales[j + 4] = static_cast<uint8_t>((ls & 0xF) | ((lm & 0xF) << 4));
+                y[i].scales[j - 4] |= static_cast<uint8_t>((ls >> 4) << 6);
+                y[i].scales[j - 0] |= static_cast<uint8_t>((lm >> 4) << 6);
+            }
+        }
+        y[i].d = f32_to_fp16(max_scale / 63.f);
+        y[i].dmin = f32_to_fp16(max_min / 63.f);
+
+        for (int j = 0; j < QK_K / 32; ++j) {  // requantize against the stored 6-bit scales
+            uint8_t sc, m;
+            get_scale_min_k4(j, y[i].scales, &sc, &m);
+            const float d = fp16_to_f32(y[i].d) * sc;
+            if (!d) continue;
+            const float dm = fp16_to_f32(y[i].dmin) * m;
+            for (int ii = 0; ii < 32; ++ii) {
+                const int l = nearest_int((x[32 * j + ii] + dm) / d);
+                L[32 * j + ii] = static_cast<uint8_t>(std::max(0, std::min(31, l)));
+            }
+        }
+
+        // Per 64 elements: low nibbles of 0..31 and high nibbles of 32..63 share qs bytes; their
+        // fifth bits go to bits 2k and 2k+1 of qh (k = which 64).
+        uint8_t* qh = y[i].qh;
+        uint8_t* ql = y[i].qs;
+        std::memset(qh, 0, QK_K / 8);
+        uint8_t m1 = 1, m2 = 2;
+        for (int k = 0; k < QK_K; k += 64) {
+            for (int j = 0; j < 32; ++j) {
+                int l1 = L[k + j];
+                if (l1 > 15) { l1 -= 16; qh[j] |= m1; }
+                int l2 = L[k + j + 32];
+                if (l2 > 15) { l2 -= 16; qh[j] |= m2; }
+                ql[j] = static_cast<uint8_t>(l1 | (l2 << 4));
+            }
+            m1 = static_cast<uint8_t>(m1 << 2);
+            m2 = static_cast<uint8_t>(m2 << 2);
+            ql += 32;
+        }
+        x += QK_K;
+    }
+}
+
+void dequantize_row_q5_K(const void* vx, float* y, int64_t n) {
+    const auto* x = static_cast<const block_q5_K*>(vx);
+    for (int64_t i = 0; i < n / QK_K; ++i) {
+        const uint8_t* ql = x[i].qs;
+        const uint8_t* qh = x[i].qh;
+        const float d = fp16_to_f32(x[i].d);
+        const float min = fp16_to_f32(x[i].dmin);
+        int is = 0;
+        uint8_t sc, m;
+        unsigned u1 = 1, u2 = 2;
+        for (int j = 0; j < QK_K; j += 64) {
+            get_scale_min_k4(is + 0, x[i].scales, &sc, &m);
+            const float d1 = d * sc, m1 = min * m;
+            get_scale_min_k4(is + 1, x[i].scales, &sc, &m);
+            const float d2 = d * sc, m2 = min * m;
+            for (int l = 0; l < 32; ++l) *y++ = d1 * ((ql[l] & 0xF) + (qh[l] & u1 ? 16 : 0)) - m1;
+            for (int l = 0; l < 32; ++l) *y++ = d2 * ((ql[l] >> 4) + (qh[l] & u2 ? 16 : 0)) - m2;
+            ql += 32;
+            is += 2;
+            u1 <<= 2;
+            u2 <<= 2;
+        }
+    }
+}
+
+// ================================================================================================
 // Q6_K: 16 sub-blocks of 16, x = d * sc * (q - 32), q in [0, 63], sc int8
 // ================================================================================================
 void quantize_row_q6_K(const float* x, void* vy, int64_t n) {
@@ -447,6 +548,53 @@ float dot_row_q4_K_q8_K(int64_t nb, const block_q4_K* x, const block_q8_K* y) {
     return sumf;
 }
 
+// ggml's generic q5_K dot: Q4_K's, with 16 added where the fifth bit is set.
+float dot_row_q5_K_q8_K(int64_t nb, const block_q5_K* x, const block_q8_K* y) {
+    int8_t aux8[QK_K];
+    float sums[8] = {0, 0, 0, 0, 0, 0, 0, 0};
+    float sumf = 0;
+    for (int64_t i = 0; i < nb; ++i) {
+        const uint8_t* q4 = x[i].qs;
+        const uint8_t* hm = x[i].qh;
+        int8_t* a = aux8;
+        unsigned m = 1;
+        for (int j = 0; j < QK_K / 64; ++j) {
+            for (int l = 0; l < 32; ++l) a[l] = static_cast<int8_t>((q4[l] & 0xF) + (hm[l] & m ? 16 : 0));
+            a += 32;
+            m <<= 1;
+            for (int l = 0; l < 32; ++l) a[l] = static_cast<int8_t>((q4[l] >> 4) + (hm[l] & m ? 16 : 0));
+            a += 32;
+            m <<= 1;
+            q4 += 32;
+        }
+        uint8_t sm[16];
+        unpack_q4_K_scales(x[i].scales, sm);
+        const uint8_t* scales = sm;
+        const uint8_t* mins = sm + 8;
+
+        int32_t summ = 0;
+        for (int j = 0; j < QK_K / 16; ++j) summ += y[i].bsums[j] * mins[j / 2];
+
+        int32_t aux32[8] = {0, 0, 0, 0, 0, 0, 0, 0};
+        const int8_t* q8 = y[i].qs;
+        a = aux8;
+        for (int j = 0; j < QK_K / 32; ++j) {
+            const int32_t scale = scales[j];
+            for (int k = 0; k < 4; ++k) {
+                for (int l = 0; l < 8; ++l) aux32[l] += scale * (q8[l] * a[l]);
+                q8 += 8;
+                a += 8;
+            }
+        }
+        const float d = fp16_to_f32(x[i].d) * y[i].d;
+        for (int l = 0; l < 8; ++l) sums[l] += d * aux32[l];
+        const float dmin = fp16_to_f32(x[i].dmin) * y[i].d;
+        sumf -= dmin * summ;
+    }
+    for (int l = 0; l < 8; ++l) sumf += sums[l];
+    return sumf;
+}
+
 float dot_row_q6_K_q8_K(int64_t nb, const block_q6_K* x, const block_q8_K* y) {
     int8_t aux8[QK_K];
     float sums[8] = {0, 0, 0, 0, 0, 0, 0, 0};
@@ -497,12 +645,15 @@ void vec_dot_k_rows(int64_t n, float* out, const void* w, size_t stride, int64_t
 void fill_table_scalar_k(KernelTable& t) {
     auto i = [](QType q) { return static_cast<int>(q); };
     t.quantize_row[i(QType::Q4_K)] = quantize_row_q4_K;
+    t.quantize_row[i(QType::Q5_K)] = quantize_row_q5_K;
     t.quantize_row[i(QType::Q6_K)] = quantize_row_q6_K;
     t.quantize_row[i(QType::Q8_K)] = quantize_row_q8_K;
     t.dequantize_row[i(QType::Q4_K)] = dequantize_row_q4_K;
+    t.dequantize_row[i(QType::Q5_K)] = dequantize_row_q5_K;
     t.dequantize_row[i(QType::Q6_K)] = dequantize_row_q6_K;
     t.dequantize_row[i(QType::Q8_K)] = dequantize_row_q8_K;
     t.vec_dot[i(QType::Q4_K)] = vec_dot_k_rows<block_q4_K, dot_row_q4_K_q8_K>;
+    t.vec_dot[i(QType::Q5_K)] = vec_dot_k_rows<block_q5_K, dot_row_q5_K_q8_K>;
     t.vec_dot[i(QType::Q6_K)] = vec_dot_k_rows<block_q6_K, dot_row_q6_K_q8_K>;
 }
 

@@ -33,6 +33,7 @@ struct TraitsTable {
         set(QType::Q8_0, make_traits_table_entry("q8_0", QK8_0, sizeof(block_q8_0), QType::Q8_0));
         set(QType::Q8_1, make_traits_table_entry("q8_1", QK8_1, sizeof(block_q8_1), QType::Q8_1));
         set(QType::Q4_K, make_traits_table_entry("q4_K", QK_K, sizeof(block_q4_K), QType::Q8_K));
+        set(QType::Q5_K, make_traits_table_entry("q5_K", QK_K, sizeof(block_q5_K), QType::Q8_K));
         set(QType::Q6_K, make_traits_table_entry("q6_K", QK_K, sizeof(block_q6_K), QType::Q8_K));
         set(QType::Q8_K, make_traits_table_entry("q8_K", QK_K, sizeof(block_q8_K), QType::Q8_K));
     }

@@ -99,6 +99,7 @@ bool make_unit_scales(QType t, uint8_t* row, int64_t n) {
         case QType::Q8_0: each(reinterpret_cast<block_q8_0*>(row), [&](block_q8_0& b) { b.d = one; }); return true;
         case QType::Q8_1: each(reinterpret_cast<block_q8_1*>(row), [&](block_q8_1& b) { b.d = one; b.s = zero; }); return true;
         case QType::Q4_K: each(reinterpret_cast<block_q4_K*>(row), [&](block_q4_K& b) { b.d = one; b.dmin = one; }); return true;
+        case QType::Q5_K: each(reinterpret_cast<block_q5_K*>(row), [&](block_q5_K& b) { b.d = one; b.dmin = one; }); return true;
         case QType::Q6_K: each(reinterpret_cast<block_q6_K*>(row), [&](block_q6_K& b) { b.d = one; }); return true;
         case QType::Q8_K:
             each(reinterpret_cast<block_q8_K*>(row), [&](block_q8_K& b) {
@@ -319,6 +320,37 @@ void check_transposed_keys(const std::string& isa, const KernelTable& simd, cons
     }
 }
 
+// GeGLU: every ISA reads the same f16 table, so results must be bit-identical, on awkward
+// lengths (SIMD bodies plus scalar tails) and on the cut-offs (+-10 exactly, just inside them),
+// f16 ties, subnormals, zeros of both signs, infinities and NaN (compared as "both NaN").
+void check_gelu_mul(const std::string& isa, const KernelTable& simd, const KernelTable& ref, Rng& rng) {
+    const float specials[] = {-10.0f, 10.0f, std::nextafter(-10.0f, 0.0f), std::nextafter(10.0f, 0.0f), 0.0f, -0.0f,
+                              1e-6f, -3e-8f, 1.0009765625f + 0.00048828125f, 65504.0f, -INFINITY, INFINITY, NAN, 3.5f};
+    for (int64_t n : {1, 3, 7, 8, 9, 17, 33, 1023, 4096}) {
+        std::vector<float> gate(n), up(n);
+        for (int64_t i = 0; i < n; ++i) {
+            gate[i] = rng.uniform() * (i % 5 == 0 ? 14.0f : 4.0f);
+            up[i] = rng.uniform() * 3.0f;
+            if (i % 11 == 3) gate[i] = specials[(i / 11) % (sizeof(specials) / sizeof(float))];
+        }
+        std::vector<float> got = gate, want = gate;
+        simd.gelu_mul(n, got.data(), up.data());
+        ref.gelu_mul(n, want.data(), up.data());
+        bool ok = true;
+        for (int64_t i = 0; i < n && ok; ++i) {
+            const bool both_nan = std::isnan(got[i]) && std::isnan(want[i]);
+            if (!both_nan && std::memcmp(&got[i], &want[i], 4) != 0) {
+                char d[160];
+                std::snprintf(d, sizeof d, "n=%lld i=%lld x=%.9g got=%.9g want=%.9g", (long long)n, (long long)i,
+                              gate[i], got[i], want[i]);
+                fail(isa, "gelu_mul", d);
+                ok = false;
+            }
+        }
+        if (ok) ++g_passed;
+    }
+}
+
 int main(int argc, char** argv) {
     std::vector<std::string> required;
     for (int i = 1; i < argc; ++i) {
@@ -361,11 +393,13 @@ int main(int argc, char** argv) {
             }
         }
         if (simd.dot_f16t != ref.dot_f16t) check_transposed_keys(isa, simd, ref, rng);
+        if (simd.gelu_mul != ref.gelu_mul) check_gelu_mul(isa, simd, ref, rng);
         if (simd.dot_f16_rows != ref.dot_f16_rows || simd.dot_f16_cols != ref.dot_f16_cols)
             check_attention_dots(isa, simd, ref, rng);
         const int checks = g_passed + g_failed - before;
-        std::printf("tested isa=%s checks=%d vec_dot:%s quantize:%s dequantize:%s\n", isa.c_str(), checks,
-                    vd.empty() ? " -" : vd.c_str(), qz.empty() ? " -" : qz.c_str(), dq.empty() ? " -" : dq.c_str());
+        std::printf("tested isa=%s checks=%d vec_dot:%s quantize:%s dequantize:%s gelu_mul: %s\n", isa.c_str(), checks,
+                    vd.empty() ? " -" : vd.c_str(), qz.empty() ? " -" : qz.c_str(), dq.empty() ? " -" : dq.c_str(),
+                    simd.gelu_mul != ref.gelu_mul ? "yes" : "-");
         if (checks > 0) tested.push_back(isa);
     }
     for (const std::string& isa : required) {
