@@ -1,4 +1,4 @@
-// gemm_avx2.cpp — batched products (prefill) for Q4_0, Q4_1 and Q8_0 weights on AVX2.
+// gemm_avx2.cpp — batched products (prefill) for Q4_0, Q4_1, Q5_0 and Q8_0 weights on AVX2.
 //
 // A register tile of RM weight rows x RN tokens: each weight block is unpacked once for RN
 // tokens and each activation block loaded once for RM rows. Every (row, token) pair keeps its
@@ -7,7 +7,8 @@
 // scalar reference, and to llama.cpp's x86 decode path).
 #include "kernels.h"
 
-#include <type_traits>  // before the AVX2 target region
+#include <cstring>  // before the AVX2 target region
+#include <type_traits>
 
 #if defined(__x86_64__) || defined(_M_X64)
 
@@ -31,6 +32,23 @@ inline __m256i nibbles_to_bytes(const uint8_t* p) {
     const __m128i t = _mm_loadu_si128(reinterpret_cast<const __m128i*>(p));
     const __m256i b = _mm256_set_m128i(_mm_srli_epi16(t, 4), t);
     return _mm256_and_si256(b, _mm256_set1_epi8(0x0F));
+}
+
+// 32 bits -> 32 bytes, 0xFF where the bit is set (quant_avx2.cpp's).
+inline __m256i bits_to_bytes(const uint8_t* p) {
+    uint32_t x32;
+    std::memcpy(&x32, p, 4);
+    const __m256i shuf = _mm256_set_epi64x(0x0303030303030303, 0x0202020202020202, 0x0101010101010101, 0);
+    __m256i bytes = _mm256_shuffle_epi8(_mm256_set1_epi32(static_cast<int>(x32)), shuf);
+    bytes = _mm256_or_si256(bytes, _mm256_set1_epi64x(0x7fbfdfeff7fbfdfe));
+    return _mm256_cmpeq_epi8(bytes, _mm256_set1_epi64x(-1));
+}
+
+// A block's 32 quants as unsigned bytes: 0..15 (Q4_0, Q4_1) or 0..31 (Q5_0, fifth bit from qh).
+inline __m256i block_bytes(const block_q4_0& b) { return nibbles_to_bytes(b.qs); }
+inline __m256i block_bytes(const block_q4_1& b) { return nibbles_to_bytes(b.qs); }
+inline __m256i block_bytes(const block_q5_0& b) {
+    return _mm256_or_si256(nibbles_to_bytes(b.qs), _mm256_and_si256(bits_to_bytes(b.qh), _mm256_set1_epi8(0x10)));
 }
 
 inline __m256 i16_pairs_to_ps(__m256i p16) { return _mm256_cvtepi32_ps(_mm256_madd_epi16(p16, _mm256_set1_epi16(1))); }
@@ -60,13 +78,13 @@ inline void scale_products(const uint8_t* w, size_t ws, const uint8_t* a, size_t
         _mm256_store_ps(sc + 8, _mm256_mul_ps(_mm256_permutevar8x32_ps(dxx, _mm256_set_epi32(3, 3, 3, 3, 2, 2, 2, 2)), dyy));
 }
 
-// A 4-bit block's 32 values as bytes: unpacked here, or (U) read from the tile's rows unpacked
-// once per call into `wu` (row r's block i at wu + (r * nb + i) * 32), which shares the
+// A 4- or 5-bit block's 32 values as bytes: unpacked here, or (U) read from the tile's rows
+// unpacked once per call into `wu` (row r's block i at wu + (r * nb + i) * 32), which shares the
 // unpacking among all the call's tokens instead of the four of a register tile.
-template <bool U>
-inline __m256i unpacked(const uint8_t* qs, const uint8_t* wu, int64_t nb, int r, int64_t i) {
+template <bool U, typename Block>
+inline __m256i unpacked(const Block& b, const uint8_t* wu, int64_t nb, int r, int64_t i) {
     if constexpr (U) return _mm256_loadu_si256(reinterpret_cast<const __m256i*>(wu + (r * nb + i) * 32));
-    return nibbles_to_bytes(qs);
+    return block_bytes(b);
 }
 
 // ---- Q8_0 x Q8_0 -------------------------------------------------------------------------------
@@ -113,7 +131,37 @@ void q4_0_tile(int64_t nb, float* y, int64_t ys, const uint8_t* w, size_t ws, co
             off[t] = _mm256_maddubs_epi16(eight, qy[t]);
         }
         EG_UNROLL for (int r = 0; r < RM; ++r) {
-            const __m256i qx = unpacked<U>(blocks_at<block_q4_0>(w, ws, r)[i].qs, wu, nb, r, i);
+            const __m256i qx = unpacked<U>(blocks_at<block_q4_0>(w, ws, r)[i], wu, nb, r, i);
+            EG_UNROLL for (int t = 0; t < RN; ++t) {
+                const __m256 p = i16_pairs_to_ps(_mm256_sub_epi16(_mm256_maddubs_epi16(qx, qy[t]), off[t]));
+                acc[r][t] = _mm256_fmadd_ps(_mm256_broadcast_ss(&sc[4 * r + t]), p, acc[r][t]);
+            }
+        }
+    }
+    EG_UNROLL for (int r = 0; r < RM; ++r)
+        EG_UNROLL for (int t = 0; t < RN; ++t) y[t * ys + r] = hsum_ps(acc[r][t]);
+}
+
+// ---- Q5_0 x Q8_0: (q - 16) * y = maddubs(q, y) - maddubs(16, y), q in 0..31 -----------------------
+// The one-row kernel forms each pair sum with the sign trick instead; both are the exact integer
+// (no int16 saturation: 2 * 31 * 127 < 32767), so the floats that follow are the same.
+template <int RM, int RN, bool U>
+void q5_0_tile(int64_t nb, float* y, int64_t ys, const uint8_t* w, size_t ws, const uint8_t* wu, const uint8_t* a,
+               size_t as) {
+    __m256 acc[RM][RN];
+    EG_UNROLL for (int r = 0; r < RM; ++r)
+        EG_UNROLL for (int t = 0; t < RN; ++t) acc[r][t] = _mm256_setzero_ps();
+    const __m256i sixteen = _mm256_set1_epi8(16);
+    for (int64_t i = 0; i < nb; ++i) {
+        __m256i qy[RN], off[RN];
+        alignas(32) float sc[16];
+        scale_products<RM, RN, block_q5_0, block_q8_0>(w, ws, a, as, i, sc);
+        EG_UNROLL for (int t = 0; t < RN; ++t) {
+            qy[t] = _mm256_loadu_si256(reinterpret_cast<const __m256i*>(blocks_at<block_q8_0>(a, as, t)[i].qs));
+            off[t] = _mm256_maddubs_epi16(sixteen, qy[t]);
+        }
+        EG_UNROLL for (int r = 0; r < RM; ++r) {
+            const __m256i qx = unpacked<U>(blocks_at<block_q5_0>(w, ws, r)[i], wu, nb, r, i);
             EG_UNROLL for (int t = 0; t < RN; ++t) {
                 const __m256 p = i16_pairs_to_ps(_mm256_sub_epi16(_mm256_maddubs_epi16(qx, qy[t]), off[t]));
                 acc[r][t] = _mm256_fmadd_ps(_mm256_broadcast_ss(&sc[4 * r + t]), p, acc[r][t]);
@@ -148,7 +196,7 @@ void q4_1_tile(int64_t nb, float* y, int64_t ys, const uint8_t* w, size_t ws, co
         const __m128 syv = _mm_load_ps(sy);
         EG_UNROLL for (int r = 0; r < RM; ++r) {
             const block_q4_1& b = blocks_at<block_q4_1>(w, ws, r)[i];
-            const __m256i qx = unpacked<U>(b.qs, wu, nb, r, i);
+            const __m256i qx = unpacked<U>(b, wu, nb, r, i);
             EG_UNROLL for (int t = 0; t < RN; ++t) {
                 const __m256 p = i16_pairs_to_ps(_mm256_maddubs_epi16(qx, qy[t]));
                 acc[r][t] = _mm256_fmadd_ps(_mm256_broadcast_ss(&sc[4 * r + t]), p, acc[r][t]);
@@ -202,6 +250,8 @@ TileSet make_tiles() {
 EG_TILE_KERNEL(Q8_0Tile, q8_0_tile, false)
 EG_TILE_KERNEL(Q4_0Tile, q4_0_tile, false)
 EG_TILE_KERNEL(Q4_0TileU, q4_0_tile, true)
+EG_TILE_KERNEL(Q5_0Tile, q5_0_tile, false)
+EG_TILE_KERNEL(Q5_0TileU, q5_0_tile, true)
 EG_TILE_KERNEL(Q4_1Tile, q4_1_tile, false)
 EG_TILE_KERNEL(Q4_1TileU, q4_1_tile, true)
 #undef EG_TILE_KERNEL
@@ -212,7 +262,7 @@ constexpr int64_t kUnpackBytes = 28 * 1024;
 constexpr int64_t kUnpackMinTokens = 8;
 
 // Tokens outer, rows inner: the (small) weight tile stays in L1 while token groups pass over it.
-// BlockW is the weight block for 4-bit formats that can be unpacked (Q4_0, Q4_1), void otherwise.
+// BlockW is the weight block for formats that can be unpacked (Q4_0, Q4_1, Q5_0), void otherwise.
 template <typename BlockW, template <int, int> class K, template <int, int> class KU>
 void gemm_blocks(int64_t n, float* y, int64_t y_stride, const void* w, size_t w_stride, int64_t nr,
                  const void* act, size_t act_stride, int64_t nt) {
@@ -227,7 +277,7 @@ void gemm_blocks(int64_t n, float* y, int64_t y_stride, const void* w, size_t w_
         for (int64_t r = 0; use_u && r < nr; ++r)
             for (int64_t i = 0; i < nb; ++i)
                 _mm256_store_si256(reinterpret_cast<__m256i*>(wu + (r * nb + i) * 32),
-                                   nibbles_to_bytes(blocks_at<BlockW>(wb, w_stride, r)[i].qs));
+                                   block_bytes(blocks_at<BlockW>(wb, w_stride, r)[i]));
     }
     const TileSet& tl = use_u ? tiles_u : tiles;
     for (int64_t t = 0; t < nt; t += kRN) {
@@ -246,6 +296,7 @@ void fill_table_avx2_gemm(KernelTable& t) {
     t.gemm[static_cast<int>(QType::Q8_0)] = gemm_blocks<void, Q8_0Tile, Q8_0Tile>;
     t.gemm[static_cast<int>(QType::Q4_0)] = gemm_blocks<block_q4_0, Q4_0Tile, Q4_0TileU>;
     t.gemm[static_cast<int>(QType::Q4_1)] = gemm_blocks<block_q4_1, Q4_1Tile, Q4_1TileU>;
+    t.gemm[static_cast<int>(QType::Q5_0)] = gemm_blocks<block_q5_0, Q5_0Tile, Q5_0TileU>;
 }
 
 }  // namespace eg

@@ -70,33 +70,12 @@ inline const Block* row_ptr(const void* w, size_t stride, int64_t r) {
     return reinterpret_cast<const Block*>(static_cast<const uint8_t*>(w) + r * stride);
 }
 
-// ---- Q5_0 x Q8_0 -------------------------------------------------------------------------------
-template <int NR>
-inline void q5_0_rows(int64_t nb, float* out, const void* w, size_t stride, const block_q8_0* y) {
-    const block_q5_0* x[NR];
-    __m256 acc[NR];
-    for (int r = 0; r < NR; ++r) { x[r] = row_ptr<block_q5_0>(w, stride, r); acc[r] = _mm256_setzero_ps(); }
-    const __m256i hi_off = _mm256_set1_epi8(static_cast<char>(0xF0));
-    for (int64_t i = 0; i < nb; ++i) {
-        const __m256i qy = _mm256_loadu_si256(reinterpret_cast<const __m256i*>(y[i].qs));
-        const float dy = h2f(y[i].d);
-        for (int r = 0; r < NR; ++r) {
-            // bit 4 clear -> OR 0xF0 turns the nibble into (q - 16) as int8; bit set -> q - 16 = nibble.
-            const __m256i hi = _mm256_andnot_si256(bits_to_bytes(x[r][i].qh), hi_off);
-            const __m256i qx = _mm256_or_si256(nibbles_to_bytes(x[r][i].qs), hi);
-            const __m256 p = dot_s8_s8(qx, qy);
-            acc[r] = _mm256_fmadd_ps(_mm256_set1_ps(h2f(x[r][i].d) * dy), p, acc[r]);
-        }
-    }
-    for (int r = 0; r < NR; ++r) out[r] = hsum_ps(acc[r]);
-}
-
 // Streaming weights (decode): one row at a time, measured 1.3-1.8x faster here than interleaving
 // rows, since one sequential weight stream per thread suits the prefetchers. The activation's
 // block scales are converted to floats once per call (they are shared by every row), which
 // takes two f16 conversions per block off the per-row path. Batches of tokens go to
-// gemm_avx2.cpp's register tiles (Q5_0: four rows at a time, sharing each activation load). Every row's
-// arithmetic is the same in all of these, so results are bit-identical.
+// gemm_avx2.cpp's register tiles. Every row's arithmetic is the same in all of these, so results
+// are bit-identical.
 constexpr int64_t kScaleChunk = 256;  // blocks whose activation scales are converted at a time
 
 template <typename BlockAct>
@@ -120,6 +99,17 @@ inline void q4_0_row_f(int64_t nb, const block_q4_0* x, const block_q8_0* y, con
         const __m256i p16 = _mm256_sub_epi16(_mm256_maddubs_epi16(qx, qy), off);
         const __m256 p = _mm256_cvtepi32_ps(_mm256_madd_epi16(p16, ones));
         acc = _mm256_fmadd_ps(_mm256_set1_ps(h2f(x[i].d) * dy[i]), p, acc);
+    }
+}
+// Q5_0: bit 4 clear -> OR 0xF0 turns the nibble into (q - 16) as int8; bit set -> q - 16 = nibble.
+inline void q5_0_row_f(int64_t nb, const block_q5_0* x, const block_q8_0* y, const float* dy, const float*, __m256& acc,
+                       float&) {
+    const __m256i hi_off = _mm256_set1_epi8(static_cast<char>(0xF0));
+    for (int64_t i = 0; i < nb; ++i) {
+        const __m256i qy = _mm256_loadu_si256(reinterpret_cast<const __m256i*>(y[i].qs));
+        const __m256i hi = _mm256_andnot_si256(bits_to_bytes(x[i].qh), hi_off);
+        const __m256i qx = _mm256_or_si256(nibbles_to_bytes(x[i].qs), hi);
+        acc = _mm256_fmadd_ps(_mm256_set1_ps(h2f(x[i].d) * dy[i]), dot_s8_s8(qx, qy), acc);
     }
 }
 inline void q4_1_row_f(int64_t nb, const block_q4_1* x, const block_q8_1* y, const float* dy, const float* sy,
@@ -168,23 +158,6 @@ void vec_dot_stream(int64_t n, float* out, const void* w, size_t stride, int64_t
         }
         out[r] = kHasSums ? hsum_ps(acc) + summs : hsum_ps(acc);
     }
-}
-
-template <typename BlockAct, void (*Row)(int64_t, float*, const void*, size_t, const BlockAct*)>
-void vec_dot_blocks(int64_t n, float* out, const void* w, size_t stride, int64_t nr, const void* a) {
-    const int64_t nb = n / 32;
-    const auto* y = static_cast<const BlockAct*>(a);
-    for (int64_t r = 0; r < nr; ++r) Row(nb, out + r, static_cast<const uint8_t*>(w) + r * stride, stride, y);
-}
-
-template <typename BlockAct, void (*Rows4)(int64_t, float*, const void*, size_t, const BlockAct*),
-          void (*Row)(int64_t, float*, const void*, size_t, const BlockAct*)>
-void vec_dot_blocks_tile(int64_t n, float* out, const void* w, size_t stride, int64_t nr, const void* a) {
-    const int64_t nb = n / 32;
-    const auto* y = static_cast<const BlockAct*>(a);
-    int64_t r = 0;
-    for (; r + 4 <= nr; r += 4) Rows4(nb, out + r, static_cast<const uint8_t*>(w) + r * stride, stride, y);
-    for (; r < nr; ++r) Row(nb, out + r, static_cast<const uint8_t*>(w) + r * stride, stride, y);
 }
 
 // ---- float rows ----------------------------------------------------------------------------------
@@ -262,8 +235,7 @@ void fill_table_avx2(KernelTable& t) {
     auto i = [](QType q) { return static_cast<int>(q); };
     t.vec_dot[i(QType::Q4_0)] = vec_dot_stream<block_q4_0, block_q8_0, q4_0_row_f>;
     t.vec_dot[i(QType::Q4_1)] = vec_dot_stream<block_q4_1, block_q8_1, q4_1_row_f>;
-    t.vec_dot[i(QType::Q5_0)] = vec_dot_blocks<block_q8_0, q5_0_rows<1>>;
-    t.vec_dot_tile[i(QType::Q5_0)] = vec_dot_blocks_tile<block_q8_0, q5_0_rows<4>, q5_0_rows<1>>;
+    t.vec_dot[i(QType::Q5_0)] = vec_dot_stream<block_q5_0, block_q8_0, q5_0_row_f>;
     t.vec_dot[i(QType::Q8_0)] = vec_dot_stream<block_q8_0, block_q8_0, q8_0_row_f>;
     t.vec_dot[i(QType::F32)] = vec_dot_float<LoadF32>;
     t.vec_dot[i(QType::F16)] = vec_dot_float<LoadF16>;

@@ -11,6 +11,7 @@
 //            within 2^-21 relative (a few ulps once sums pass 2^24)
 // Quantize / dequantize entries must be bit-identical on random data and on exact rounding ties.
 // Prints one line per failure, one line per tested ISA, and a final `N passed, M failed`.
+// gemm entries (batched products) must equal the same table's vec_dot per token bit for bit.
 //   usage: kernel_parity [--require ISA]...   (fails if a required ISA is missing or overrides nothing)
 #include <algorithm>
 #include <cmath>
@@ -320,6 +321,33 @@ void check_transposed_keys(const std::string& isa, const KernelTable& simd, cons
     }
 }
 
+// Batched products (gemm) must equal the same table's vec_dot called once per token, bit for
+// bit, on shapes around the register tiles' edges (rows and tokens 1..9, 16, 17).
+void check_gemm(const std::string& isa, const KernelTable& simd, QType wt, Rng& rng) {
+    const KernelTable& ref = kernels_for("scalar");
+    const TypeTraits& tr = type_traits(wt);
+    const QType at = tr.vec_dot_type;
+    const int64_t shapes[][3] = {{1, 1, 2}, {3, 2, 5}, {4, 3, 4}, {5, 1, 7}, {16, 2, 13}, {17, 1, 9}, {7, 5, 3}, {9, 3, 17}};
+    for (const auto& s : shapes) {
+        const int64_t nr = s[0], n = s[1] * (tr.block_size == QK_K ? QK_K : 8 * tr.block_size), nt = s[2];
+        Row w = make_rows(wt, n, nr), a = make_rows(at, n, nt);
+        for (int64_t r = 0; r < nr; ++r) ref.quantize_row[static_cast<int>(wt)](realistic_floats(rng, n).data(), w.at(r), n);
+        for (int64_t t = 0; t < nt; ++t) simd.quantize_act[static_cast<int>(at)](realistic_floats(rng, n).data(), a.at(t), n);
+        const int64_t ys = nr + 3;
+        std::vector<float> got(nt * ys, 12345.0f), want(nt * ys, 12345.0f);
+        simd.gemm[static_cast<int>(wt)](n, got.data(), ys, w.at(0), w.stride, nr, a.at(0), a.stride, nt);
+        for (int64_t t = 0; t < nt; ++t) simd.vec_dot[static_cast<int>(wt)](n, want.data() + t * ys, w.at(0), w.stride, nr, a.at(t));
+        if (std::memcmp(got.data(), want.data(), sizeof(float) * got.size()) != 0) {
+            char d[128];
+            std::snprintf(d, sizeof d, "rows=%lld n=%lld tokens=%lld not bit-identical to vec_dot per token", (long long)nr,
+                          (long long)n, (long long)nt);
+            fail(isa, std::string("kernel=gemm_") + tr.name, d);
+        } else {
+            ++g_passed;
+        }
+    }
+}
+
 // GeGLU: every ISA reads the same f16 table, so results must be bit-identical, on awkward
 // lengths (SIMD bodies plus scalar tails) and on the cut-offs (+-10 exactly, just inside them),
 // f16 ties, subnormals, zeros of both signs, infinities and NaN (compared as "both NaN").
@@ -374,7 +402,7 @@ int main(int argc, char** argv) {
         const KernelTable& simd = kernels_for(isa);
         Rng rng;  // same data for every ISA
         const int before = g_passed + g_failed;
-        std::string vd, qz, dq;
+        std::string vd, qz, dq, gm;
         for (int id = 0; id < kTypeCount; ++id) {
             if (!type_supported(id)) continue;
             const QType t = static_cast<QType>(id);
@@ -382,6 +410,10 @@ int main(int argc, char** argv) {
             if (simd.vec_dot[id] && simd.vec_dot[id] != ref.vec_dot[id]) {
                 vd += name;
                 check_vec_dot(isa, simd, t, rng);
+            }
+            if (simd.gemm[id]) {
+                gm += name;
+                check_gemm(isa, simd, t, rng);
             }
             if (simd.quantize_row[id] && simd.quantize_row[id] != ref.quantize_row[id]) {
                 qz += name;
@@ -397,9 +429,9 @@ int main(int argc, char** argv) {
         if (simd.dot_f16_rows != ref.dot_f16_rows || simd.dot_f16_cols != ref.dot_f16_cols)
             check_attention_dots(isa, simd, ref, rng);
         const int checks = g_passed + g_failed - before;
-        std::printf("tested isa=%s checks=%d vec_dot:%s quantize:%s dequantize:%s gelu_mul: %s\n", isa.c_str(), checks,
-                    vd.empty() ? " -" : vd.c_str(), qz.empty() ? " -" : qz.c_str(), dq.empty() ? " -" : dq.c_str(),
-                    simd.gelu_mul != ref.gelu_mul ? "yes" : "-");
+        std::printf("tested isa=%s checks=%d vec_dot:%s gemm:%s quantize:%s dequantize:%s gelu_mul: %s\n", isa.c_str(),
+                    checks, vd.empty() ? " -" : vd.c_str(), gm.empty() ? " -" : gm.c_str(), qz.empty() ? " -" : qz.c_str(),
+                    dq.empty() ? " -" : dq.c_str(), simd.gelu_mul != ref.gelu_mul ? "yes" : "-");
         if (checks > 0) tested.push_back(isa);
     }
     for (const std::string& isa : required) {
