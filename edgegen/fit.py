@@ -81,13 +81,15 @@ def estimate_memory(
     n_embd: int = 0,
     n_batch: int = DEFAULT_N_BATCH,
     voice_sizes: tuple[int, ...] = (),
+    kv_bytes: Optional[int] = None,
 ) -> MemoryEstimate:
     """Bytes a model needs at a context length.
 
     KV cache (llama-style): 2 * n_layer * n_ctx * n_head_kv * head_dim * bytes_per_element, with
     K and V counted separately when their head sizes differ (head_dim_v). Scratch: per token of a
     prompt batch (n_batch), float32 logits and activation rows, plus a fixed runtime overhead.
-    Voice sessions: see voice_session_bytes.
+    Voice sessions: see voice_session_bytes. `kv_bytes`, when given, replaces the KV formula (the
+    engine's own layout: estimate_for_gguf passes it).
     """
     for label, value in (("weights_bytes", weights_bytes), ("n_layer", n_layer), ("n_ctx", n_ctx),
                          ("n_head_kv", n_head_kv), ("head_dim", head_dim), ("n_vocab", n_vocab), ("n_embd", n_embd),
@@ -96,23 +98,28 @@ def estimate_memory(
             raise ValueError(f"{label} must be >= 0, got {value}")
     per_elem = kv_bytes_per_element(kv_type)
     hv = head_dim if head_dim_v is None else head_dim_v
-    kv = int(n_layer * n_ctx * n_head_kv * (head_dim + hv) * per_elem)
+    kv = int(n_layer * n_ctx * n_head_kv * (head_dim + hv) * per_elem) if kv_bytes is None else int(kv_bytes)
     scratch = RUNTIME_OVERHEAD + 4 * max(n_batch, 1) * (n_vocab + 4 * n_embd)
     voices = sum(voice_session_bytes(s) for s in voice_sizes)
     return MemoryEstimate(weights_bytes, kv, scratch, voices, n_ctx, kv_type)
 
 
 def estimate_for_gguf(path: Union[str, Path], n_ctx: int, kv_type: str = "f16", voice_sizes: tuple[int, ...] = (),
-                      n_batch: int = DEFAULT_N_BATCH) -> MemoryEstimate:
-    """estimate_memory with the shape read from a GGUF file's metadata."""
-    from .store.inspect import llm_shape, read_gguf_summary
+                      n_batch: int = DEFAULT_N_BATCH, n_seq: int = 1) -> MemoryEstimate:
+    """estimate_memory for a GGUF file: its shape read by the native reader, its KV cache sized by
+    the engine's own layout function (kv_cache_layout: the same numbers the cache allocates;
+    sliding-window layers count their ring, not the whole context)."""
+    from .gguf import GGUFFile
 
     path = Path(path)
-    shape = llm_shape(read_gguf_summary(path))
+    kv_bytes_per_element(kv_type)  # ValueError for an unknown type, before touching the file
+    with GGUFFile(path) as f:
+        h = f.hparams()
+        kv = int(f.kv_cache_layout(n_ctx, n_seq, kv_type)["nbytes"])
     return estimate_memory(
-        weights_bytes=path.stat().st_size, n_layer=shape.n_layer, n_ctx=n_ctx, n_head_kv=shape.n_head_kv,
-        head_dim=shape.head_dim_k, head_dim_v=shape.head_dim_v, kv_type=kv_type, n_vocab=shape.n_vocab,
-        n_embd=shape.n_embd, n_batch=n_batch, voice_sizes=voice_sizes,
+        weights_bytes=path.stat().st_size, n_layer=h["n_layer"], n_ctx=n_ctx, n_head_kv=h["n_head_kv"],
+        head_dim=h["head_dim"], head_dim_v=h["head_dim_v"], kv_type=kv_type, n_vocab=h["n_vocab"],
+        n_embd=h["n_embd"], n_batch=n_batch, voice_sizes=voice_sizes, kv_bytes=kv,
     )
 
 

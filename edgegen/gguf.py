@@ -66,9 +66,11 @@ class GGUFFile:
         self.alignment: int = self._native.alignment
         self.data_offset: int = self._native.data_offset
         self.size: int = self._native.size
-        entries = self._native.metadata()
-        self.metadata: dict[str, Any] = {key: value for key, value, _ in entries}
-        self.metadata_types: dict[str, str] = {key: type_name for key, _, type_name in entries}
+        self._metadata: dict[str, Any] | None = None  # materialised on first use (vocabularies are big)
+        summary = self._native.metadata_summary()
+        self.metadata_types: dict[str, str] = {key: type_name for key, _, type_name in summary}
+        # scalars now; each array as (element type, length) until `metadata` is read
+        self.metadata_summary: dict[str, Any] = {key: value for key, value, _ in summary}
         self.tensors: dict[str, TensorInfo] = {
             name: TensorInfo(name, tuple(shape), type_id, type_name, offset, nbytes)
             for name, shape, type_id, type_name, offset, nbytes in self._native.tensors()
@@ -77,9 +79,35 @@ class GGUFFile:
     # -- convenience -------------------------------------------------------------------------
 
     @property
+    def metadata(self) -> dict[str, Any]:
+        """Every key with its value; arrays as lists (strings) or numpy copies (numbers)."""
+        if self._metadata is None:
+            self._metadata = {key: value for key, value, _ in self.native.metadata()}
+        return self._metadata
+
+    def spec(self) -> dict[str, Any]:
+        """The native engine's ModelSpec of this file (hyper-parameters, per-layer properties);
+        UnsupportedModelError when the engine does not run this architecture."""
+        from . import _native
+
+        return dict(_native.model_spec(self.native))
+
+    def hparams(self) -> dict[str, Any]:
+        """Hyper-parameters of any llama-style file, with llama.cpp's defaults applied."""
+        from . import _native
+
+        return dict(_native.hparams(self.native))
+
+    def kv_cache_layout(self, n_tokens: int, n_seq: int = 1, kv_type: str = "f16") -> dict[str, Any]:
+        """The KV cache the native engine allocates for this file (the one sizing function)."""
+        from . import _native
+
+        return dict(_native.kv_cache_layout(self.native, n_tokens, n_seq, kv_type))
+
+    @property
     def architecture(self) -> str:
         """general.architecture ("llama", "gemma3", ...); "" when the file does not say."""
-        arch = self.metadata.get("general.architecture", "")
+        arch = self.metadata_summary.get("general.architecture", "")
         if not isinstance(arch, str):
             raise ModelFormatError(f"{self.path}: general.architecture is not a string")
         return arch

@@ -19,7 +19,8 @@ void rope(float* x, int32_t n_heads, int32_t head_dim, double pos, const RopePar
     float cache[512];  // cos/sin pairs for n_rot <= 256
     float theta = static_cast<float>(pos);
     for (int32_t i = 0; i < p.n_rot; i += 2) {
-        const float t = p.freq_scale * theta;
+        // ggml: rope_yarn(theta / ff, freq_scale, ...) with ff = 1 when the model has no factors
+        const float t = p.freq_scale * (p.freq_factors ? theta / p.freq_factors[i / 2] : theta);
         cache[i] = std::cos(t);
         cache[i + 1] = std::sin(t);
         theta *= theta_scale;
@@ -39,23 +40,6 @@ void rope(float* x, int32_t n_heads, int32_t head_dim, double pos, const RopePar
     }
 }
 
-void softmax(float* x, int64_t n) {
-    float max = -INFINITY;
-    for (int64_t i = 0; i < n; ++i) max = x[i] > max ? x[i] : max;
-    double sum = 0.0;
-    for (int64_t i = 0; i < n; ++i) {
-        x[i] = std::exp(x[i] - max);
-        sum += x[i];
-    }
-    const float inv = static_cast<float>(1.0 / sum);
-    for (int64_t i = 0; i < n; ++i) x[i] *= inv;
-}
 
-void silu_mul(float* gate, const float* up, int64_t n) {
-    for (int64_t i = 0; i < n; ++i) {
-        const float g = gate[i];
-        gate[i] = g / (1.0f + std::exp(-g)) * up[i];
-    }
-}
 
 }  // namespace eg

@@ -15,6 +15,7 @@ struct RopeParams {
     float freq_base = 10000;   // theta base
     float freq_scale = 1.0f;   // 1 / linear scaling factor
     bool neox = false;         // false: rotate adjacent pairs (llama); true: halves (neox/gemma)
+    const float* freq_factors = nullptr;  // (n_rot / 2) divisors of the angles (Llama 3.1+), or none
 };
 
 // Rotates each of n_heads head vectors (head_dim floats each, contiguous) for position `pos`.
@@ -22,10 +23,5 @@ struct RopeParams {
 // which is how the KV cache re-rotates keys after a context shift.
 void rope(float* x, int32_t n_heads, int32_t head_dim, double pos, const RopeParams& p);
 
-// In-place softmax over n scores; returns nothing, sums to 1.
-void softmax(float* x, int64_t n);
-
-// gate[i] = silu(gate[i]) * up[i]
-void silu_mul(float* gate, const float* up, int64_t n);
 
 }  // namespace eg

@@ -1,114 +1,95 @@
-// transformer.h — the llama-architecture forward pass over weights read in place from a GGUF file.
+// transformer.h — the decoder forward pass over weights read in place from a GGUF file.
 //
-//   auto model = eg::Model::load("smollm2.gguf", n_threads);
-//   eg::KVCache kv(model->kv_config(n_blocks, eg::QType::F16, n_seq));
-//   model->forward(kv, seq, tokens, n, /*all_logits=*/false, logits);   // logits: (n_vocab,)
+//   auto file = eg::GGUFFile::open("model.gguf");
+//   auto model = eg::Model::load(file, eg::make_cpu_backend(n_threads));
+//   eg::KVCache kv(model->plan_cache(n_ctx, n_seq, eg::QType::F16));
+//   int32_t next = model->decode(kv, seq, tokens, n, sampler);      // forward + sampling
+//   model->forward(kv, seq, tokens, n, /*all_logits=*/false, logits); // logits: (n_vocab,)
 //
-// Every product goes through the kernel dispatch table (never a concrete ISA function), so an
-// accelerator provider can later take the table's place.
+// One forward pass serves every architecture the ModelSpec describes (llama, qwen2, qwen3,
+// gemma3); where they differ it is by a property of the spec, not by the architecture's name.
+// Everything heavy goes through the ComputeBackend.
 #pragma once
 
 #include <cstdint>
-#include <initializer_list>
-#include <utility>
 #include <memory>
 #include <string>
 #include <vector>
 
+#include "compute_backend.h"
 #include "gguf.h"
-#include "kernels.h"
 #include "kv_cache.h"
-#include "ops.h"
-#include "threadpool.h"
+#include "model_spec.h"
+#include "sampler.h"
 
 namespace eg {
 
-// A valid file this engine cannot run (architecture, tensor type, rope scaling); the binding
-// raises edgegen.UnsupportedModelError so callers can fall back to another backend.
-struct UnsupportedError : Error {
-    using Error::Error;
-};
-
-struct ModelConfig {
-    std::string arch;
-    int32_t n_layer = 0, n_embd = 0, n_head = 0, n_head_kv = 0, head_dim = 0, n_ff = 0, n_vocab = 0;
-    int64_t n_ctx_train = 0;
-    float rms_eps = 1e-5f;
-    RopeParams rope;
-    bool tied_output = false;  // output head shares token_embd
-};
-
-// A weight matrix used in place: rows of ne0 elements, ne1 rows.
-struct WeightView {
-    QType type = QType::F32;
-    int64_t ne0 = 0, ne1 = 0;
-    const uint8_t* data = nullptr;
-    size_t row_stride = 0;
-};
-
 struct LayerWeights {
-    const float* attn_norm = nullptr;  // (n_embd)
-    WeightView wq, wk, wv, wo;         // (n_embd -> n_head*hd), (n_embd -> n_kv*hd) x2, (n_head*hd -> n_embd)
-    const float* ffn_norm = nullptr;   // (n_embd)
-    WeightView w_gate, w_up, w_down;   // (n_embd -> n_ff) x2, (n_ff -> n_embd)
+    const float* attn_norm = nullptr;              // (n_embd)
+    Weight wq, wk, wv, wo;                         // (n_embd -> q_dim), (n_embd -> kv_dim) x2, (q_dim -> n_embd)
+    const float *bq = nullptr, *bk = nullptr, *bv = nullptr;  // (q_dim), (kv_dim) x2, when the spec has biases
+    const float *q_norm = nullptr, *k_norm = nullptr;         // (head_dim), per-head RMS norms
+    const float* post_attn_norm = nullptr;         // (n_embd)
+    const float* ffn_norm = nullptr;               // (n_embd)
+    Weight w_gate, w_up, w_down;                   // (n_embd -> n_ff) x2, (n_ff -> n_embd)
+    const float* post_ffn_norm = nullptr;          // (n_embd)
 };
 
 class Model {
 public:
-    // Maps, validates and wires the file. Throws GGUFError (malformed) or Error (unsupported).
-    static std::unique_ptr<Model> load(const std::string& path, int n_threads);
+    // Wires a validated file's weights to a backend. Throws UnsupportedError (a valid file this
+    // engine does not run) or GGUFError (inconsistent file).
+    static std::unique_ptr<Model> load(std::shared_ptr<GGUFFile> file, std::unique_ptr<ComputeBackend> backend);
 
-    const ModelConfig& config() const { return cfg_; }
-    ThreadPool& pool() { return *pool_; }
+    const ModelSpec& spec() const { return spec_; }
+    ComputeBackend& backend() { return *backend_; }
     const GGUFFile& file() const { return *file_; }
 
-    KVCache::Config kv_config(int64_t n_blocks, QType type, int32_t n_seq_max, int32_t block_tokens = 32) const;
+    // The cache layout for this model (the sizing function the fit check and store share).
+    KVLayout plan_cache(int64_t n_tokens, int32_t n_seq, QType type, int32_t block_tokens = 32) const;
+    KVShape kv_shape() const;
 
     // Runs tokens[0..n) of sequence `seq` at positions seq_len.. seq_len+n-1, appending their
     // K/V to the cache. logits_out: (n_vocab) for the last token, or (n, n_vocab) if all_logits.
     // Throws KVCacheFullError before changing anything when the cache cannot hold n more.
     void forward(KVCache& kv, int32_t seq, const int32_t* tokens, int64_t n, bool all_logits, float* logits_out);
 
+    // One decode step: forward over tokens, the sampler sees them, then picks the next token
+    // from the last logits.
+    int32_t decode(KVCache& kv, int32_t seq, const int32_t* tokens, int64_t n, Sampler& sampler);
+
+    // Context shift with every layer's rope (see KVCache::seq_shift).
+    void shift(KVCache& kv, int32_t seq, int64_t n_keep, int64_t n_discard);
+
     // Largest batch one internal step processes; longer inputs run in chunks of this size.
     static constexpr int64_t kMaxBatch = 64;
 
 private:
     Model() = default;
-    void forward_chunk(KVCache& kv, int32_t seq, const int32_t* tokens, int64_t n, bool all_logits,
-                       float* logits_out);
-    void attention(KVCache& kv, int32_t layer, int32_t seq, int64_t start, int64_t n);
-    void product(const WeightView& w, const float* x, int64_t n_tok, float* y);
-    // Products sharing the input x, in one parallel region.
-    void products(std::initializer_list<std::pair<const WeightView&, float*>> outs, const float* x, int64_t n_tok);
-    void ensure_scratch(int64_t n_ctx);
+    void check_cache(const KVCache& kv) const;
+    void forward_chunk(KVCache& kv, int32_t seq, const int32_t* tokens, int64_t n, bool all_logits, float* logits_out);
+    void attention_block(KVCache& kv, int32_t l, int32_t seq, int64_t start, int64_t n);
+    void ffn_block(int32_t l, int64_t n);
 
     std::shared_ptr<GGUFFile> file_;
-    std::unique_ptr<ThreadPool> pool_;
-    ModelConfig cfg_;
-    WeightView tok_embd_, output_;
+    std::unique_ptr<ComputeBackend> backend_;
+    ModelSpec spec_;
+    std::vector<RopeParams> layer_rope_;  // spec rope + this file's frequency factors
+    Weight tok_embd_, output_;
     const float* output_norm_ = nullptr;
     std::vector<LayerWeights> layers_;
+    std::vector<float> logits_;  // (n_vocab) decode's last logits
 
-    // scratch, sized for kMaxBatch tokens
+    // activations, sized for kMaxBatch tokens
     std::vector<float> x_;      // (batch, n_embd)  residual stream
     std::vector<float> xn_;     // (batch, n_embd)  normed input of a block
-    std::vector<float> q_;      // (batch, n_head*hd)
-    std::vector<float> k_;      // (batch, n_kv*hd)
-    std::vector<float> v_;      // (batch, n_kv*hd)
-    std::vector<float> attn_;   // (batch, n_head*hd)
-    std::vector<float> tmp_;    // (batch, n_embd)  product output before the residual add
+    std::vector<float> q_;      // (batch, q_dim)
+    std::vector<float> k_;      // (batch, kv_dim)
+    std::vector<float> v_;      // (batch, kv_dim)
+    std::vector<float> attn_;   // (batch, q_dim)
+    std::vector<float> tmp_;    // (batch, n_embd)  block output before the residual add
     std::vector<float> gate_;   // (batch, n_ff)
     std::vector<float> up_;     // (batch, n_ff)
-    struct Scratch {                  // one per worker thread, sized for the cache's context
-        std::vector<float> scores;      // (heads of a task, n_ctx padded to 32) scores, then probabilities
-        std::vector<const uint8_t*> bases;  // (n_blocks) V^T block pointers
-        std::vector<float> qf;          // (heads of a task, hd) queries rounded to f16
-        std::vector<uint8_t> qact;      // query in the cache type's activation format
-    };
-    std::vector<Scratch> scratch_;
-    int64_t scratch_ctx_ = 0;
-    // floats per head in Scratch::scores: the context rounded up to whole 32-token chunks, + 32
-    size_t s_stride() const { return static_cast<size_t>((scratch_ctx_ + 63) & ~int64_t(31)); }
 };
 
 }  // namespace eg

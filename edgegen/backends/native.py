@@ -5,7 +5,12 @@ the GIL; the loop stays in Python (DESIGN.md: move it only if a measurement says
 
 Prefix reuse: the KV cache holds a working sequence (0) plus a few saved prompt prefixes that
 share its blocks (copy-on-write). A new prompt resumes from the longest cached common prefix, so
-requests that share a system prompt do not recompute it.
+requests that share a system prompt do not recompute it. Sliding-window layers (Gemma 3) keep only
+a ring of their window, so a prefix can be resumed only where its window is still stored
+(KVCache.seq_resume_min); elsewhere the prompt is evaluated again.
+
+The model file is opened once: the validated mapping (edgegen.gguf.GGUFFile) feeds the tokenizer,
+the model description and the engine's weights.
 """
 from __future__ import annotations
 
@@ -21,15 +26,19 @@ from ..sampling import SamplingParams
 from ..tokenizer import Tokenizer
 from .base import Backend
 
-SUPPORTED_ARCHITECTURES = ("llama",)
 KV_TYPES = ("f16", "q8_0")
 _WORK = 0  # the working sequence id
+
+
+def supported_architectures() -> tuple[str, ...]:
+    """The architectures the native engine runs (the list lives in native/model_spec.cpp)."""
+    return tuple(_native.supported_architectures())
 
 
 def supports(path: str) -> bool:
     """True when the file is a GGUF model whose architecture the native engine runs."""
     with GGUFFile(path) as f:
-        return f.architecture in SUPPORTED_ARCHITECTURES
+        return f.architecture in supported_architectures()
 
 
 def open(path: str, **options: Any) -> "NativeBackend":  # noqa: A001 (module-level factory)
@@ -58,6 +67,7 @@ class NativeBackend(Backend):
         kv_type: str = "f16",
         n_saved_prefixes: int = 3,
         verbose: bool = False,
+        gguf_file: Optional[GGUFFile] = None,
     ) -> None:
         del n_batch, verbose  # the engine batches internally; it never logs
         if not os.path.isfile(path):
@@ -65,20 +75,23 @@ class NativeBackend(Backend):
         if kv_type not in KV_TYPES:
             raise UnsupportedModelError(f"kv_type {kv_type!r} is not supported by the native engine; use one of {KV_TYPES}")
         self._path = path
-        self._file = GGUFFile(path)
-        if self._file.architecture not in SUPPORTED_ARCHITECTURES:
+        self._file = gguf_file if gguf_file is not None and not gguf_file.closed else GGUFFile(path)
+        arch = self._file.architecture
+        if arch not in supported_architectures():
             raise UnsupportedModelError(
-                f"architecture {self._file.architecture!r} is not supported by the native engine "
-                f"(supported: {', '.join(SUPPORTED_ARCHITECTURES)})")
+                f"architecture {arch!r} is not supported by the native engine "
+                f"(supported: {', '.join(supported_architectures())})")
+        self._model = _native.Model(self._file.native, n_threads or 0)  # the same mapping, not a second open
         self._tok = Tokenizer.from_gguf(self._file)
-        self._model = _native.Model(path, n_threads or 0)
-        cfg = self._model.config
+        cfg = self._model.spec
         self.config = cfg
         train_ctx = int(cfg["n_ctx_train"])
         self._n_ctx = min(n_ctx, train_ctx) if n_ctx > 0 else train_ctx
         n_seq = 1 + max(0, n_saved_prefixes)
-        # room for the working sequence plus diverging tails of the saved prefixes
-        self._cache = self._model.new_cache(self._n_ctx * 2, kv_type, n_seq)
+        # n_ctx positions for the global layers (the cache adds a spare block per saved prefix for
+        # copy-on-write); saved prefixes share the working sequence's blocks, and are dropped when
+        # a request needs their room (see _decode)
+        self._cache = self._model.new_cache(self._n_ctx, kv_type, n_seq)
         self._kv_type = kv_type
         self._seq_tokens: list[list[int]] = [[] for _ in range(n_seq)]  # tokens evaluated per sequence
         self._lock = threading.Lock()
@@ -95,7 +108,7 @@ class NativeBackend(Backend):
 
     @property
     def model_name(self) -> str:
-        return str(self._file.metadata.get("general.name") or os.path.splitext(os.path.basename(self._path))[0])
+        return str(self._file.metadata_summary.get("general.name") or os.path.splitext(os.path.basename(self._path))[0])
 
     @property
     def architecture(self) -> str:
@@ -103,7 +116,7 @@ class NativeBackend(Backend):
 
     @property
     def chat_template(self) -> Optional[str]:
-        return self._file.metadata.get("tokenizer.chat_template") or None
+        return self._file.metadata_summary.get("tokenizer.chat_template") or None
 
     @property
     def bos_id(self) -> Optional[int]:
@@ -136,12 +149,13 @@ class NativeBackend(Backend):
         """Points the working sequence at the longest cached prefix of `prompt`; returns its length.
         At least the last prompt token is always left to evaluate (its logits pick the next token)."""
         limit = len(prompt) - 1
-        best_seq, best = _WORK, _common_prefix(self._seq_tokens[_WORK], prompt)
-        for s in range(1, len(self._seq_tokens)):
-            n = _common_prefix(self._seq_tokens[s], prompt)
-            if n > best:
+        best_seq, best = _WORK, 0
+        for s in range(len(self._seq_tokens)):
+            n = min(_common_prefix(self._seq_tokens[s], prompt), limit)
+            if n > 0 and n < self._cache.seq_resume_min(s):
+                n = 0  # a sliding-window ring no longer holds the window before that point
+            if n > best or (s == _WORK and n == best):
                 best_seq, best = s, n
-        best = min(best, limit)
         if best_seq == _WORK:
             self._cache.seq_truncate(_WORK, best)
         else:

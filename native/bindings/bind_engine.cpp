@@ -17,6 +17,7 @@
 #include "gguf.h"
 #include "kv_cache.h"
 #include "sampler.h"
+#include "spec_dict.h"
 #include "transformer.h"
 
 namespace py = pybind11;
@@ -33,7 +34,8 @@ void set_typed_error(const char* cls, const char* msg) {
 
 struct PyModel {
     std::unique_ptr<eg::Model> model;
-    std::mutex mu;  // one forward pass at a time per model (scratch buffers are per model)
+    std::shared_ptr<int64_t[]> op_counts;  // compute="counting" only
+    std::mutex mu;  // one forward pass at a time per model (activation buffers are per model)
 };
 
 struct PyCache {
@@ -41,23 +43,11 @@ struct PyCache {
     std::unique_ptr<eg::KVCache> cache;
 };
 
-eg::QType kv_type_from(const std::string& name) {
-    if (name == "f16") return eg::QType::F16;
-    if (name == "q8_0") return eg::QType::Q8_0;
-    if (name == "f32") return eg::QType::F32;
-    throw eg::Error("kv_type must be 'f16', 'q8_0' or 'f32', not '" + name + "'");
-}
-
 std::shared_ptr<PyCache> new_cache(const std::shared_ptr<PyModel>& m, int64_t n_tokens, const std::string& kv_type,
                                    int32_t n_seq, int32_t block_tokens) {
-    if (n_tokens <= 0 || n_tokens > (int64_t(1) << 24)) throw eg::Error("n_tokens must be in 1..16777216");
-    if (n_seq <= 0 || n_seq > 4096) throw eg::Error("n_seq must be in 1..4096");
-    if (block_tokens <= 0 || block_tokens > 4096) throw eg::Error("block_tokens must be in 1..4096");
-    // whole blocks for n_tokens, plus one per extra sequence for copy-on-write of a shared last block
-    const int64_t n_blocks = (n_tokens + block_tokens - 1) / block_tokens + (n_seq - 1);
     auto c = std::make_shared<PyCache>();
     c->owner = m;
-    c->cache = std::make_unique<eg::KVCache>(m->model->kv_config(n_blocks, kv_type_from(kv_type), n_seq, block_tokens));
+    c->cache = std::make_unique<eg::KVCache>(m->model->plan_cache(n_tokens, n_seq, kv_type_from(kv_type), block_tokens));
     return c;
 }
 
@@ -73,7 +63,7 @@ void check_same_model(const PyModel& m, const PyCache& c) {
 py::array_t<float> eval(const std::shared_ptr<PyModel>& m, PyCache& c, int32_t seq, const I32Array& toks, bool all_logits) {
     check_same_model(*m, c);
     const std::vector<int32_t> t = tokens_of(toks);
-    const int64_t nv = m->model->config().n_vocab;
+    const int64_t nv = m->model->spec().hp.n_vocab;
     py::array_t<float> out = all_logits ? py::array_t<float>({static_cast<py::ssize_t>(t.size()), static_cast<py::ssize_t>(nv)})
                                         : py::array_t<float>({static_cast<py::ssize_t>(nv)});
     float* o = out.mutable_data();
@@ -88,31 +78,22 @@ py::array_t<float> eval(const std::shared_ptr<PyModel>& m, PyCache& c, int32_t s
 int32_t decode(const std::shared_ptr<PyModel>& m, PyCache& c, int32_t seq, const I32Array& toks, eg::Sampler& s) {
     check_same_model(*m, c);
     const std::vector<int32_t> t = tokens_of(toks);
-    std::vector<float> logits(m->model->config().n_vocab);
     py::gil_scoped_release nogil;
     std::lock_guard<std::mutex> lock(m->mu);
-    m->model->forward(*c.cache, seq, t.data(), static_cast<int64_t>(t.size()), false, logits.data());
-    for (int32_t tok : t) s.accept(tok);
-    return s.sample(logits.data());
+    return m->model->decode(*c.cache, seq, t.data(), static_cast<int64_t>(t.size()), s);
 }
 
-py::dict config_dict(const eg::ModelConfig& c) {
-    py::dict d;
-    d["arch"] = c.arch;
-    d["n_layer"] = c.n_layer;
-    d["n_embd"] = c.n_embd;
-    d["n_head"] = c.n_head;
-    d["n_head_kv"] = c.n_head_kv;
-    d["head_dim"] = c.head_dim;
-    d["n_ff"] = c.n_ff;
-    d["n_vocab"] = c.n_vocab;
-    d["n_ctx_train"] = c.n_ctx_train;
-    d["rms_eps"] = c.rms_eps;
-    d["rope_freq_base"] = c.rope.freq_base;
-    d["rope_freq_scale"] = c.rope.freq_scale;
-    d["n_rot"] = c.rope.n_rot;
-    d["tied_output"] = c.tied_output;
-    return d;
+std::shared_ptr<PyModel> load_model(std::shared_ptr<eg::GGUFFile> file, int n_threads, const std::string& compute) {
+    if (compute != "cpu" && compute != "counting") throw eg::Error("compute must be 'cpu' or 'counting', not '" + compute + "'");
+    auto pm = std::make_shared<PyModel>();
+    py::gil_scoped_release nogil;
+    std::unique_ptr<eg::ComputeBackend> be = eg::make_cpu_backend(n_threads);
+    if (compute == "counting") {
+        pm->op_counts = std::shared_ptr<int64_t[]>(new int64_t[eg::kOpCount]());
+        be = eg::make_counting_backend(std::move(be), pm->op_counts);
+    }
+    pm->model = eg::Model::load(std::move(file), std::move(be));
+    return pm;
 }
 
 }  // namespace
@@ -132,19 +113,41 @@ void bind_engine(py::module_& m) {
         }
     });
 
-    py::class_<PyModel, std::shared_ptr<PyModel>>(m, "Model", "A llama-architecture GGUF model on edgegen's kernels.")
-        .def(py::init([](const std::string& path, int n_threads) {
-                 auto pm = std::make_shared<PyModel>();
-                 py::gil_scoped_release nogil;
-                 pm->model = eg::Model::load(path, n_threads);
-                 return pm;
+    py::class_<PyModel, std::shared_ptr<PyModel>>(m, "Model", "A GGUF model on edgegen's engine (see supported_architectures()).")
+        .def(py::init([](std::shared_ptr<eg::GGUFFile> file, int n_threads, const std::string& compute) {
+                 return load_model(std::move(file), n_threads, compute);
              }),
-             py::arg("path"), py::arg("n_threads") = 0)
-        .def_property_readonly("config", [](const PyModel& pm) { return config_dict(pm.model->config()); })
-        .def_property_readonly("n_threads", [](PyModel& pm) { return pm.model->pool().size(); })
+             py::arg("file"), py::arg("n_threads") = 0, py::arg("compute") = "cpu",
+             "Wire an open GGUFFile's weights (the file is mapped once, shared with the caller).")
+        .def(py::init([](const std::string& path, int n_threads, const std::string& compute) {
+                 std::shared_ptr<eg::GGUFFile> f;
+                 {
+                     py::gil_scoped_release nogil;
+                     f = eg::GGUFFile::open(path);
+                 }
+                 return load_model(std::move(f), n_threads, compute);
+             }),
+             py::arg("path"), py::arg("n_threads") = 0, py::arg("compute") = "cpu")
+        .def_property_readonly("spec", [](const PyModel& pm) { return spec_dict(pm.model->spec()); })
+        .def_property_readonly("config", [](const PyModel& pm) { return spec_dict(pm.model->spec()); },
+                               "Alias of spec (hyper-parameters and per-layer properties).")
+        .def_property_readonly("n_threads", [](PyModel& pm) { return pm.model->backend().n_threads(); })
+        .def_property_readonly("compute", [](PyModel& pm) { return pm.model->backend().name(); })
+        .def_property_readonly("op_counts", [](const PyModel& pm) -> py::object {
+            if (!pm.op_counts) return py::none();
+            static const char* names[] = {"prepare", "matmul", "get_rows", "rms_norm", "rope", "glu", "attention", "store_kv"};
+            py::dict d;
+            for (int i = 0; i < eg::kOpCount; ++i) d[names[i]] = pm.op_counts[i];
+            return std::move(d);
+        }, "Calls per backend operation (compute='counting'), else None.")
+        .def("cache_layout", [](const PyModel& pm, int64_t n_tokens, int32_t n_seq, const std::string& kv_type, int32_t block_tokens) {
+            return layout_dict(pm.model->plan_cache(n_tokens, n_seq, kv_type_from(kv_type), block_tokens));
+        }, py::arg("n_tokens"), py::arg("n_seq") = 1, py::arg("kv_type") = "f16", py::arg("block_tokens") = 32,
+           "The layout (bytes, layer groups) new_cache would allocate.")
         .def("new_cache", &new_cache, py::arg("n_tokens"), py::arg("kv_type") = "f16", py::arg("n_seq") = 1,
              py::arg("block_tokens") = 32,
-             "A KV cache holding n_tokens tokens in all (shared by up to n_seq sequences).")
+             "A KV cache holding n_tokens positions of global layers in all (shared by up to n_seq sequences); "
+             "sliding-window layers keep a ring of their window per sequence.")
         .def("eval", &eval, py::arg("cache"), py::arg("seq"), py::arg("tokens"), py::arg("all_logits") = false,
              "Append tokens to sequence `seq`; logits of the last token (n_vocab,) or of all (n, n_vocab).")
         .def("decode", &decode, py::arg("cache"), py::arg("seq"), py::arg("tokens"), py::arg("sampler"),
@@ -153,13 +156,14 @@ void bind_engine(py::module_& m) {
             check_same_model(*pm, c);
             py::gil_scoped_release nogil;
             std::lock_guard<std::mutex> lock(pm->mu);
-            const eg::ModelConfig& cfg = pm->model->config();
-            c.cache->seq_shift(seq, n_keep, n_discard, cfg.rope, cfg.n_head_kv, eg::kernels());
+            pm->model->shift(*c.cache, seq, n_keep, n_discard);
         }, py::arg("cache"), py::arg("seq"), py::arg("n_keep"), py::arg("n_discard"),
            "Context shift: keep n_keep tokens, drop the next n_discard, re-rotate the keys of the rest.");
 
     py::class_<PyCache, std::shared_ptr<PyCache>>(m, "KVCache", "Paged KV cache of one model (see Model.new_cache).")
         .def("seq_len", [](const PyCache& c, int32_t s) { return c.cache->seq_len(s); }, py::arg("seq"))
+        .def("seq_resume_min", [](const PyCache& c, int32_t s) { return c.cache->seq_resume_min(s); }, py::arg("seq"),
+             "Smallest length > 0 the sequence can be truncated or forked to (sliding-window rings forget).")
         .def("seq_truncate", [](PyCache& c, int32_t s, int64_t p) {
             std::lock_guard<std::mutex> lock(c.owner->mu);
             c.cache->seq_truncate(s, p);
@@ -172,14 +176,18 @@ void bind_engine(py::module_& m) {
             std::lock_guard<std::mutex> lock(c.owner->mu);
             c.cache->seq_fork(src, dst, n);
         }, py::arg("src"), py::arg("dst"), py::arg("n"))
-        .def("block_table", [](const PyCache& c, int32_t s) { return c.cache->block_table(s); }, py::arg("seq"))
-        .def("block_refcount", [](const PyCache& c, int32_t b) { return c.cache->block_refcount(b); }, py::arg("block"))
-        .def_property_readonly("n_free_blocks", [](const PyCache& c) { return c.cache->n_free_blocks(); })
-        .def_property_readonly("n_blocks", [](const PyCache& c) { return c.cache->config().n_blocks; })
-        .def_property_readonly("block_tokens", [](const PyCache& c) { return c.cache->config().block_tokens; })
-        .def_property_readonly("n_seq", [](const PyCache& c) { return c.cache->config().n_seq_max; })
+        .def("block_table", [](const PyCache& c, int32_t s, int group) { return c.cache->block_table(s, group); },
+             py::arg("seq"), py::arg("group") = 0)
+        .def("block_refcount", [](const PyCache& c, int32_t b, int group) { return c.cache->block_refcount(b, group); },
+             py::arg("block"), py::arg("group") = 0)
+        .def("free_blocks", [](const PyCache& c, int group) { return c.cache->n_free_blocks(group); }, py::arg("group") = 0)
+        .def_property_readonly("n_free_blocks", [](const PyCache& c) { return c.cache->n_free_blocks(0); })
+        .def_property_readonly("n_blocks", [](const PyCache& c) { return c.cache->layout().groups[0].n_blocks; })
+        .def_property_readonly("block_tokens", [](const PyCache& c) { return c.cache->block_tokens(); })
+        .def_property_readonly("n_seq", [](const PyCache& c) { return c.cache->n_seq_max(); })
         .def_property_readonly("nbytes", [](const PyCache& c) { return c.cache->bytes_total(); })
-        .def_property_readonly("kv_type", [](const PyCache& c) { return std::string(eg::type_traits(c.cache->config().type).name); });
+        .def_property_readonly("layout", [](const PyCache& c) { return layout_dict(c.cache->layout()); })
+        .def_property_readonly("kv_type", [](const PyCache& c) { return std::string(eg::type_traits(c.cache->type()).name); });
 
     py::class_<eg::Sampler>(m, "Sampler", "Token sampler (see sampler.h for the order of the steps).")
         .def(py::init([](int32_t n_vocab, float temperature, int32_t top_k, float top_p, float min_p, float repeat_penalty,

@@ -104,6 +104,21 @@ void bind_gguf(py::module_& m) {
             },
             "[(key, value, gguf type name)] in file order; numeric arrays come back as numpy copies.")
         .def(
+            "metadata_summary",
+            [](const GGUFFile& f) {
+                py::list out;
+                for (const eg::GGUFKeyValue& kv : f.metadata()) {
+                    py::object v = kv.value.type == GGUFType::ARRAY
+                                       ? py::object(py::make_tuple(eg::gguf_type_name(kv.value.array_type),
+                                                                   kv.value.array_count))
+                                       : to_python(kv.value);
+                    out.append(py::make_tuple(to_str(kv.key), v, eg::gguf_type_name(kv.value.type)));
+                }
+                return out;
+            },
+            "Like metadata(), but each array comes back as (element type name, length) without copying it "
+            "(a 262k-token vocabulary stays in the mapping).")
+        .def(
             "tensors",
             [](const GGUFFile& f) {
                 py::list out;

@@ -5,4 +5,5 @@
 
 void bind_kernels(pybind11::module_& m);
 void bind_gguf(pybind11::module_& m);
+void bind_spec(pybind11::module_& m);
 void bind_engine(pybind11::module_& m);
