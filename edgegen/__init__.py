@@ -23,6 +23,7 @@ _LAZY = {
     "speak_stream": "edgegen.audio.speak",
     "Cloud": "edgegen.cloud",
     "Router": "edgegen.router",
+    "TextStream": "edgegen.textstream",
     "TextChunk": "edgegen.types",
     "ChatResult": "edgegen.types",
     "CompletionResult": "edgegen.types",

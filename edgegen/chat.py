@@ -39,7 +39,8 @@ from jinja2 import nodes
 from jinja2.exceptions import SecurityError, TemplateError as JinjaTemplateError
 from jinja2.sandbox import ImmutableSandboxedEnvironment
 
-from .errors import InvalidRequestError, TemplateError
+from .errors import TemplateError
+from .types import validate_messages
 
 CHATML_TEMPLATE = (
     "{% for message in messages %}"
@@ -243,34 +244,6 @@ def _raise_exception(message: str) -> None:
 
 def _strftime_now(fmt: str) -> str:
     return datetime.now().strftime(fmt)
-
-
-def validate_messages(messages: Sequence[Mapping[str, Any]]) -> list[dict[str, Any]]:
-    """Check OpenAI-style messages; return plain dicts. Content must be a string (or None for
-    assistant turns with tool calls); a list of text parts is joined."""
-    if isinstance(messages, (str, bytes)) or not isinstance(messages, Sequence) or not messages:
-        raise InvalidRequestError("messages must be a non-empty list of {'role', 'content'} objects")
-    out: list[dict[str, Any]] = []
-    for i, m in enumerate(messages):
-        if not isinstance(m, Mapping):
-            raise InvalidRequestError(f"messages[{i}] is not an object")
-        role = m.get("role")
-        if not isinstance(role, str) or not role:
-            raise InvalidRequestError(f"messages[{i}].role must be a non-empty string")
-        content = m.get("content")
-        if isinstance(content, list):  # OpenAI content parts: keep the text ones
-            try:
-                content = "".join(p["text"] for p in content if isinstance(p, Mapping) and p.get("type") == "text")
-            except (KeyError, TypeError):
-                raise InvalidRequestError(f"messages[{i}].content parts must carry 'text'") from None
-        if content is None:
-            content = ""
-        if not isinstance(content, str):
-            raise InvalidRequestError(f"messages[{i}].content must be a string")
-        d = dict(m)
-        d["role"], d["content"] = role, content
-        out.append(d)
-    return out
 
 
 def render_chat(

@@ -31,9 +31,9 @@ from typing import Any, Iterator, Mapping, Optional, Sequence, Union
 from urllib.parse import urlsplit
 
 from .errors import CloudError, InvalidRequestError
-from .llm import TextStream
+from .textstream import TextStream
 from .sampling import SamplingParams
-from .types import ChatMessage, ChatResult, TextChunk, Usage
+from .types import ChatMessage, ChatResult, TextChunk, Usage, validate_messages
 
 log = logging.getLogger("edgegen.cloud")
 
@@ -264,8 +264,6 @@ class Cloud:
         return self._scrub(raw[:MAX_ERROR_BODY].decode("utf-8", "replace").strip()) or "(no body)"
 
     def _body(self, messages: Sequence[Mapping[str, Any]], params: SamplingParams, stream: bool) -> dict[str, Any]:
-        from .chat import validate_messages
-
         body: dict[str, Any] = {"model": self.model, "messages": validate_messages(messages), "stream": stream}
         body.update(params.to_openai())
         if stream:

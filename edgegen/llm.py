@@ -14,7 +14,6 @@ from __future__ import annotations
 
 import os
 import threading
-import time
 from typing import Any, Iterator, Mapping, Optional, Sequence, Union
 
 from .backends import open_backend
@@ -29,7 +28,7 @@ from .errors import (
     TokenizerError,
 )
 from .sampling import SamplingParams
-from .textstream import StopStringMatcher, Utf8StreamDecoder
+from .textstream import StopStringMatcher, TextStream, Utf8StreamDecoder, collect
 from .types import ChatMessage, ChatResult, CompletionResult, TextChunk, Usage
 
 DEFAULT_MODEL = "smollm2"
@@ -82,66 +81,6 @@ def _check_fit(path: str, n_ctx: int, kv_type: str, budget: Union[None, int, str
         # The estimate needs readable GGUF metadata; let the backend report a bad file precisely.
         if isinstance(exc, ModelNotFoundError):
             raise
-
-
-class TextStream:
-    """An iterator of `TextChunk`s that can be cancelled from any thread.
-
-    `cancel()` asks the generation to stop after the current token; the stream then ends with a
-    chunk whose finish_reason is "cancelled". `close()` (or leaving a `with` block, or dropping
-    the iterator) stops it at once and frees the model for the next call.
-    """
-
-    def __init__(self, chunks: Iterator[TextChunk], cancel_event: threading.Event) -> None:
-        self._chunks = chunks
-        self.cancel_event = cancel_event
-
-    def __iter__(self) -> "TextStream":
-        return self
-
-    def __next__(self) -> TextChunk:
-        return next(self._chunks)
-
-    def cancel(self) -> None:
-        self.cancel_event.set()
-
-    def close(self) -> None:
-        close = getattr(self._chunks, "close", None)
-        if close is not None:
-            close()
-
-    def __enter__(self) -> "TextStream":
-        return self
-
-    def __exit__(self, *exc: Any) -> None:
-        self.close()
-
-
-def collect(chunks: Iterator[TextChunk]) -> tuple[str, TextChunk, dict[str, float]]:
-    """Drain a stream: (all text, last chunk, timings)."""
-    start = time.perf_counter()
-    first: Optional[float] = None
-    parts: list[str] = []
-    last: Optional[TextChunk] = None
-    try:
-        for chunk in chunks:
-            if chunk.text and first is None:
-                first = time.perf_counter()
-            parts.append(chunk.text)
-            last = chunk
-    finally:
-        close = getattr(chunks, "close", None)
-        if close is not None:
-            close()  # on an error too: frees the model at once, not at garbage collection
-    if last is None or last.finish_reason is None:
-        raise EdgegenError("stream ended without a final chunk")
-    total = time.perf_counter() - start
-    timings = {"total_s": total}
-    if first is not None:
-        timings["first_text_s"] = first - start
-    if last.usage is not None and total > 0:
-        timings["completion_tokens_per_s"] = last.usage.completion_tokens / total
-    return "".join(parts), last, timings
 
 
 class LLM:

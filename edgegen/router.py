@@ -40,7 +40,8 @@ from .errors import (
     TokenizerError,
     UnsupportedModelError,
 )
-from .llm import LLM, TextStream
+from .llm import LLM
+from .textstream import TextStream
 from .sampling import SamplingParams
 from .types import ChatResult, TextChunk
 
