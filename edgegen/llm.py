@@ -17,7 +17,7 @@ import threading
 from typing import Any, Iterator, Mapping, Optional, Sequence, Union
 
 from .backends import open_backend
-from .backends.base import Backend
+from .backends.base import Backend, check_n_ctx, check_n_threads
 from .chat import TemplateLimits, render_chat
 from .errors import (
     ContextOverflowError,
@@ -56,10 +56,8 @@ def load(
     """Load a local model. `backend`: "auto" (native when it supports the file, else llama.cpp),
     "native" or "llama.cpp". Weights + KV cache + scratch must fit `memory_budget` (bytes or "2G";
     default $EDGEGEN_MEMORY_BUDGET, else available RAM) or MemoryBudgetError is raised before loading."""
-    if not isinstance(n_ctx, int) or n_ctx < 16:
-        raise InvalidRequestError(f"n_ctx must be an integer >= 16, got {n_ctx!r}")
-    if n_threads is not None and (not isinstance(n_threads, int) or n_threads < 1):
-        raise InvalidRequestError(f"n_threads must be a positive integer, got {n_threads!r}")
+    check_n_ctx(n_ctx, model_window_ok=False)  # the fit check needs the window's size
+    check_n_threads(n_threads)
     path = resolve_model_path(model)
     _check_fit(path, n_ctx, kv_type, memory_budget)
     be = open_backend(path, backend, n_ctx=n_ctx, n_threads=n_threads, kv_type=kv_type, **backend_options)
