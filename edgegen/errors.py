@@ -69,8 +69,4 @@ class ChecksumError(StoreError):
     """A downloaded or registered file does not match its manifest's sha256."""
 
 
-class CancelledError(EdgegenError):
-    """A stream was cancelled by its caller."""
-
-
 __all__ = [name for name, obj in globals().items() if isinstance(obj, type) and issubclass(obj, EdgegenError)]

@@ -20,7 +20,7 @@ from __future__ import annotations
 import heapq
 import os
 from dataclasses import dataclass
-from typing import TYPE_CHECKING, Iterable, Sequence
+from typing import TYPE_CHECKING, Iterable
 
 import numpy as np
 
@@ -431,9 +431,6 @@ class StreamDecoder:
     def push(self, token_id: int) -> str:
         """Text completed by this token ("" while a character is still incomplete)."""
         return self._utf8.feed(self._tok.token_to_bytes(token_id, self._special))
-
-    def push_many(self, ids: Sequence[int]) -> str:
-        return "".join(self.push(t) for t in ids)
 
     def flush(self) -> str:
         """Ends the stream: a dangling incomplete character becomes U+FFFD."""
