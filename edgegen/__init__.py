@@ -17,6 +17,7 @@ __version__ = "0.1.0"
 _LAZY = {
     "load": "edgegen.llm",
     "LLM": "edgegen.llm",
+    "PreparedPrompt": "edgegen.llm",
     "load_voice": "edgegen.audio.voice",
     "Voice": "edgegen.audio.voice",
     "AudioChunk": "edgegen.audio.voice",
