@@ -18,6 +18,13 @@ killed, and a subprocess per chat turn is too dear on a small board):
    they allocate. `lipsum` is removed.
 3. **Source size.** Templates larger than `max_template_chars` are refused.
 
+Each template source is parsed, instrumented and compiled once: compiled templates live in a
+small LRU cache keyed by the source text, in one shared sandbox environment. The limits above are
+per render: the active budget sits in a context variable that the sandbox hooks read, so one
+compiled template serves every call (and every thread) under its caller's own limits. Jinja
+folds constant sub-expressions while compiling; with no budget active then, every guarded
+operation raises, which Jinja takes as "not constant", so nothing guarded runs outside a render.
+
 Any failure (syntax error, `raise_exception(...)` from the template, sandbox violation, limit
 hit, RecursionError) becomes `edgegen.TemplateError`.
 
@@ -26,6 +33,8 @@ Models without a template use `CHATML_TEMPLATE`, the ChatML format (`<|im_start|
 """
 from __future__ import annotations
 
+import contextvars
+import functools
 import json
 import re
 import time
@@ -39,7 +48,8 @@ from jinja2 import nodes
 from jinja2.exceptions import SecurityError, TemplateError as JinjaTemplateError
 from jinja2.sandbox import ImmutableSandboxedEnvironment
 
-from .errors import InvalidRequestError, TemplateError
+from .errors import TemplateError
+from .types import validate_messages
 
 CHATML_TEMPLATE = (
     "{% for message in messages %}"
@@ -51,6 +61,7 @@ CHATML_TEMPLATE = (
 _GUARD = "__edgegen_tick"
 _OUT = "__edgegen_out"
 _WIDTH = re.compile(r"\d+")
+COMPILED_CACHE_SIZE = 16  # distinct templates kept compiled (a server runs one; tests a handful)
 _EXPANDING_STR_METHODS = {"center", "ljust", "rjust", "zfill", "expandtabs", "replace", "format", "format_map", "join"}
 
 
@@ -85,6 +96,16 @@ class _Budget:
         self.size(self.produced)
 
 
+_ACTIVE_BUDGET: "contextvars.ContextVar[Optional[_Budget]]" = contextvars.ContextVar("edgegen_template_budget", default=None)
+
+
+def _active_budget() -> _Budget:
+    budget = _ACTIVE_BUDGET.get()
+    if budget is None:  # compile-time constant folding: refuse, so the operation runs at render time
+        raise TemplateError("guarded template operation outside a render")
+    return budget
+
+
 class _IgnoreGenerationTags(jinja2.ext.Extension):
     """Pass-through for HuggingFace's `{% generation %}` tag (as transformers and llama-cpp-python do)."""
 
@@ -98,18 +119,24 @@ class _IgnoreGenerationTags(jinja2.ext.Extension):
 class _LimitedSandbox(ImmutableSandboxedEnvironment):
     intercepted_binops = frozenset(["+", "-", "*", "/", "//", "%", "**"])
 
-    def __init__(self, budget: _Budget) -> None:
+    def __init__(self) -> None:
         super().__init__(
             loader=jinja2.BaseLoader(),
             trim_blocks=True,
             lstrip_blocks=True,
             extensions=[_IgnoreGenerationTags, jinja2.ext.loopcontrols],
         )
-        self.budget = budget
         self.globals.pop("lipsum", None)
+        self.globals.update({
+            _GUARD: _tick, _OUT: _measure, "raise_exception": _raise_exception, "strftime_now": _strftime_now,
+        })
         self.filters["tojson"] = _tojson
         for name in ("center", "indent", "replace", "format", "wordwrap"):
             self.filters[name] = self._guarded_filter(name, self.filters[name])
+
+    @property
+    def budget(self) -> _Budget:
+        return _active_budget()
 
     # -- hooks the sandbox calls for every operation of interest -------------------------------
     def call(__self, __context: Any, __obj: Any, *args: Any, **kwargs: Any) -> Any:  # noqa: N805
@@ -178,9 +205,8 @@ class _LimitedSandbox(ImmutableSandboxedEnvironment):
             self._check_widths(s)
 
     def _guarded_filter(self, name: str, fn: Callable[..., Any]) -> Callable[..., Any]:
-        budget = self.budget
-
         def guarded(*args: Any, **kwargs: Any) -> Any:
+            budget = _active_budget()
             budget.tick()
             # filters that take the environment/eval context get it as the first argument
             values = [a for a in args if not isinstance(a, (jinja2.Environment, jinja2.nodes.EvalContext))]
@@ -237,40 +263,34 @@ def _as_expr(node: nodes.Node) -> nodes.Expr:
     return node  # type: ignore[return-value]
 
 
+def _tick() -> str:
+    _active_budget().tick()
+    return ""
+
+
+def _measure(value: Any) -> Any:
+    _active_budget().produce(len(str(value)))
+    return value
+
+
+@functools.lru_cache(maxsize=1)
+def _sandbox() -> _LimitedSandbox:
+    return _LimitedSandbox()
+
+
+@functools.lru_cache(maxsize=COMPILED_CACHE_SIZE)
+def _compile(source: str) -> jinja2.Template:
+    """The instrumented, compiled template for `source` (cached: compiling costs far more than a render)."""
+    env = _sandbox()
+    return env.from_string(_instrument(env.parse(source)))
+
+
 def _raise_exception(message: str) -> None:
     raise TemplateError(f"chat template raised: {message}")
 
 
 def _strftime_now(fmt: str) -> str:
     return datetime.now().strftime(fmt)
-
-
-def validate_messages(messages: Sequence[Mapping[str, Any]]) -> list[dict[str, Any]]:
-    """Check OpenAI-style messages; return plain dicts. Content must be a string (or None for
-    assistant turns with tool calls); a list of text parts is joined."""
-    if isinstance(messages, (str, bytes)) or not isinstance(messages, Sequence) or not messages:
-        raise InvalidRequestError("messages must be a non-empty list of {'role', 'content'} objects")
-    out: list[dict[str, Any]] = []
-    for i, m in enumerate(messages):
-        if not isinstance(m, Mapping):
-            raise InvalidRequestError(f"messages[{i}] is not an object")
-        role = m.get("role")
-        if not isinstance(role, str) or not role:
-            raise InvalidRequestError(f"messages[{i}].role must be a non-empty string")
-        content = m.get("content")
-        if isinstance(content, list):  # OpenAI content parts: keep the text ones
-            try:
-                content = "".join(p["text"] for p in content if isinstance(p, Mapping) and p.get("type") == "text")
-            except (KeyError, TypeError):
-                raise InvalidRequestError(f"messages[{i}].content parts must carry 'text'") from None
-        if content is None:
-            content = ""
-        if not isinstance(content, str):
-            raise InvalidRequestError(f"messages[{i}].content must be a string")
-        d = dict(m)
-        d["role"], d["content"] = role, content
-        out.append(d)
-    return out
 
 
 def render_chat(
@@ -291,33 +311,19 @@ def render_chat(
     if len(template) > limits.max_template_chars:
         raise TemplateError(f"chat template is {len(template)} chars; the limit is {limits.max_template_chars}")
     msgs = validate_messages(messages)
-    budget = _Budget(limits)
-    env = _LimitedSandbox(budget)
-
-    def tick() -> str:
-        budget.tick()
-        return ""
-
-    def measure(value: Any) -> Any:
-        budget.produce(len(str(value)))
-        return value
-
-    env.globals[_GUARD] = tick
-    env.globals[_OUT] = measure
-    env.globals["raise_exception"] = _raise_exception
-    env.globals["strftime_now"] = _strftime_now
     try:
-        compiled = env.from_string(_instrument(env.parse(template)))
-        pieces: list[str] = []
-        for piece in compiled.generate(
-            messages=msgs,
-            add_generation_prompt=add_generation_prompt,
-            bos_token=bos_token,
-            eos_token=eos_token,
-            **extra,
-        ):
-            pieces.append(piece)
-        return "".join(pieces)
+        compiled = _compile(template)  # before the budget is set: nothing guarded folds into the cache
+        token = _ACTIVE_BUDGET.set(_Budget(limits))
+        try:
+            return "".join(compiled.generate(
+                messages=msgs,
+                add_generation_prompt=add_generation_prompt,
+                bos_token=bos_token,
+                eos_token=eos_token,
+                **extra,
+            ))
+        finally:
+            _ACTIVE_BUDGET.reset(token)
     except TemplateError:
         raise
     except SecurityError as exc:

@@ -31,9 +31,9 @@ from typing import Any, Iterator, Mapping, Optional, Sequence, Union
 from urllib.parse import urlsplit
 
 from .errors import CloudError, InvalidRequestError
-from .llm import TextStream
+from .textstream import TextStream
 from .sampling import SamplingParams
-from .types import ChatMessage, ChatResult, TextChunk, Usage
+from .types import ChatMessage, ChatResult, TextChunk, Usage, validate_messages
 
 log = logging.getLogger("edgegen.cloud")
 
@@ -215,7 +215,8 @@ class Cloud:
         )
 
     def _open(self, body: dict[str, Any], read_timeout: float, cancel: threading.Event) -> Any:
-        """Send with bounded retries before the first body byte; return a streaming response."""
+        """Send with bounded retries before the first body byte; return a streaming response, or
+        None when `cancel` was set while waiting to retry (cancelling is not a fault)."""
         import httpx
 
         for attempt in range(self.max_retries + 1):
@@ -233,7 +234,7 @@ class Cloud:
                     raise cloud_error("reset", f"cloud connection reset before a response: {self._scrub(str(exc))}") from None
                 log.info("cloud: connection reset before response; retry %d/%d", attempt + 1, self.max_retries)
                 if cancel.wait(min(0.25 * 2**attempt, self.max_retry_after)):
-                    raise cloud_error("cancelled", "cancelled while waiting to retry") from None
+                    return None
                 continue
             status = resp.status_code
             if 200 <= status < 300:
@@ -245,7 +246,7 @@ class Cloud:
                 if wait <= self.max_retry_after:
                     log.info("cloud: HTTP %d; retry %d/%d in %.2f s", status, attempt + 1, self.max_retries, wait)
                     if cancel.wait(wait):
-                        raise cloud_error("cancelled", "cancelled while waiting to retry")
+                        return None
                     continue
             raise cloud_error("http", f"cloud endpoint answered HTTP {status}: {detail}", status=status, retry_after=retry_after)
         raise AssertionError("unreachable")  # the loop always returns or raises
@@ -264,8 +265,6 @@ class Cloud:
         return self._scrub(raw[:MAX_ERROR_BODY].decode("utf-8", "replace").strip()) or "(no body)"
 
     def _body(self, messages: Sequence[Mapping[str, Any]], params: SamplingParams, stream: bool) -> dict[str, Any]:
-        from .chat import validate_messages
-
         body: dict[str, Any] = {"model": self.model, "messages": validate_messages(messages), "stream": stream}
         body.update(params.to_openai())
         if stream:
@@ -293,6 +292,10 @@ class Cloud:
 
         start = time.perf_counter()
         resp = self._open(body, self.timeout, cancel)
+        if resp is None:
+            return ChatResult(message=ChatMessage("assistant", ""), finish_reason="cancelled", usage=Usage(),
+                              model=self.model, route="cloud", backend=self.name,
+                              timings={"total_s": time.perf_counter() - start})
         try:
             raw = resp.read()
         except httpx.TimeoutException:
@@ -322,6 +325,9 @@ class Cloud:
 
         deadline = time.monotonic() + self.timeout
         resp = self._open(body, self.idle_timeout, cancel)
+        if resp is None:
+            yield TextChunk("", finish_reason="cancelled", usage=Usage(), route="cloud", backend=self.name)
+            return
         parser = SSEParser()
         n_deltas = 0
         finish: Optional[str] = None

@@ -1,6 +1,8 @@
 """Typed errors: every failure a caller can act on is one of these, never a bare crash."""
 from __future__ import annotations
 
+from typing import Optional
+
 
 class EdgegenError(Exception):
     """Base class of every error edgegen raises on purpose."""
@@ -47,7 +49,12 @@ class CloudError(EdgegenError, RuntimeError):
 
 
 class InvalidRequestError(EdgegenError, ValueError):
-    """A request argument is out of range or of the wrong type (sampling parameters, chat messages)."""
+    """A request argument is out of range or of the wrong type (sampling parameters, chat messages).
+    `param` names the argument when one is to blame (the server reports it as OpenAI's `param`)."""
+
+    def __init__(self, message: str = "", *, param: Optional[str] = None) -> None:
+        super().__init__(message)
+        self.param = param
 
 
 class RouteError(EdgegenError, ValueError):
@@ -60,10 +67,6 @@ class StoreError(EdgegenError):
 
 class ChecksumError(StoreError):
     """A downloaded or registered file does not match its manifest's sha256."""
-
-
-class CancelledError(EdgegenError):
-    """A stream was cancelled by its caller."""
 
 
 __all__ = [name for name, obj in globals().items() if isinstance(obj, type) and issubclass(obj, EdgegenError)]

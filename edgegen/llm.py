@@ -9,16 +9,21 @@ usage counts, and cancellation. A backend only tokenizes and yields token ids
     for chunk in llm.stream("Once upon a time", max_tokens=32, temperature=0):
         print(chunk.text, end="")
     reply = llm.chat([{"role": "user", "content": "Hi!"}])
+
+A caller that checks a prompt before it runs it (the server does, to answer 4xx before queueing)
+prepares it once with `prepare()` / `prepare_chat()` and passes the `PreparedPrompt` to
+`stream()` / `chat()` (or `Router.chat`) in place of the text or messages: the template is
+rendered and the text tokenized once per request.
 """
 from __future__ import annotations
 
 import os
 import threading
-import time
+from dataclasses import dataclass, field
 from typing import Any, Iterator, Mapping, Optional, Sequence, Union
 
 from .backends import open_backend
-from .backends.base import Backend
+from .backends.base import Backend, check_n_ctx, check_n_threads
 from .chat import TemplateLimits, render_chat
 from .errors import (
     ContextOverflowError,
@@ -29,8 +34,8 @@ from .errors import (
     TokenizerError,
 )
 from .sampling import SamplingParams
-from .textstream import StopStringMatcher, Utf8StreamDecoder
-from .types import ChatMessage, ChatResult, CompletionResult, TextChunk, Usage
+from .textstream import StopStringMatcher, TextStream, Utf8StreamDecoder, collect
+from .types import ChatMessage, ChatResult, CompletionResult, TextChunk, Usage, validate_messages
 
 DEFAULT_MODEL = "smollm2"
 DEFAULT_N_CTX = 2048
@@ -57,10 +62,8 @@ def load(
     """Load a local model. `backend`: "auto" (native when it supports the file, else llama.cpp),
     "native" or "llama.cpp". Weights + KV cache + scratch must fit `memory_budget` (bytes or "2G";
     default $EDGEGEN_MEMORY_BUDGET, else available RAM) or MemoryBudgetError is raised before loading."""
-    if not isinstance(n_ctx, int) or n_ctx < 16:
-        raise InvalidRequestError(f"n_ctx must be an integer >= 16, got {n_ctx!r}")
-    if n_threads is not None and (not isinstance(n_threads, int) or n_threads < 1):
-        raise InvalidRequestError(f"n_threads must be a positive integer, got {n_threads!r}")
+    check_n_ctx(n_ctx, model_window_ok=False)  # the fit check needs the window's size
+    check_n_threads(n_threads)
     path = resolve_model_path(model)
     _check_fit(path, n_ctx, kv_type, memory_budget)
     be = open_backend(path, backend, n_ctx=n_ctx, n_threads=n_threads, kv_type=kv_type, **backend_options)
@@ -84,64 +87,17 @@ def _check_fit(path: str, n_ctx: int, kv_type: str, budget: Union[None, int, str
             raise
 
 
-class TextStream:
-    """An iterator of `TextChunk`s that can be cancelled from any thread.
+@dataclass(frozen=True)
+class PreparedPrompt:
+    """A prompt made ready for one LLM: the text it runs (a rendered chat, or a raw prompt) and
+    its token ids, from `LLM.prepare_chat()` / `LLM.prepare()`. Ids belong to the model that made
+    them: an `LLM` handed another model's PreparedPrompt prepares it again from `messages`/`text`."""
 
-    `cancel()` asks the generation to stop after the current token; the stream then ends with a
-    chunk whose finish_reason is "cancelled". `close()` (or leaving a `with` block, or dropping
-    the iterator) stops it at once and frees the model for the next call.
-    """
-
-    def __init__(self, chunks: Iterator[TextChunk], cancel_event: threading.Event) -> None:
-        self._chunks = chunks
-        self.cancel_event = cancel_event
-
-    def __iter__(self) -> "TextStream":
-        return self
-
-    def __next__(self) -> TextChunk:
-        return next(self._chunks)
-
-    def cancel(self) -> None:
-        self.cancel_event.set()
-
-    def close(self) -> None:
-        close = getattr(self._chunks, "close", None)
-        if close is not None:
-            close()
-
-    def __enter__(self) -> "TextStream":
-        return self
-
-    def __exit__(self, *exc: Any) -> None:
-        self.close()
-
-
-def collect(chunks: Iterator[TextChunk]) -> tuple[str, TextChunk, dict[str, float]]:
-    """Drain a stream: (all text, last chunk, timings)."""
-    start = time.perf_counter()
-    first: Optional[float] = None
-    parts: list[str] = []
-    last: Optional[TextChunk] = None
-    try:
-        for chunk in chunks:
-            if chunk.text and first is None:
-                first = time.perf_counter()
-            parts.append(chunk.text)
-            last = chunk
-    finally:
-        close = getattr(chunks, "close", None)
-        if close is not None:
-            close()  # on an error too: frees the model at once, not at garbage collection
-    if last is None or last.finish_reason is None:
-        raise EdgegenError("stream ended without a final chunk")
-    total = time.perf_counter() - start
-    timings = {"total_s": total}
-    if first is not None:
-        timings["first_text_s"] = first - start
-    if last.usage is not None and total > 0:
-        timings["completion_tokens_per_s"] = last.usage.completion_tokens / total
-    return "".join(parts), last, timings
+    text: str
+    ids: tuple[int, ...]
+    messages: Optional[tuple[dict[str, Any], ...]] = None  # the validated chat; None for a raw prompt
+    add_generation_prompt: bool = True
+    llm: Optional["LLM"] = field(default=None, repr=False, compare=False)
 
 
 class LLM:
@@ -195,42 +151,76 @@ class LLM:
                 raise TokenizerError(f"token id {i!r} outside the vocabulary (0..{self.backend.n_vocab - 1})")
         return self.backend.detokenize(ids, special).decode("utf-8", errors="replace")
 
-    # ---- chat templates -------------------------------------------------------------------------
+    # ---- prompts: chat templates and prepared prompts -------------------------------------------
+    def _special_text(self, token_id: Optional[int]) -> str:
+        return "" if token_id is None else self.backend.token_bytes(token_id, special=True).decode("utf-8", "replace")
+
     def render_chat(self, messages: Sequence[Mapping[str, Any]], *, add_generation_prompt: bool = True) -> str:
         """The prompt text the chat template makes of `messages` (ChatML when the file has none)."""
         be = self.backend
-        bos = be.token_bytes(be.bos_id, special=True).decode("utf-8", "replace") if be.bos_id is not None else ""
-        eos = be.token_bytes(be.eos_id, special=True).decode("utf-8", "replace") if be.eos_id is not None else ""
         return render_chat(
-            be.chat_template, messages, bos_token=bos, eos_token=eos,
+            be.chat_template, messages, bos_token=self._special_text(be.bos_id), eos_token=self._special_text(be.eos_id),
             add_generation_prompt=add_generation_prompt, limits=self.template_limits,
         )
 
-    def chat_prompt_ids(self, messages: Sequence[Mapping[str, Any]], *, add_generation_prompt: bool = True) -> list[int]:
-        text = self.render_chat(messages, add_generation_prompt=add_generation_prompt)
+    def prepare_chat(self, messages: Sequence[Mapping[str, Any]], *, add_generation_prompt: bool = True) -> PreparedPrompt:
+        """`messages` rendered through the chat template and tokenized, once, for `chat()`."""
+        msgs = validate_messages(messages)
+        text = self.render_chat(msgs, add_generation_prompt=add_generation_prompt)
         _check_text(text)
         be = self.backend
-        bos_text = be.token_bytes(be.bos_id, special=True).decode("utf-8", "replace") if be.bos_id is not None else ""
+        bos_text = self._special_text(be.bos_id)
         # The template usually writes BOS itself; add it only when the model wants one and it is missing.
         add = be.add_bos and not (bos_text and text.startswith(bos_text))
-        return be.tokenize(text, add, True)
+        ids = be.tokenize(text, add, True)
+        return PreparedPrompt(text, tuple(ids), tuple(msgs), add_generation_prompt, self)
+
+    def prepare(self, prompt: str) -> PreparedPrompt:
+        """A raw prompt (no template) tokenized once, for `stream()` / `generate()`."""
+        return PreparedPrompt(prompt, tuple(self.tokenize(prompt)), llm=self)
+
+    def chat_prompt_ids(self, messages: Sequence[Mapping[str, Any]], *, add_generation_prompt: bool = True) -> list[int]:
+        return list(self.prepare_chat(messages, add_generation_prompt=add_generation_prompt).ids)
+
+    def _own(self, prepared: PreparedPrompt) -> PreparedPrompt:
+        """`prepared` when this LLM made it; else the same prompt prepared for this model."""
+        if prepared.llm is self:
+            return prepared
+        if prepared.messages is not None:
+            return self.prepare_chat(prepared.messages, add_generation_prompt=prepared.add_generation_prompt)
+        return self.prepare(prepared.text)
+
+    def check_request(self, prompt: PreparedPrompt, params: SamplingParams) -> None:
+        """Raise now what generating `prompt` with `params` would raise before its first token:
+        InvalidRequestError (empty prompt, logit_bias id outside the vocabulary) or
+        ContextOverflowError (the prompt leaves no room in the window)."""
+        ids = self._own(prompt).ids
+        for token in params.logit_bias:
+            if token >= self.backend.n_vocab:
+                raise InvalidRequestError(f"logit_bias token id {token} outside the vocabulary", param="logit_bias")
+        if not ids:
+            raise InvalidRequestError("the prompt is empty: it produced no tokens to continue from")
+        if len(ids) >= self.n_ctx:
+            raise ContextOverflowError(
+                f"prompt is {len(ids)} tokens; the context window is {self.n_ctx} (leaving no room to generate)"
+            )
 
     # ---- generation -----------------------------------------------------------------------------
     def stream(
         self,
-        prompt: str,
+        prompt: Union[str, PreparedPrompt],
         params: Optional[SamplingParams] = None,
         *,
         cancel: Optional[threading.Event] = None,
         **sampling: Any,
     ) -> TextStream:
-        """Stream a raw completion of `prompt` (no chat template)."""
-        ids = self.tokenize(prompt)
-        return self._stream_ids(ids, params, cancel, sampling)
+        """Stream a raw completion of `prompt` (no chat template), or of a PreparedPrompt as it is."""
+        prepared = self._own(prompt) if isinstance(prompt, PreparedPrompt) else self.prepare(prompt)
+        return self._stream_prepared(prepared, params, cancel, sampling)
 
     def generate(
         self,
-        prompt: str,
+        prompt: Union[str, PreparedPrompt],
         params: Optional[SamplingParams] = None,
         *,
         cancel: Optional[threading.Event] = None,
@@ -244,16 +234,17 @@ class LLM:
 
     def chat(
         self,
-        messages: Sequence[Mapping[str, Any]],
+        messages: Union[Sequence[Mapping[str, Any]], PreparedPrompt],
         params: Optional[SamplingParams] = None,
         *,
         stream: bool = False,
         cancel: Optional[threading.Event] = None,
         **sampling: Any,
     ) -> Union[ChatResult, TextStream]:
-        """Chat completion through the model's template; `stream=True` returns a TextStream."""
-        ids = self.chat_prompt_ids(messages)
-        chunks = self._stream_ids(ids, params, cancel, sampling)
+        """Chat completion through the model's template; `stream=True` returns a TextStream.
+        `messages` may be a PreparedPrompt from `prepare_chat()` (not rendered again)."""
+        prepared = self._own(messages) if isinstance(messages, PreparedPrompt) else self.prepare_chat(messages)
+        chunks = self._stream_prepared(prepared, params, cancel, sampling)
         if stream:
             return chunks
         text, last, timings = collect(chunks)
@@ -263,20 +254,12 @@ class LLM:
             timings=timings,
         )
 
-    def _stream_ids(
-        self, ids: list[int], params: Optional[SamplingParams], cancel: Optional[threading.Event], overrides: dict
+    def _stream_prepared(
+        self, prepared: PreparedPrompt, params: Optional[SamplingParams], cancel: Optional[threading.Event], overrides: dict
     ) -> TextStream:
         p = (params or self.defaults).with_overrides(**overrides) if overrides else (params or self.defaults).validate()
-        for token in p.logit_bias:
-            if token >= self.backend.n_vocab:
-                raise InvalidRequestError(f"logit_bias token id {token} outside the vocabulary")
-        if not ids:
-            raise InvalidRequestError("the prompt is empty: it produced no tokens to continue from")
-        n_ctx = self.n_ctx
-        if len(ids) >= n_ctx:
-            raise ContextOverflowError(
-                f"prompt is {len(ids)} tokens; the context window is {n_ctx} (leaving no room to generate)"
-            )
+        self.check_request(prepared, p)
+        ids = list(prepared.ids)
         event = cancel if cancel is not None else threading.Event()
         return TextStream(self._run(ids, p, event), event)
 

@@ -40,7 +40,8 @@ from .errors import (
     TokenizerError,
     UnsupportedModelError,
 )
-from .llm import LLM, TextStream
+from .llm import LLM, PreparedPrompt
+from .textstream import TextStream
 from .sampling import SamplingParams
 from .types import ChatResult, TextChunk
 
@@ -48,7 +49,7 @@ ROUTES = ("local", "local-first", "cloud-first", "cloud")  # ordered by how read
 _CLOUD_EXPOSURE = {name: i for i, name in enumerate(ROUTES)}
 _CLOUD_FALLBACK_KINDS = {"connect_timeout", "unreachable", "timeout", "idle_timeout", "reset", "protocol"}
 
-Messages = Sequence[Mapping[str, Any]]
+Messages = Union[Sequence[Mapping[str, Any]], PreparedPrompt]  # a PreparedPrompt from the local LLM's prepare_chat()
 Redactor = Callable[[list[dict[str, Any]]], Sequence[Mapping[str, Any]]]
 
 
@@ -211,6 +212,10 @@ class Router:
 
     def _outgoing(self, messages: Messages) -> list[Any]:
         """A copy of the messages, through the redaction hook, ready to leave the device."""
+        if isinstance(messages, PreparedPrompt):
+            if messages.messages is None:
+                raise RouteError("a raw prompt runs locally only (the cloud API is chat-shaped)")
+            messages = messages.messages
         outgoing = copy.deepcopy([dict(m) for m in messages])
         if self.redact is not None:
             try:

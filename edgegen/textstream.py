@@ -1,10 +1,15 @@
-"""Turning sampled token ids into whole-character text deltas, once for every local backend.
+"""Text streams: the `TextStream` every text generator returns, and the assembly of its text.
 
-Backends hand us raw token bytes (`Backend.token_bytes`). A token may carry half of a UTF-8
-character (byte-fallback vocabularies split emoji and CJK across tokens), so bytes go through an
-incremental UTF-8 decoder that holds back an incomplete sequence until it completes. Invalid bytes
-(a model can emit them) become U+FFFD instead of an exception, and a sequence still incomplete
-at the end of the stream is flushed as U+FFFD: a caller never sees a split character.
+This module sits below every producer of text (the local LLM, the cloud client, the router, the
+CLI): it imports only `errors` and `types`, so none of them has to import another to share the
+stream type or the decoder.
+
+`Utf8StreamDecoder` is the one incremental UTF-8 decoder in edgegen: token bytes in `LLM`, the
+tokenizer's `StreamDecoder`, and byte streams read by the CLI all go through it. A token may
+carry half of a UTF-8 character (byte-fallback vocabularies split emoji and CJK across tokens), so
+an incomplete sequence is held back until it completes. Invalid bytes (a model can emit them)
+become U+FFFD instead of an exception, and a sequence still incomplete at the end of the stream
+is flushed as one U+FFFD: a caller never sees a split character.
 
 Stop strings are matched on the decoded text. Text that might be the beginning of a stop string
 is held back until it is either confirmed (generation stops; the stop string is not emitted) or
@@ -13,7 +18,12 @@ ruled out (the text is released).
 from __future__ import annotations
 
 import codecs
-from typing import Sequence
+import threading
+import time
+from typing import Any, Iterator, Optional, Sequence
+
+from .errors import EdgegenError
+from .types import TextChunk
 
 
 class Utf8StreamDecoder:
@@ -73,3 +83,63 @@ class StopStringMatcher:
                     best = k
                     break
         return best
+
+
+class TextStream:
+    """An iterator of `TextChunk`s that can be cancelled from any thread.
+
+    `cancel()` asks the generation to stop after the current token; the stream then ends with a
+    chunk whose finish_reason is "cancelled". `close()` (or leaving a `with` block, or dropping
+    the iterator) stops it at once and frees the model for the next call.
+    """
+
+    def __init__(self, chunks: Iterator[TextChunk], cancel_event: threading.Event) -> None:
+        self._chunks = chunks
+        self.cancel_event = cancel_event
+
+    def __iter__(self) -> "TextStream":
+        return self
+
+    def __next__(self) -> TextChunk:
+        return next(self._chunks)
+
+    def cancel(self) -> None:
+        self.cancel_event.set()
+
+    def close(self) -> None:
+        close = getattr(self._chunks, "close", None)
+        if close is not None:
+            close()
+
+    def __enter__(self) -> "TextStream":
+        return self
+
+    def __exit__(self, *exc: Any) -> None:
+        self.close()
+
+
+def collect(chunks: Iterator[TextChunk]) -> tuple[str, TextChunk, dict[str, float]]:
+    """Drain a stream: (all text, last chunk, timings)."""
+    start = time.perf_counter()
+    first: Optional[float] = None
+    parts: list[str] = []
+    last: Optional[TextChunk] = None
+    try:
+        for chunk in chunks:
+            if chunk.text and first is None:
+                first = time.perf_counter()
+            parts.append(chunk.text)
+            last = chunk
+    finally:
+        close = getattr(chunks, "close", None)
+        if close is not None:
+            close()  # on an error too: frees the model at once, not at garbage collection
+    if last is None or last.finish_reason is None:
+        raise EdgegenError("stream ended without a final chunk")
+    total = time.perf_counter() - start
+    timings = {"total_s": total}
+    if first is not None:
+        timings["first_text_s"] = first - start
+    if last.usage is not None and total > 0:
+        timings["completion_tokens_per_s"] = last.usage.completion_tokens / total
+    return "".join(parts), last, timings

@@ -17,15 +17,15 @@ character).
 """
 from __future__ import annotations
 
-import codecs
 import heapq
 import os
 from dataclasses import dataclass
-from typing import TYPE_CHECKING, Iterable, Sequence
+from typing import TYPE_CHECKING, Iterable
 
 import numpy as np
 
 from .errors import ModelFormatError, TokenizerError, UnsupportedModelError
+from .textstream import Utf8StreamDecoder
 
 if TYPE_CHECKING:
     from .gguf import GGUFFile
@@ -420,23 +420,21 @@ class StreamDecoder:
 
     Bytes of an incomplete character are held until the token that completes it arrives;
     bytes that can never form a character come out as U+FFFD. Call `flush()` at the end.
+    The UTF-8 side is `edgegen.textstream.Utf8StreamDecoder`, the one `LLM` streams use.
     """
 
     def __init__(self, tokenizer: Tokenizer, special: bool = False) -> None:
         self._tok = tokenizer
         self._special = special
-        self._utf8 = codecs.getincrementaldecoder("utf-8")(errors="replace")
+        self._utf8 = Utf8StreamDecoder()
 
     def push(self, token_id: int) -> str:
         """Text completed by this token ("" while a character is still incomplete)."""
-        return self._utf8.decode(self._tok.token_to_bytes(token_id, self._special))
-
-    def push_many(self, ids: Sequence[int]) -> str:
-        return "".join(self.push(t) for t in ids)
+        return self._utf8.feed(self._tok.token_to_bytes(token_id, self._special))
 
     def flush(self) -> str:
         """Ends the stream: a dangling incomplete character becomes U+FFFD."""
-        return self._utf8.decode(b"", final=True)
+        return self._utf8.flush()
 
 
 def _clean_spaces(text: bytes) -> bytes:

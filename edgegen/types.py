@@ -2,12 +2,15 @@
 
 Streaming is the base primitive: backends yield `TextChunk`s; the non-streaming calls collect
 them into a `CompletionResult` / `ChatResult`. Shapes follow the OpenAI API so the server and the
-cloud client can pass them through unchanged.
+cloud client can pass them through unchanged. `validate_messages` checks OpenAI-style chat
+messages here, below both the chat templates and the cloud client, which each need it.
 """
 from __future__ import annotations
 
 from dataclasses import asdict, dataclass, field
-from typing import Any, Literal, Optional
+from typing import Any, Literal, Mapping, Optional, Sequence
+
+from .errors import InvalidRequestError
 
 FinishReason = Literal["stop", "length", "cancelled", "error"]
 Route = Literal["local", "cloud"]
@@ -100,3 +103,31 @@ class ChatResult:
             ],
             "usage": self.usage.to_dict(),
         }
+
+
+def validate_messages(messages: Sequence[Mapping[str, Any]]) -> list[dict[str, Any]]:
+    """Check OpenAI-style messages; return plain dicts. Content must be a string (or None for
+    assistant turns with tool calls); a list of text parts is joined."""
+    if isinstance(messages, (str, bytes)) or not isinstance(messages, Sequence) or not messages:
+        raise InvalidRequestError("messages must be a non-empty list of {'role', 'content'} objects")
+    out: list[dict[str, Any]] = []
+    for i, m in enumerate(messages):
+        if not isinstance(m, Mapping):
+            raise InvalidRequestError(f"messages[{i}] is not an object")
+        role = m.get("role")
+        if not isinstance(role, str) or not role:
+            raise InvalidRequestError(f"messages[{i}].role must be a non-empty string")
+        content = m.get("content")
+        if isinstance(content, list):  # OpenAI content parts: keep the text ones
+            try:
+                content = "".join(p["text"] for p in content if isinstance(p, Mapping) and p.get("type") == "text")
+            except (KeyError, TypeError):
+                raise InvalidRequestError(f"messages[{i}].content parts must carry 'text'") from None
+        if content is None:
+            content = ""
+        if not isinstance(content, str):
+            raise InvalidRequestError(f"messages[{i}].content must be a string")
+        d = dict(m)
+        d["role"], d["content"] = role, content
+        out.append(d)
+    return out

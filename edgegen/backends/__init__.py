@@ -21,7 +21,6 @@ BACKENDS: dict[str, str] = {
     "llama.cpp": "edgegen.backends.llamacpp",
 }
 _ALIASES = {"llamacpp": "llama.cpp", "llama_cpp": "llama.cpp"}
-AUTO_ORDER = ("native", "llama.cpp")
 
 
 def backend_names() -> list[str]:

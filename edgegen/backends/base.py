@@ -16,14 +16,55 @@ Contract for `generate_tokens(prompt_ids, params, cancel)`:
   * The caller may `close()` it at any yield point; cleanup goes in `finally`.
   * It may reuse cached state (a KV prefix) from the previous call; only one generation runs
     on a backend at a time (the LLM layer serialises calls).
+
+Every backend constructor starts with `check_open_options(...)`, so a missing file, a bad window
+or thread count and an unsupported KV type give the same typed errors and messages whichever
+backend was asked.
 """
 from __future__ import annotations
 
 import abc
+import os
 import threading
-from typing import Iterator, Optional, Sequence
+from typing import Any, Collection, Iterator, Optional, Sequence
 
+from ..errors import InvalidRequestError, ModelNotFoundError, UnsupportedModelError
 from ..sampling import SamplingParams
+
+MIN_N_CTX = 16  # a smaller window cannot hold a chat template's framing and a reply
+
+
+def check_n_ctx(n_ctx: Any, *, model_window_ok: bool = True) -> None:
+    """`n_ctx` is an int >= MIN_N_CTX, or 0 for the model's training window when
+    `model_window_ok` (backends take 0; `edgegen.load` needs a number to size the KV cache)."""
+    if isinstance(n_ctx, bool) or not isinstance(n_ctx, int) or not (n_ctx >= MIN_N_CTX or (model_window_ok and n_ctx == 0)):
+        zero = " (or 0 for the model's training window)" if model_window_ok else ""
+        raise InvalidRequestError(f"n_ctx must be an integer >= {MIN_N_CTX}{zero}, got {n_ctx!r}")
+
+
+def check_n_threads(n_threads: Any) -> None:
+    """`n_threads` is None (the backend's choice) or a positive int."""
+    if n_threads is not None and (isinstance(n_threads, bool) or not isinstance(n_threads, int) or n_threads < 1):
+        raise InvalidRequestError(f"n_threads must be a positive integer or None, got {n_threads!r}")
+
+
+def check_open_options(
+    path: Any, *, backend: str, n_ctx: Any, n_threads: Any, kv_type: Any, kv_types: Collection[str]
+) -> None:
+    """The checks every backend constructor makes before it reads the file.
+
+    Raises InvalidRequestError for a bad `n_ctx` / `n_threads`, ModelNotFoundError when `path` is
+    not a file, and UnsupportedModelError when `kv_type` is not one of this backend's `kv_types`
+    (unsupported rather than invalid: `auto` then tries the next backend, which may have it).
+    """
+    check_n_ctx(n_ctx)
+    check_n_threads(n_threads)
+    if not isinstance(path, (str, os.PathLike)) or not os.path.isfile(path):
+        raise ModelNotFoundError(f"no model file at {path!r}")
+    if not isinstance(kv_type, str) or kv_type not in kv_types:
+        raise UnsupportedModelError(
+            f"kv_type {kv_type!r} is not supported by the {backend} backend; use one of {', '.join(kv_types)}"
+        )
 
 
 class Backend(abc.ABC):

@@ -13,9 +13,9 @@ import random
 import threading
 from typing import Any, Iterator, Optional, Sequence
 
-from ..errors import ModelFormatError, ModelNotFoundError, TokenizerError, UnsupportedModelError
+from ..errors import ModelFormatError, TokenizerError, UnsupportedModelError
 from ..sampling import SamplingParams
-from .base import Backend
+from .base import Backend, check_open_options
 
 # edgegen kv_type name -> ggml type id (llama.cpp's enum ggml_type)
 _KV_TYPES = {"f16": 1, "q8_0": 8, "q4_0": 2}
@@ -43,16 +43,13 @@ class LlamaCppBackend(Backend):
         kv_type: str = "f16",
         verbose: bool = False,
     ) -> None:
+        check_open_options(path, backend=self.name, n_ctx=n_ctx, n_threads=n_threads, kv_type=kv_type, kv_types=_KV_TYPES)
         try:
             import llama_cpp
         except ImportError as exc:  # pragma: no cover - depends on the install
             raise UnsupportedModelError(
                 "the llama.cpp backend needs llama-cpp-python (pip install 'edgegen[llamacpp]')"
             ) from exc
-        if not os.path.isfile(path):
-            raise ModelNotFoundError(f"no model file at {path!r}")
-        if kv_type not in _KV_TYPES:
-            raise UnsupportedModelError(f"kv_type {kv_type!r} not supported by llama.cpp backend; use one of {sorted(_KV_TYPES)}")
         self._lib = llama_cpp
         if not verbose:
             import logging

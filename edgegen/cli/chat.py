@@ -40,7 +40,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 
 def load_messages(path: str) -> list[dict[str, str]]:
     """Messages from a /save file, checked: a JSON list of {role: system|user|assistant, content: str}."""
-    from edgegen.chat import validate_messages
+    from edgegen.types import validate_messages
     from edgegen.errors import InvalidRequestError
 
     try:

@@ -6,7 +6,6 @@ starts speaking after the first clause, not after the whole answer.
 from __future__ import annotations
 
 import argparse
-import codecs
 import sys
 from typing import Iterator
 
@@ -48,17 +47,19 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 
 def _stdin_deltas() -> Iterator[str]:
     """stdin as it arrives (not line-buffered), decoded without splitting UTF-8 characters."""
-    decoder = codecs.getincrementaldecoder("utf-8")(errors="replace")
+    from edgegen.textstream import Utf8StreamDecoder
+
+    decoder = Utf8StreamDecoder()
     stream = sys.stdin.buffer
     read = getattr(stream, "read1", stream.read)
     while True:
         data = read(4096)
         if not data:
             break
-        text = decoder.decode(data)
+        text = decoder.feed(data)
         if text:
             yield text
-    tail = decoder.decode(b"", final=True)
+    tail = decoder.flush()
     if tail:
         yield tail
 

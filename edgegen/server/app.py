@@ -5,6 +5,8 @@ POST /v1/audio/speech (Piper voice, loaded on first use), GET /health.
 
 Every request is checked on the event loop side before it queues: body (UTF-8, JSON, types),
 model name, sampling ranges, and for local generation the tokenized prompt against the context.
+That check prepares the prompt (template rendered, text tokenized) as a `PreparedPrompt`, and the
+job runs that same prepared prompt: nothing is rendered or tokenized twice.
 Those failures are 4xx OpenAI-style bodies; a failure after an SSE stream started is sent as an
 `error` event followed by `[DONE]`. Generation itself runs on the worker's slot threads
 (`edgegen.server.worker`); a client that disconnects cancels its job.
@@ -22,7 +24,7 @@ import threading
 import time
 import uuid
 from dataclasses import dataclass, field
-from typing import Any, AsyncIterator, Optional
+from typing import Any, AsyncIterator, Optional, Union
 
 from fastapi import FastAPI, Request
 from fastapi.responses import JSONResponse, Response, StreamingResponse
@@ -41,7 +43,7 @@ from ..errors import (
     TemplateError,
     TokenizerError,
 )
-from ..llm import LLM
+from ..llm import LLM, PreparedPrompt
 from ..router import Router, cap_route
 from ..sampling import SamplingParams
 from ..types import TextChunk
@@ -114,7 +116,7 @@ def api_error(exc: BaseException) -> APIError:
     if isinstance(exc, ContextOverflowError):
         return APIError(400, str(exc), param="messages", code="context_length_exceeded")
     if isinstance(exc, (InvalidRequestError, TokenizerError, TemplateError, RouteError)):
-        return APIError(400, str(exc), code=type(exc).__name__)
+        return APIError(400, str(exc), param=getattr(exc, "param", None), code=type(exc).__name__)
     if isinstance(exc, ModelNotFoundError):
         return APIError(404, str(exc), param="model", code="model_not_found")
     if isinstance(exc, CloudError):
@@ -165,29 +167,24 @@ class _Server:
         return self._voice
 
     # -- request preparation (threadpool: templates and tokenizers are CPU work) --
-    def prepare_chat(self, body: ChatCompletionRequest) -> tuple[list[dict[str, Any]], SamplingParams, str]:
+    def prepare_chat(self, body: ChatCompletionRequest) -> tuple[Union[list[dict[str, Any]], PreparedPrompt], SamplingParams, str]:
+        """(messages, or the prepared prompt on the local route; params; route)."""
         self.check_model(body.model)
         route = cap_route(body.route, self.config.route)
         params = self.config.defaults.with_overrides(**body.sampling())
         messages = [m.as_dict() for m in body.messages]
-        if route == "local":  # fail now with a 4xx rather than after queueing
-            ids = self.llm.chat_prompt_ids(messages)
-            self._check_fits(len(ids), params)
-        return messages, params, route
+        if route != "local":  # a local failure may go to the cloud: the router decides, at run time
+            return messages, params, route
+        prepared = self.llm.prepare_chat(messages)
+        self.llm.check_request(prepared, params)  # fail now with a 4xx rather than after queueing
+        return prepared, params, route
 
-    def prepare_completion(self, body: CompletionRequest) -> tuple[str, SamplingParams]:
+    def prepare_completion(self, body: CompletionRequest) -> tuple[PreparedPrompt, SamplingParams]:
         self.check_model(body.model)
         params = self.config.defaults.with_overrides(**body.sampling())
-        prompt = body.prompt_text()
-        self._check_fits(len(self.llm.tokenize(prompt)), params)
-        return prompt, params
-
-    def _check_fits(self, n_prompt: int, params: SamplingParams) -> None:
-        for token in params.logit_bias:
-            if token >= self.llm.backend.n_vocab:
-                raise APIError(400, f"logit_bias token id {token} outside the vocabulary", param="logit_bias")
-        if n_prompt >= self.llm.n_ctx:
-            raise ContextOverflowError(f"prompt is {n_prompt} tokens; the context window is {self.llm.n_ctx}")
+        prepared = self.llm.prepare(body.prompt_text())
+        self.llm.check_request(prepared, params)
+        return prepared, params
 
 
 async def _collect(job: Job, request: Request) -> tuple[str, TextChunk]:
@@ -251,8 +248,8 @@ def create_app(llm: LLM, config: ServerConfig, router: Optional[Router] = None) 
     async def chat_completions(request: Request) -> Response:
         body = parse_body(ChatCompletionRequest, await request.body())
         try:
-            messages, params, route = await run_in_threadpool(state.prepare_chat, body)
-            job = state.worker.submit(lambda cancel: state.router.chat(messages, params, route=route, stream=True, cancel=cancel))
+            chat, params, route = await run_in_threadpool(state.prepare_chat, body)
+            job = state.worker.submit(lambda cancel: state.router.chat(chat, params, route=route, stream=True, cancel=cancel))
         except Exception as exc:
             return _error_response(api_error(exc))
         rid, created = f"chatcmpl-{uuid.uuid4().hex[:24]}", int(time.time())

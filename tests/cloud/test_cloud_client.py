@@ -150,3 +150,16 @@ def test_cancel_a_cloud_stream(proxy):
     event.set()
     rest = list(stream)
     assert rest[-1].finish_reason == "cancelled"
+
+
+def test_cancel_while_waiting_to_retry_ends_like_any_cancel(proxy):
+    """Cancelling is not a fault: the stream ends with a "cancelled" chunk, the call returns a
+    "cancelled" result, and no retry is sent after the cancel."""
+    event = threading.Event()
+    event.set()  # the first 500 is answered; the wait before the retry sees the cancel at once
+    before = proxy.counts.get("http500", 0)
+    chunks = list(_cloud(proxy.url("http500"), max_retries=2).chat(MSG, stream=True, cancel=event))
+    assert [(c.text, c.finish_reason, c.route) for c in chunks] == [("", "cancelled", "cloud")]
+    result = _cloud(proxy.url("http500"), max_retries=2).chat(MSG, cancel=event)
+    assert (result.text, result.finish_reason, result.route) == ("", "cancelled", "cloud")
+    assert proxy.counts["http500"] - before == 2

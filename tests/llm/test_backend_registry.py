@@ -56,3 +56,63 @@ def test_explicit_backend_names(fake_registry):
         backends.open_backend("m.gguf", "native")
     with pytest.raises(UnsupportedModelError, match="unknown backend"):
         backends.open_backend("m.gguf", "tensorrt")
+
+
+# ---- the constructor checks every backend shares (edgegen.backends.base.check_open_options) -------
+
+from edgegen.backends.base import check_open_options  # noqa: E402
+from edgegen.errors import InvalidRequestError, ModelNotFoundError  # noqa: E402
+
+
+@pytest.fixture
+def model_file(tmp_path):
+    path = tmp_path / "m.gguf"
+    path.write_bytes(b"GGUF")
+    return str(path)
+
+
+def _check(path, **overrides):
+    options = dict(backend="test", n_ctx=256, n_threads=None, kv_type="f16", kv_types=("f16", "q8_0"))
+    options.update(overrides)
+    check_open_options(path, **options)
+
+
+@pytest.mark.parametrize("n_ctx", [0, 16, 4096])
+@pytest.mark.parametrize("n_threads", [None, 1, 8])
+def test_good_options_pass(model_file, n_ctx, n_threads):
+    _check(model_file, n_ctx=n_ctx, n_threads=n_threads)
+
+
+@pytest.mark.parametrize("overrides, error, message", [
+    ({"n_ctx": 15}, InvalidRequestError, "n_ctx must be an integer >= 16 \\(or 0"),
+    ({"n_ctx": -1}, InvalidRequestError, "n_ctx"),
+    ({"n_ctx": 256.0}, InvalidRequestError, "n_ctx"),
+    ({"n_ctx": True}, InvalidRequestError, "n_ctx"),
+    ({"n_ctx": "256"}, InvalidRequestError, "n_ctx"),
+    ({"n_threads": 0}, InvalidRequestError, "n_threads must be a positive integer"),
+    ({"n_threads": 2.5}, InvalidRequestError, "n_threads"),
+    ({"n_threads": False}, InvalidRequestError, "n_threads"),
+    ({"kv_type": "q4_0"}, UnsupportedModelError, "kv_type 'q4_0' is not supported by the test backend; use one of f16, q8_0"),
+    ({"kv_type": ["f16"]}, UnsupportedModelError, "kv_type"),
+])
+def test_bad_options_raise_typed_errors_that_name_the_option(model_file, overrides, error, message):
+    with pytest.raises(error, match=message):
+        _check(model_file, **overrides)
+
+
+def test_a_missing_file_is_model_not_found(tmp_path):
+    with pytest.raises(ModelNotFoundError, match="no model file"):
+        _check(str(tmp_path / "absent.gguf"))
+    with pytest.raises(ModelNotFoundError):
+        _check(str(tmp_path))  # a directory is not a model file
+
+
+def test_llama_cpp_backend_runs_the_shared_checks(model_file, tmp_path):
+    from edgegen.backends.llamacpp import LlamaCppBackend
+
+    with pytest.raises(ModelNotFoundError):
+        LlamaCppBackend(str(tmp_path / "absent.gguf"))
+    with pytest.raises(InvalidRequestError, match="n_threads"):
+        LlamaCppBackend(model_file, n_threads=0)
+    with pytest.raises(UnsupportedModelError, match="llama.cpp backend"):
+        LlamaCppBackend(model_file, kv_type="bf16")

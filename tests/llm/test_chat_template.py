@@ -136,3 +136,41 @@ def test_model_template_failure_surfaces_through_llm_chat(llm, monkeypatch):
     monkeypatch.setattr(type(llm.backend), "chat_template", property(lambda self: HOSTILE["string repeat"]))
     with pytest.raises(TemplateError):
         llm.chat(CONVERSATIONS[0], max_tokens=1)
+
+
+# ---- compiled once ------------------------------------------------------------------------------
+
+def test_a_template_is_compiled_once_and_rendered_many_times():
+    from edgegen import chat
+
+    template = LLAMA3 + "{# compiled-once probe #}"  # a source no other test renders
+    before = chat._compile.cache_info()
+    first = render_chat(template, CONVERSATIONS[0], bos_token="<s>")
+    for messages in CONVERSATIONS * 3:
+        render_chat(template, messages, bos_token="<s>")
+    after = chat._compile.cache_info()
+    assert after.misses == before.misses + 1  # one compile ...
+    assert after.hits >= before.hits + 9  # ... and every later render reuses it
+    assert render_chat(template, CONVERSATIONS[0], bos_token="<s>") == first
+
+
+def test_the_compiled_template_cache_is_bounded():
+    from edgegen import chat
+
+    for i in range(chat.COMPILED_CACHE_SIZE + 5):
+        render_chat(CHATML_TEMPLATE + f"{{# {i} #}}", CONVERSATIONS[0])
+    assert chat._compile.cache_info().currsize <= chat.COMPILED_CACHE_SIZE
+
+
+@pytest.mark.parametrize("template, what", [
+    ("{{ 'a'|center(50000) }}", "center width"),  # constant arguments: Jinja would fold it when compiling
+    ("{{ 'a'.center(50000) }}", "width"),
+    ("{% for i in range(3000) %}{{ i }}{% endfor %}", "operations"),
+])
+def test_a_cached_template_obeys_each_callers_limits(template, what):
+    generous = TemplateLimits(max_output_chars=100_000, max_ops=100_000)
+    tight = TemplateLimits(max_output_chars=1_000, max_ops=1_000)
+    for _ in range(2):  # either order, compiled or cached
+        assert render_chat(template, CONVERSATIONS[0], limits=generous)
+        with pytest.raises(TemplateError, match=what):
+            render_chat(template, CONVERSATIONS[0], limits=tight)

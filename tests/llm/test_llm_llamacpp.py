@@ -214,3 +214,61 @@ def test_missing_model_and_memory_budget_are_typed_errors(model_path):
         edgegen.load("/nonexistent/model.gguf")
     with pytest.raises(edgegen.MemoryBudgetError, match="budget"):
         edgegen.load(model_path, backend="llama.cpp", memory_budget="10M")
+
+
+# ---- prepared prompts: rendered and tokenized once ---------------------------------------------
+
+def _count_calls(monkeypatch, llm):
+    import edgegen.llm as llm_module
+
+    calls = {"render": 0, "tokenize": 0}
+    render, tokenize = llm_module.render_chat, llm.backend.tokenize
+
+    def counting_render(*a, **kw):
+        calls["render"] += 1
+        return render(*a, **kw)
+
+    def counting_tokenize(*a, **kw):
+        calls["tokenize"] += 1
+        return tokenize(*a, **kw)
+
+    monkeypatch.setattr(llm_module, "render_chat", counting_render)
+    monkeypatch.setattr(llm.backend, "tokenize", counting_tokenize)
+    return calls
+
+
+def test_a_prepared_chat_runs_without_rendering_or_tokenizing_again(llm, monkeypatch):
+    want = llm.chat(EMOJI_CHAT, temperature=0, max_tokens=6)
+    calls = _count_calls(monkeypatch, llm)
+    prepared = llm.prepare_chat(EMOJI_CHAT)
+    assert calls == {"render": 1, "tokenize": 1}
+    assert list(prepared.ids) == llm.chat_prompt_ids(EMOJI_CHAT) and prepared.text == llm.render_chat(EMOJI_CHAT)
+    calls.update(render=0, tokenize=0)
+    llm.check_request(prepared, llm.defaults)
+    got = llm.chat(prepared, temperature=0, max_tokens=6)
+    assert calls == {"render": 0, "tokenize": 0}
+    assert (got.text, got.usage) == (want.text, want.usage)
+
+
+def test_a_prepared_raw_prompt_streams_like_the_text(llm, monkeypatch):
+    want = llm.generate(PROMPT, temperature=0, max_tokens=6)
+    prepared = llm.prepare(PROMPT)
+    calls = _count_calls(monkeypatch, llm)
+    got = llm.generate(prepared, temperature=0, max_tokens=6)
+    assert calls["tokenize"] == 0 and (got.text, got.usage) == (want.text, want.usage)
+
+
+def test_another_models_prepared_prompt_is_prepared_again(llm):
+    from dataclasses import replace
+
+    foreign = replace(llm.prepare_chat(EMOJI_CHAT), ids=(1, 2, 3), llm=None)
+    assert llm.chat(foreign, temperature=0, max_tokens=4).text == llm.chat(EMOJI_CHAT, temperature=0, max_tokens=4).text
+
+
+def test_check_request_raises_what_the_call_would(llm):
+    long = llm.prepare("word " * N_CTX)
+    with pytest.raises(ContextOverflowError, match="context window"):
+        llm.check_request(long, llm.defaults)
+    with pytest.raises(InvalidRequestError, match="logit_bias") as e:
+        llm.check_request(llm.prepare(PROMPT), llm.defaults.with_overrides(logit_bias={llm.backend.n_vocab: 1.0}))
+    assert e.value.param == "logit_bias"

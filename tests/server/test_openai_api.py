@@ -202,3 +202,37 @@ def test_full_queue_answers_429_with_retry_after(make_server):
     finally:
         release.set()
     assert s.client().chat.completions.create(model="smollm2", messages=MSGS, max_tokens=2).choices[0].message.content
+
+
+def test_a_local_chat_is_rendered_and_tokenized_once(server, llm, monkeypatch):
+    import edgegen.llm as llm_module
+
+    calls = {"render": 0, "tokenize": 0}
+    render, tokenize = llm_module.render_chat, llm.backend.tokenize
+
+    def counting_render(*a, **kw):
+        calls["render"] += 1
+        return render(*a, **kw)
+
+    def counting_tokenize(*a, **kw):
+        calls["tokenize"] += 1
+        return tokenize(*a, **kw)
+
+    monkeypatch.setattr(llm_module, "render_chat", counting_render)
+    monkeypatch.setattr(llm.backend, "tokenize", counting_tokenize)
+    client = server.client()
+    assert client.chat.completions.create(model="smollm2", messages=MSGS, max_tokens=2, temperature=0).choices[0].message.content
+    assert calls == {"render": 1, "tokenize": 1}
+    assert "".join(c.choices[0].delta.content or "" for c in client.chat.completions.create(
+        model="smollm2", messages=MSGS, max_tokens=2, temperature=0, stream=True) if c.choices)
+    assert calls == {"render": 2, "tokenize": 2}
+    client.completions.create(model="smollm2", prompt="The sky is", max_tokens=2, temperature=0)
+    assert calls == {"render": 2, "tokenize": 3}
+
+
+def test_logit_bias_outside_the_vocabulary_names_the_param(server, llm):
+    import httpx
+
+    body = {"model": "smollm2", "messages": MSGS, "logit_bias": {str(llm.backend.n_vocab): 1.0}}
+    err = _error(httpx.post(server.base + "/v1/chat/completions", json=body), 400)
+    assert err["param"] == "logit_bias" and "vocabulary" in err["message"]
