@@ -31,7 +31,7 @@ import pytest
 from edgegen import _native
 
 from .conftest import compare, llama_without_repack, log_softmax
-from .tiny_models import TinyConfig, prompt_tokens, variant
+from .tiny_models import BOS_ID, TinyConfig, prompt_tokens, variant
 
 X86 = platform.machine() in ("x86_64", "AMD64")
 TOL = 0.05 if X86 else 1.0
@@ -102,6 +102,26 @@ def native_logits_incremental(path: str, tokens: list[int]) -> np.ndarray:
 
 
 # ------------------------------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize("cfg", PARAMS)
+def test_tiny_files_are_what_they_claim(tiny_models, cfg: TinyConfig) -> None:
+    """edgegen's validating reader and tokenizer accept the file; every matrix has the format
+    under test (llama.cpp's requantization is "pure"), everything 1-D stays F32."""
+    from edgegen.gguf import GGUFFile
+    from edgegen.tokenizer import Tokenizer
+
+    with GGUFFile(tiny_models.path(cfg)) as f:
+        assert f.architecture == cfg.arch
+        types = {t.type_name for t in f.tensors.values() if len(t.shape) == 2}
+        assert types == {cfg.fmt}, types
+        assert {t.type_name for t in f.tensors.values() if len(t.shape) == 1} == {"F32"}
+        if cfg.arch == "gemma3":
+            assert f.metadata["gemma3.attention.sliding_window"] == cfg.sliding_window
+        assert ("output.weight" in f.tensors) != cfg.tied
+        assert ("rope_freqs.weight" in f.tensors) == cfg.rope_freqs
+    tok = Tokenizer.from_gguf(tiny_models.path(cfg))
+    assert tok.bos_id == BOS_ID and tok.encode("", add_special=True) == [BOS_ID]
 
 
 @pytest.mark.parametrize("cfg", PARAMS)
