@@ -156,3 +156,12 @@ def isa():
     original = _native.active_isa()
     yield _native.set_isa
     _native.set_isa(original)
+
+
+@pytest.fixture(scope="session")
+def tiny_models(tmp_path_factory):
+    """Tiny random-weight GGUFs of every architecture (tests/engine/tiny_models.py), each written
+    once per session on first use."""
+    from .tiny_models import TinyModels
+
+    return TinyModels(tmp_path_factory.mktemp("tiny_models"))
