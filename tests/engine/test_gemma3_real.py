@@ -116,7 +116,9 @@ class Reduced:
 
 @pytest.fixture(scope="module")
 def gemma3() -> str:
-    return gemma3_path()
+    path = gemma3_path()
+    _native.Model(path, 1)  # an engine that cannot load the file fails here, before minutes of references
+    return path
 
 
 @pytest.fixture(scope="module")
