@@ -148,8 +148,8 @@ def test_tiny_models_are_informative(tiny_models, cfg: TinyConfig) -> None:
 
 @pytest.mark.parametrize("cfg", PARAMS)
 def test_teacher_forced_vs_llamacpp(tiny_models, cfg: TinyConfig) -> None:
-    ref = reference(tiny_models, cfg)
     ours = native_logits(tiny_models.path(cfg), prompt_tokens(N_PROMPT))
+    ref = reference(tiny_models, cfg)
     assert ours.shape == ref.shape
     agree, worst = compare([ours], [ref])
     print(f"{cfg.name}: argmax agreement {agree:.4f}, max top-10 |dlogp| {worst:.2e}")
