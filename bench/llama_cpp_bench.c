@@ -66,8 +66,9 @@ static void capture(log_state *st, const char *s) {
         if (strstr(s, "REPACK")) st->repack_mib += mib;
     } else if (strstr(s, "compute buffer size")) {
         st->compute_mib += mib;
-    } else if (!strstr(s, "Flash Attention") && !strstr(s, "llama_kv_cache") && !strstr(s, "n_batch") &&
-               !strstr(s, "n_ubatch") && !strstr(s, "flash_attn") && !strstr(s, "n_ctx ")) {
+    } else if (!strstr(s, "Flash Attention") && !strstr(s, "KV cache") && !strstr(s, "n_batch") &&
+               !strstr(s, "n_ubatch") && !strstr(s, "flash_attn") && !strstr(s, "n_ctx ") &&
+               !(strstr(s, "llama_kv_cache") && strstr(s, "size ="))) {
         keep = false;
     }
     if (keep && st->n_captured < MAX_CAPTURED) st->captured[st->n_captured++] = strdup(s);
