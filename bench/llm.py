@@ -68,6 +68,7 @@ def native_worker(path: str, ids_file: str, threads: int, ctx: int, ttft_tokens:
 
     prompt = json.loads(Path(ids_file).read_text())
     short = prompt[:ttft_tokens]
+    rss_base = current_rss_mb()  # the interpreter and the imports, before any model: llama.cpp's side has none
     t = time.perf_counter()
     try:
         model = _native.Model(path, threads)
@@ -99,7 +100,7 @@ def native_worker(path: str, ids_file: str, threads: int, ctx: int, ttft_tokens:
             prefill.append(len(prompt) / prefill_s)
     med = statistics.median
     out = {"engine": "native", "decode": med(decode), "prefill": med(prefill), "ttft_ms": 1000 * med(ttft),
-           "load_ms": 1000 * load_s, "rss_mb": peak_rss_mb(), "kv_bytes": kv_bytes}
+           "load_ms": 1000 * load_s, "rss_mb": peak_rss_mb(), "rss_base_mb": rss_base, "kv_bytes": kv_bytes}
     # What the native backend (edgegen.load) allocates for this n_ctx, after the RSS reading:
     # it keeps room for saved prompt prefixes, so it can differ from the one-sequence cache above.
     try:
@@ -111,6 +112,13 @@ def native_worker(path: str, ids_file: str, threads: int, ctx: int, ttft_tokens:
     except Exception as exc:  # informational only; never fail the measurement for it
         out["kv_bytes_backend_error"] = f"{type(exc).__name__}: {exc}"
     return out
+
+
+def current_rss_mb() -> float:
+    for line in Path("/proc/self/status").read_text().splitlines():
+        if line.startswith("VmRSS:"):
+            return int(line.split()[1]) / 1024
+    return 0.0
 
 
 def peak_rss_mb() -> float:
@@ -254,6 +262,9 @@ def main(argv: list[str] | None = None) -> int:
              f"# read bandwidth ({args.threads} threads, vector loads): {bw:.1f} GB/s",
              f"# llama.cpp: {binary.name} (C API, default params), prompt {args.prompt_tokens}, "
              f"TTFT prompt {args.ttft_tokens}, decode {args.decode}"]
+    if os.getloadavg()[0] > 0.5:
+        lines.append("# WARNING: busy machine. Under contention llama.cpp's timings (an OpenMP build) swing far more "
+                     "than edgegen's (seen: 1 to 30 tok/s between rounds); take final numbers on a quiet machine")
     if not args.markdown:
         print("\n".join(lines), flush=True)
     rows, notes = [], []
@@ -289,6 +300,8 @@ def main(argv: list[str] | None = None) -> int:
                 ratios["native"][key] = statistics.median(
                     n[key] / ll[key] for n, ll in zip(per["native"], per["llama.cpp"]))
                 ratios["llama.cpp"][key] = 1.0
+            notes.append(f"# {name}: edgegen's peak RSS includes its Python worker's "
+                         f"{res['native']['last']['rss_base_mb']:.0f} MB before loading the model")
             kb = res["native"]["last"].get("kv_bytes_backend")
             if kb is not None:
                 notes.append(f"# {name}: edgegen's native backend (edgegen.load, n_ctx {args.ctx}) allocates "
@@ -299,9 +312,10 @@ def main(argv: list[str] | None = None) -> int:
         notes.append(f"# {name}: llama.cpp n_batch {lc['n_batch']} n_ubatch {lc['n_ubatch']}, "
                      f"repacked weights {lc['repack_bytes'] / 2**20:.1f} MiB, compute buffers "
                      f"{lc['compute_buffer_bytes'] / 2**20:.1f} MiB, KV from {lc['kv_source']}; "
-                     + "; ".join(s.strip() for s in lc["log"] if "Flash Attention" in s or "flash_attn" in s))
+                     + "; ".join(" ".join(s.split()) for s in lc["log"] if "Flash Attention" in s or "flash_attn" in s))
         rows.append((name, bound, res, ratios))
 
+    notes.append(f"# load average at end {os.getloadavg()[0]:.2f}")
     hdr = ["| model | engine | decode tok/s | prefill tok/s | TTFT ms | load ms | peak RSS MB | "
            f"KV MiB @{args.ctx} | decode ratio | prefill ratio | decode bound tok/s |",
            "|---|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|"]
