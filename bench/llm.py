@@ -31,9 +31,11 @@ native engine refuses (UnsupportedModelError) shows "unsupported" on its side.
 from __future__ import annotations
 
 import argparse
+import atexit
 import ctypes
 import json
 import os
+import shutil
 import statistics
 import subprocess
 import sys
@@ -250,7 +252,8 @@ def main(argv: list[str] | None = None) -> int:
     from edgegen import _native
 
     binary = ensure_built()
-    tmp = tempfile.mkdtemp(prefix="edgegen-bench-")
+    tmp = tempfile.mkdtemp(prefix="edgegen-bench-")  # requantized files and prompt ids
+    atexit.register(shutil.rmtree, tmp, True)
     files: dict[str, str] = {}
     for name in args.models:
         model, ftype = MODELS[name]
