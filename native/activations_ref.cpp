@@ -45,11 +45,14 @@ void silu_mul_ref(int64_t n, float* gate, const float* up) {
     for (int64_t i = n8; i < n; ++i) gate[i] = gate[i] / (1.0f + std::exp(-gate[i])) * up[i];
 }
 
-// ggml_gelu_f32: the tanh approximation, in float, evaluated left to right as ggml writes it.
+// ggml_gelu_f32: 0.5f*x*(1.0f + tanhf(SQRT_2_OVER_PI*x*(1.0f + GELU_COEF_A*x*x))). llama.cpp's
+// x86 builds (GCC, gnu11, so -ffp-contract=fast, with FMA) contract `1.0f + A*x*x` into
+// fma(A*x, x, 1) (checked in libggml-cpu's ggml_cpu_init); written out here so every build and
+// ISA gets that rounding. Without it one table entry (0xBFFF) differs from llama.cpp's.
 float gelu_tanh_f32(float x) {
     constexpr float kCoefA = 0.044715f;
     constexpr float kSqrt2OverPi = 0.79788456080286535587989211986876f;
-    return 0.5f * x * (1.0f + std::tanh(kSqrt2OverPi * x * (1.0f + kCoefA * x * x)));
+    return 0.5f * x * (1.0f + std::tanh(kSqrt2OverPi * x * std::fma(kCoefA * x, x, 1.0f)));
 }
 
 void gelu_mul_ref(int64_t n, float* gate, const float* up) {

@@ -10,7 +10,8 @@
 // at a time, which is llama.cpp's x86 arithmetic.
 #include "kernels.h"
 
-#include <cstring>  // before the AVX2 target region
+#include <cmath>  // before the AVX2 target region
+#include <cstring>
 #include <type_traits>
 
 #if defined(__x86_64__) || defined(_M_X64)
@@ -166,7 +167,7 @@ inline void accumulate<block_q5_K>(const Unpacked& u, const block_q8_K& y, PairA
     const __m128i q8s = _mm_hadd_epi16(_mm256_extracti128_si256(q8sums, 0), _mm256_extracti128_si256(q8sums, 1));
     const __m128i prod = _mm_madd_epi16(_mm256_castsi256_si128(u.aux), q8s);
     const __m128i hsum = _mm_hadd_epi32(_mm_hadd_epi32(prod, _mm_setzero_si128()), _mm_setzero_si128());
-    p.summs += dmin * static_cast<float>(_mm_extract_epi32(hsum, 0));
+    p.summs = std::fma(dmin, static_cast<float>(_mm_extract_epi32(hsum, 0)), p.summs);
     p.acc = _mm256_fmadd_ps(_mm256_set1_ps(d), _mm256_cvtepi32_ps(pair_sum(u, y.qs)), p.acc);
 }
 

@@ -111,7 +111,7 @@ float dot_row_q4_K_q8_K(int64_t nb, const block_q4_K* x, const block_q8_K* y) {
 // ================================================================================================
 // Q5_K x Q8_K: Q4_K's kernel with the fifth bits moved to bit 4 of each byte (q in 0..31, so
 // maddubs pairs stay below 2*31*127). Unlike Q4_K, ggml sums the min term as a scalar: the four
-// int32 products are added in integers, then summs += dmin * sum once per super-block.
+// int32 products are added in integers, then summs = fma(dmin, sum, summs) once per super-block.
 // ================================================================================================
 float dot_row_q5_K_q8_K(int64_t nb, const block_q5_K* x, const block_q8_K* y) {
     constexpr uint32_t kmask1 = 0x3f3f3f3f, kmask2 = 0x0f0f0f0f, kmask3 = 0x03030303;
@@ -141,7 +141,9 @@ float dot_row_q5_K_q8_K(int64_t nb, const block_q5_K* x, const block_q8_K* y) {
         const __m128i q8s = _mm_hadd_epi16(_mm256_extracti128_si256(q8sums, 0), _mm256_extracti128_si256(q8sums, 1));
         const __m128i prod = _mm_madd_epi16(_mm256_extracti128_si256(mins_and_scales, 1), q8s);
         const __m128i hsum = _mm_hadd_epi32(_mm_hadd_epi32(prod, mzero), mzero);
-        summs += dmin * static_cast<float>(_mm_extract_epi32(hsum, 0));  // mul, then add (no FMA)
+        // One rounding: llama.cpp's builds contract `summs += dmin * sum` into an FMA (checked in
+        // libggml-cpu's ggml_vec_dot_q5_K_q8_K), and this file is built with -ffp-contract=off.
+        summs = std::fma(dmin, static_cast<float>(_mm_extract_epi32(hsum, 0)), summs);
 
         const __m128i sc128 = _mm256_extracti128_si256(mins_and_scales, 0);
         const __m256i scales = _mm256_set_m128i(sc128, sc128);
