@@ -1,7 +1,7 @@
 // gemm_k_avx2.cpp — batched products (prefill) for the k-quants (Q4_K, Q5_K, Q6_K) on AVX2.
 //
-// A tile of RM weight rows x RN tokens walks the super-blocks once. Each row's super-block is
-// unpacked once for the RN tokens (weights as unsigned bytes in activation order, one int16
+// A tile of 4 weight rows x 8 tokens walks the super-blocks once. Each row's super-block is
+// unpacked once for the 8 tokens (weights as unsigned bytes in activation order, one int16
 // scale vector per 32 elements, the mins or sub-block scales), kept in L1, and every
 // (row, token) pair then needs only loads, maddubs, madd and add per 32 elements. The integer
 // sum of each super-block is exact in any order, and the float side of every pair is
@@ -200,7 +200,9 @@ inline float finish(const PairAcc& p) {
     }
 }
 
-constexpr int kRM = 4, kRN = 4;
+// 4 rows x 8 tokens: a row's unpacking (costly for Q5_K's fifth bits) is shared by 8 tokens;
+// measured here +10-40% over 4 x 4 for Q5_K, about even for Q4_K / Q6_K.
+constexpr int kRM = 4, kRN = 8;
 
 // NR rows from r0 x NT tokens from t0 of the tile, for super-block i.
 template <typename Block, int NR, int NT>
@@ -217,7 +219,7 @@ inline void sub_tile(const Unpacked* u, const uint8_t* a, size_t as, int64_t i, 
         for (int t = 0; t < NT; ++t) accumulate<Block>(u[r0 + r], *yb[t], s[r * NT + t], p[r0 + r][t0 + t]);
 }
 
-// rm rows x rn tokens (each <= 4): y[t * ys + r] for the tile.
+// rm <= 4 rows x rn <= 8 tokens: y[t * ys + r] for the tile.
 template <typename Block>
 void tile(int64_t nb, int rm, int rn, float* y, int64_t ys, const uint8_t* w, size_t ws, const uint8_t* a, size_t as) {
     PairAcc p[kRM][kRN];
