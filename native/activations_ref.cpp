@@ -45,10 +45,10 @@ void silu_mul_ref(int64_t n, float* gate, const float* up) {
     for (int64_t i = n8; i < n; ++i) gate[i] = gate[i] / (1.0f + std::exp(-gate[i])) * up[i];
 }
 
-// ggml_gelu_f32: the tanh approximation, in float. The x86 build of ggml (gcc -O3 -march=native)
-// contracts 1 + a*x*x into fma(a*x, x, 1); so does this, which makes the table equal to the one in
-// llama.cpp's libggml-cpu entry for entry (without it, the entry for x = -1.999 differs by 1 ulp,
-// enough to flip Gemma 3's greedy choices now and then).
+// ggml_gelu_f32: 0.5f*x*(1.0f + tanhf(SQRT_2_OVER_PI*x*(1.0f + GELU_COEF_A*x*x))). llama.cpp's
+// x86 builds (GCC, gnu11, so -ffp-contract=fast, with FMA) contract `1.0f + A*x*x` into
+// fma(A*x, x, 1) (checked in libggml-cpu's ggml_cpu_init); written out here so every build and
+// ISA gets that rounding. Without it one table entry (0xBFFF) differs from llama.cpp's.
 float gelu_tanh_f32(float x) {
     constexpr float kCoefA = 0.044715f;
     constexpr float kSqrt2OverPi = 0.79788456080286535587989211986876f;

@@ -101,17 +101,6 @@ inline void q4_0_row_f(int64_t nb, const block_q4_0* x, const block_q8_0* y, con
         acc = _mm256_fmadd_ps(_mm256_set1_ps(h2f(x[i].d) * dy[i]), p, acc);
     }
 }
-// Q5_0: bit 4 clear -> OR 0xF0 turns the nibble into (q - 16) as int8; bit set -> q - 16 = nibble.
-inline void q5_0_row_f(int64_t nb, const block_q5_0* x, const block_q8_0* y, const float* dy, const float*, __m256& acc,
-                       float&) {
-    const __m256i hi_off = _mm256_set1_epi8(static_cast<char>(0xF0));
-    for (int64_t i = 0; i < nb; ++i) {
-        const __m256i qy = _mm256_loadu_si256(reinterpret_cast<const __m256i*>(y[i].qs));
-        const __m256i hi = _mm256_andnot_si256(bits_to_bytes(x[i].qh), hi_off);
-        const __m256i qx = _mm256_or_si256(nibbles_to_bytes(x[i].qs), hi);
-        acc = _mm256_fmadd_ps(_mm256_set1_ps(h2f(x[i].d) * dy[i]), dot_s8_s8(qx, qy), acc);
-    }
-}
 inline void q4_1_row_f(int64_t nb, const block_q4_1* x, const block_q8_1* y, const float* dy, const float* sy,
                        __m256& acc, float& summs) {
     for (int64_t i = 0; i < nb; ++i) {
@@ -157,6 +146,58 @@ void vec_dot_stream(int64_t n, float* out, const void* w, size_t stride, int64_t
             RowF(m, x + i0, y + i0, dy, sy, acc, summs);
         }
         out[r] = kHasSums ? hsum_ps(acc) + summs : hsum_ps(acc);
+    }
+}
+
+// ---- Q5_0 x Q8_0 ---------------------------------------------------------------------------------
+// q in 0..31 taken unsigned: (q - 16) * y = maddubs(q, y) - maddubs(16, y) per int16 pair (no
+// saturation: 2 * 31 * 127 < 32767), and the second term depends only on the activation block, so
+// it is formed once per call with the activation scales and shared by every row. The int32 lanes
+// equal those of ggml's sign-trick kernel exactly, so the floats that follow are its floats.
+inline void q5_0_row(int64_t nb, const block_q5_0* x, const block_q8_0* y, const float* dy, const __m256i* off,
+                     __m256& acc) {
+    const __m256i bit4 = _mm256_set1_epi8(0x10);
+    const __m256i ones = _mm256_set1_epi16(1);
+    for (int64_t i = 0; i < nb; ++i) {
+        const __m256i qy = _mm256_loadu_si256(reinterpret_cast<const __m256i*>(y[i].qs));
+        const __m256i qx = _mm256_or_si256(nibbles_to_bytes(x[i].qs), _mm256_and_si256(bits_to_bytes(x[i].qh), bit4));
+        const __m256i p16 = _mm256_sub_epi16(_mm256_maddubs_epi16(qx, qy), _mm256_load_si256(off + i));
+        const __m256 p = _mm256_cvtepi32_ps(_mm256_madd_epi16(p16, ones));
+        acc = _mm256_fmadd_ps(_mm256_set1_ps(h2f(x[i].d) * dy[i]), p, acc);
+    }
+}
+
+inline void q5_0_act_terms(const block_q8_0* y, int64_t nb, float* dy, __m256i* off) {
+    const __m256i sixteen = _mm256_set1_epi8(16);
+    for (int64_t i = 0; i < nb; ++i) {
+        dy[i] = h2f(y[i].d);
+        _mm256_store_si256(off + i, _mm256_maddubs_epi16(sixteen, _mm256_loadu_si256(reinterpret_cast<const __m256i*>(y[i].qs))));
+    }
+}
+
+void vec_dot_q5_0(int64_t n, float* out, const void* w, size_t stride, int64_t nr, const void* a) {
+    const int64_t nb = n / 32;
+    const auto* y = static_cast<const block_q8_0*>(a);
+    float dy[kScaleChunk];
+    alignas(32) __m256i off[kScaleChunk];
+    if (nb <= kScaleChunk) {
+        q5_0_act_terms(y, nb, dy, off);
+        for (int64_t r = 0; r < nr; ++r) {
+            __m256 acc = _mm256_setzero_ps();
+            q5_0_row(nb, row_ptr<block_q5_0>(w, stride, r), y, dy, off, acc);
+            out[r] = hsum_ps(acc);
+        }
+        return;
+    }
+    for (int64_t r = 0; r < nr; ++r) {  // very long rows: the activation terms chunk by chunk
+        __m256 acc = _mm256_setzero_ps();
+        const block_q5_0* x = row_ptr<block_q5_0>(w, stride, r);
+        for (int64_t i0 = 0; i0 < nb; i0 += kScaleChunk) {
+            const int64_t m = std::min(kScaleChunk, nb - i0);
+            q5_0_act_terms(y + i0, m, dy, off);
+            q5_0_row(m, x + i0, y + i0, dy, off, acc);
+        }
+        out[r] = hsum_ps(acc);
     }
 }
 
@@ -235,7 +276,7 @@ void fill_table_avx2(KernelTable& t) {
     auto i = [](QType q) { return static_cast<int>(q); };
     t.vec_dot[i(QType::Q4_0)] = vec_dot_stream<block_q4_0, block_q8_0, q4_0_row_f>;
     t.vec_dot[i(QType::Q4_1)] = vec_dot_stream<block_q4_1, block_q8_1, q4_1_row_f>;
-    t.vec_dot[i(QType::Q5_0)] = vec_dot_stream<block_q5_0, block_q8_0, q5_0_row_f>;
+    t.vec_dot[i(QType::Q5_0)] = vec_dot_q5_0;
     t.vec_dot[i(QType::Q8_0)] = vec_dot_stream<block_q8_0, block_q8_0, q8_0_row_f>;
     t.vec_dot[i(QType::F32)] = vec_dot_float<LoadF32>;
     t.vec_dot[i(QType::F16)] = vec_dot_float<LoadF16>;

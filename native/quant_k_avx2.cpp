@@ -111,13 +111,13 @@ float dot_row_q4_K_q8_K(int64_t nb, const block_q4_K* x, const block_q8_K* y) {
 // ================================================================================================
 // Q5_K x Q8_K: Q4_K's kernel with the fifth bits moved to bit 4 of each byte (q in 0..31, so
 // maddubs pairs stay below 2*31*127). Unlike Q4_K, ggml sums the min term as a scalar: the four
-// int32 products are added in integers, then summs += dmin * sum once per super-block.
+// int32 products are added in integers, then summs = fma(dmin, sum, summs) once per super-block.
 // ================================================================================================
 float dot_row_q5_K_q8_K(int64_t nb, const block_q5_K* x, const block_q8_K* y) {
     constexpr uint32_t kmask1 = 0x3f3f3f3f, kmask2 = 0x0f0f0f0f, kmask3 = 0x03030303;
     const __m256i m4 = _mm256_set1_epi8(0xF);
     const __m128i mzero = _mm_setzero_si128();
-    const __m256i mone = _mm256_set1_epi8(1);
+    const __m256i bit4 = _mm256_set1_epi8(0x10);
     __m256 acc = _mm256_setzero_ps();
     float summs = 0.f;
     for (int64_t i = 0; i < nb; ++i) {
@@ -141,28 +141,25 @@ float dot_row_q5_K_q8_K(int64_t nb, const block_q5_K* x, const block_q8_K* y) {
         const __m128i q8s = _mm_hadd_epi16(_mm256_extracti128_si256(q8sums, 0), _mm256_extracti128_si256(q8sums, 1));
         const __m128i prod = _mm_madd_epi16(_mm256_extracti128_si256(mins_and_scales, 1), q8s);
         const __m128i hsum = _mm_hadd_epi32(_mm_hadd_epi32(prod, mzero), mzero);
-        summs += dmin * static_cast<float>(_mm_extract_epi32(hsum, 0));  // mul, then add (no FMA)
+        // One rounding: llama.cpp's builds contract `summs += dmin * sum` into an FMA (checked in
+        // libggml-cpu's ggml_vec_dot_q5_K_q8_K), and this file is built with -ffp-contract=off.
+        summs = std::fma(dmin, static_cast<float>(_mm_extract_epi32(hsum, 0)), summs);
 
         const __m128i sc128 = _mm256_extracti128_si256(mins_and_scales, 0);
         const __m256i scales = _mm256_set_m128i(sc128, sc128);
-        const __m256i hbits = _mm256_loadu_si256(reinterpret_cast<const __m256i*>(x[i].qh));
-        __m256i hmask = mone;
+        // The fifth bits: qh shifted right by one per 32 elements, so the wanted bit of every byte
+        // sits at bit 0; << 4 and a mask put it at bit 4 (ggml masks and shifts per register
+        // instead; the integer sums are the same).
+        __m256i hbits = _mm256_loadu_si256(reinterpret_cast<const __m256i*>(x[i].qh));
         __m256i sumi = _mm256_setzero_si256();
-        int bit = 0;
         for (int j = 0; j < QK_K / 64; ++j) {
             const __m256i scale_0 = _mm256_shuffle_epi8(scales, scale_shuffle_k4(2 * j + 0));
             const __m256i scale_1 = _mm256_shuffle_epi8(scales, scale_shuffle_k4(2 * j + 1));
             const __m256i q5bits = _mm256_loadu_si256(reinterpret_cast<const __m256i*>(q5));
             q5 += 32;
-
-            const __m256i q5l_0 = _mm256_and_si256(q5bits, m4);
-            const __m256i q5h_0 = _mm256_slli_epi16(_mm256_srl_epi16(_mm256_and_si256(hbits, hmask), _mm_cvtsi32_si128(bit++)), 4);
-            const __m256i q5_0 = _mm256_add_epi8(q5l_0, q5h_0);
-            hmask = _mm256_slli_epi16(hmask, 1);
-            const __m256i q5l_1 = _mm256_and_si256(_mm256_srli_epi16(q5bits, 4), m4);
-            const __m256i q5h_1 = _mm256_slli_epi16(_mm256_srl_epi16(_mm256_and_si256(hbits, hmask), _mm_cvtsi32_si128(bit++)), 4);
-            const __m256i q5_1 = _mm256_add_epi8(q5l_1, q5h_1);
-            hmask = _mm256_slli_epi16(hmask, 1);
+            const __m256i q5_0 = _mm256_or_si256(_mm256_and_si256(q5bits, m4), _mm256_and_si256(_mm256_slli_epi16(hbits, 4), bit4));
+            const __m256i q5_1 = _mm256_or_si256(_mm256_and_si256(_mm256_srli_epi16(q5bits, 4), m4), _mm256_and_si256(_mm256_slli_epi16(hbits, 3), bit4));
+            hbits = _mm256_srli_epi16(hbits, 2);
 
             const __m256i q8_0 = _mm256_loadu_si256(reinterpret_cast<const __m256i*>(q8));
             q8 += 32;

@@ -1,11 +1,13 @@
-"""K-quants (Q4_K, Q6_K weights; Q8_K activations) against references that are not our code.
+"""K-quants (Q4_K, Q5_K, Q6_K weights; Q8_K activations) against references that are not our code.
 
-- Q4_K/Q6_K quantize: bytes equal llama.cpp's own quantizer (llama_model_quantize on a tiny
-  generated F32 model, through llama-cpp-python).
-- Q4_K/Q6_K dequantize: bit-equal to gguf-py's decoder on random valid blocks.
+- Q4_K/Q5_K/Q6_K quantize: bytes equal llama.cpp's own quantizer (llama_model_quantize on a tiny
+  generated F32 model to Q4_K_M and Q5_K_M, through llama-cpp-python).
+- Q4_K/Q5_K/Q6_K dequantize: bit-equal to gguf-py's decoder on random valid blocks.
 - Q8_K quantize: bit-equal to a numpy transcription of ggml's quantize_row_q8_K_ref.
 - Dot products: float64 numpy over the dequantized operands, and every SIMD kernel set against the
-  scalar reference on awkward shapes.
+  scalar reference on awkward shapes; on AVX2 bit-equal to llama.cpp's own x86 kernels
+  (ggml_vec_dot_q{4,5,6}_K_q8_K called in the libggml-cpu llama-cpp-python ships).
+- Batches (prefill gemm) bit-equal to one token at a time on tile-edge shapes.
 """
 from __future__ import annotations
 
@@ -20,9 +22,10 @@ from edgegen import _native
 from .conftest import random_matrix, simd_isas
 
 QK_K = 256
-WEIGHT_FORMATS = ["q4_K", "q6_K"]
-GGUF_TYPE = {"q4_K": gguf.GGMLQuantizationType.Q4_K, "q6_K": gguf.GGMLQuantizationType.Q6_K}
-BLOCK_BYTES = {"q4_K": 144, "q6_K": 210, "q8_K": 292}
+WEIGHT_FORMATS = ["q4_K", "q5_K", "q6_K"]
+GGUF_TYPE = {"q4_K": gguf.GGMLQuantizationType.Q4_K, "q5_K": gguf.GGMLQuantizationType.Q5_K,
+             "q6_K": gguf.GGMLQuantizationType.Q6_K}
+BLOCK_BYTES = {"q4_K": 144, "q5_K": 176, "q6_K": 210, "q8_K": 292}
 
 # A dot product accumulated in float32 over nb super-blocks (8 lanes, one rounding per block and
 # lane, plus the horizontal sum) is off by at most ~(nb + 8) * 2^-24 of sum(|w_i * a_i|); the
@@ -33,9 +36,10 @@ DOT_REL = 1e-5
 # Round-trip RMS error relative to the data's RMS for standard Gaussian rows. Uniform rounding
 # of step s has RMS s/sqrt(12); the bounds are those estimates with ~30% headroom:
 #   q4_K: 16 levels over a 32-element sub-block's range (~4 sigma): s ~ 0.27 -> 0.077
+#   q5_K: 32 levels over the same range:                            s ~ 0.13 -> 0.037
 #   q6_K: 64 levels over +-max of 16 elements (~2 sigma each way):  s ~ 0.063 -> 0.018
 #   q8_K: 255 levels over +-max of 256 elements (~3 sigma):         s ~ 0.024 -> 0.007
-ROUNDTRIP_REL_RMS = {"q4_K": 0.10, "q6_K": 0.025, "q8_K": 0.009}
+ROUNDTRIP_REL_RMS = {"q4_K": 0.10, "q5_K": 0.05, "q6_K": 0.025, "q8_K": 0.009}
 
 
 # ================================================================================================
@@ -76,7 +80,7 @@ def random_valid_blocks(rng: np.random.Generator, fmt: str, n_blocks: int) -> np
     """Random bytes with finite fp16 scales: every bit pattern of the quants and sub-scales occurs."""
     blocks = rng.integers(0, 256, size=(n_blocks, BLOCK_BYTES[fmt]), dtype=np.uint8)
     scales = (rng.standard_normal((n_blocks, 2)) * 2.0 ** rng.integers(-12, 2, size=(n_blocks, 2))).astype(np.float16)
-    if fmt == "q4_K":
+    if fmt in ("q4_K", "q5_K"):
         blocks[:, 0:4] = scales.view(np.uint8)  # d, dmin
     else:
         blocks[:, 208:210] = scales[:, :1].view(np.uint8)  # d is the last field of block_q6_K
@@ -122,10 +126,11 @@ def special_rows(rng: np.random.Generator, rows: int, cols: int) -> np.ndarray:
 
 
 @pytest.fixture(scope="module")
-def llama_cpp_quantized(tmp_path_factory) -> tuple[dict[str, np.ndarray], dict[str, tuple[str, np.ndarray]]]:
-    """A 1-layer llama in F32 (every matrix 256-wide) quantized to Q4_K_M by llama.cpp itself.
+def llama_cpp_quantized(tmp_path_factory) -> tuple[dict[str, np.ndarray], list[tuple[str, str, np.ndarray]]]:
+    """A 1-layer llama in F32 (every matrix 256-wide) quantized to Q4_K_M and to Q5_K_M by
+    llama.cpp itself.
 
-    Returns (our float tensors by name, {name: (ggml type name, quantized bytes)}).
+    Returns (our float tensors by name, [(tensor name, ggml type name, quantized bytes)]).
     """
     import llama_cpp  # a test dependency (scripts/setup.sh --test): missing it is a failure, not a skip
     rng = np.random.default_rng(11)
@@ -162,21 +167,23 @@ def llama_cpp_quantized(tmp_path_factory) -> tuple[dict[str, np.ndarray], dict[s
     writer.write_tensors_to_file()
     writer.close()
 
-    dst = src.with_name("tiny-q4_k_m.gguf")
-    params = llama_cpp.llama_model_quantize_default_params()
-    params.ftype = llama_cpp.LLAMA_FTYPE_MOSTLY_Q4_K_M
-    params.nthread = 2
-    rc = llama_cpp.llama_model_quantize(str(src).encode(), str(dst).encode(), ctypes.byref(params))
-    assert rc == 0, f"llama_model_quantize failed with {rc}"
-    reader = gguf.GGUFReader(str(dst))
-    quantized = {t.name: (t.tensor_type.name, np.asarray(t.data)) for t in reader.tensors}
+    quantized = []
+    for ftype, suffix in ((llama_cpp.LLAMA_FTYPE_MOSTLY_Q4_K_M, "q4_k_m"), (llama_cpp.LLAMA_FTYPE_MOSTLY_Q5_K_M, "q5_k_m")):
+        dst = src.with_name(f"tiny-{suffix}.gguf")
+        params = llama_cpp.llama_model_quantize_default_params()
+        params.ftype = ftype
+        params.nthread = 2
+        rc = llama_cpp.llama_model_quantize(str(src).encode(), str(dst).encode(), ctypes.byref(params))
+        assert rc == 0, f"llama_model_quantize ({suffix}) failed with {rc}"
+        reader = gguf.GGUFReader(str(dst))
+        quantized += [(t.name, t.tensor_type.name, np.asarray(t.data)) for t in reader.tensors]
     return tensors, quantized
 
 
 def test_quantize_bytes_equal_llama_cpp(llama_cpp_quantized, isa) -> None:
     tensors, quantized = llama_cpp_quantized
-    checked = {"Q4_K": 0, "Q6_K": 0}
-    for name, (type_name, theirs) in quantized.items():
+    checked = {"Q4_K": 0, "Q5_K": 0, "Q6_K": 0}
+    for name, type_name, theirs in quantized:
         if type_name not in checked:
             continue
         fmt = type_name[:-1] + "K"  # ggml's spelling: q4_K
@@ -187,8 +194,9 @@ def test_quantize_bytes_equal_llama_cpp(llama_cpp_quantized, isa) -> None:
             mismatched = np.flatnonzero(np.any(ours != theirs_rows, axis=1))
             assert mismatched.size == 0, f"{name} ({type_name}, {isa_name}): rows {mismatched[:10]} differ"
         checked[type_name] += 1
-    # Q4_K_M puts Q4_K on most matrices and Q6_K on output, attn_v and ffn_down: both are covered
-    assert checked["Q4_K"] >= 4 and checked["Q6_K"] >= 2, checked
+    # Q4_K_M puts Q4_K on most matrices and Q6_K on output, attn_v and ffn_down; Q5_K_M likewise
+    # with Q5_K: every format is covered several times
+    assert checked["Q4_K"] >= 4 and checked["Q5_K"] >= 4 and checked["Q6_K"] >= 4, checked
 
 
 # ================================================================================================
@@ -295,13 +303,13 @@ def test_matmul_matches_float64(fmt: str, rows: int, n_blocks: int, isa) -> None
 @pytest.mark.parametrize("fmt", WEIGHT_FORMATS)
 def test_matmul_extreme_codes_do_not_saturate(fmt: str, isa) -> None:
     # Largest weight codes and scales against activations of +-127: the SIMD kernels' int16
-    # pair sums (2 * 63 * 127 = 16002) must not saturate and the int32 sums must be exact.
+    # pair sums (2 * 63 * 127 = 16002 for q6_K, 2 * 31 * 127 for q5_K) must not saturate and the int32 sums must be exact.
     rng = np.random.default_rng(9)
     n_blocks, rows = 3, 4
     blocks = np.zeros((rows * n_blocks, BLOCK_BYTES[fmt]), np.uint8)
-    if fmt == "q4_K":
+    if fmt in ("q4_K", "q5_K"):
         blocks[:, 4:16] = 0xFF        # every 6-bit scale and min = 63
-        blocks[:, 16:] = 0xFF         # every nibble = 15
+        blocks[:, 16:] = 0xFF         # every code = 15 (q4_K) or 31 (q5_K: qh all set too)
         blocks[::2, 16:] = 0x00       # and rows whose codes are all 0 (only the min term)
         blocks[:, 0:4] = np.array([[0.5, 0.25]], np.float16).view(np.uint8)
     else:
@@ -331,3 +339,57 @@ def test_bad_shapes_raise(fmt: str) -> None:
         w = np.zeros((2, BLOCK_BYTES[fmt]), np.uint8)
         with pytest.raises(ValueError):
             _native.matmul(w, fmt, np.zeros(2 * QK_K, np.float32))  # activation length mismatch
+
+
+# ================================================================================================
+# llama.cpp's own x86 kernels, and batches
+# ================================================================================================
+def ggml_cpu_lib() -> ctypes.CDLL:
+    import pathlib
+
+    import llama_cpp
+    lib = ctypes.CDLL(str(pathlib.Path(llama_cpp.__file__).parent / "lib" / "libggml-cpu.so"))
+    lib.ggml_cpu_init()
+    return lib
+
+
+@pytest.mark.parametrize("fmt", WEIGHT_FORMATS)
+def test_avx2_products_equal_llama_cpp_bit_for_bit(fmt: str, isa) -> None:
+    # llama-cpp-python's libggml-cpu is built for this CPU (GGML_NATIVE), so on an AVX2 machine its
+    # ggml_vec_dot_*_q8_K are the x86 AVX2 kernels whose arithmetic ours follow.
+    if "avx2" not in _native.available_isas():
+        pytest.skip("llama.cpp's x86 kernels are the reference only on an AVX2 CPU")
+    lib = ggml_cpu_lib()
+    dot = getattr(lib, f"ggml_vec_dot_{fmt}_q8_K")
+    dot.argtypes = [ctypes.c_int, ctypes.POINTER(ctypes.c_float), ctypes.c_size_t, ctypes.c_void_p, ctypes.c_size_t,
+                    ctypes.c_void_p, ctypes.c_size_t, ctypes.c_int]
+    isa("avx2")
+    rng = np.random.default_rng(21)
+    for n_blocks in (1, 3, 17, 33):
+        cols = n_blocks * QK_K
+        w = np.ascontiguousarray(_native.quantize(random_matrix(rng, 5, cols), fmt))
+        x = random_matrix(rng, 3, cols)
+        act = np.ascontiguousarray(_native.quantize_activations(x, fmt))
+        got = _native.matmul(w, fmt, x)
+        want = np.zeros((3, 5), np.float32)
+        out = ctypes.c_float()
+        for t in range(3):
+            for r in range(5):
+                dot(cols, ctypes.byref(out), 0, w[r].ctypes.data, 0, act[t].ctypes.data, 0, 1)
+                want[t, r] = out.value
+        np.testing.assert_array_equal(as_bits(got), as_bits(want), err_msg=f"{fmt} blocks={n_blocks}")
+
+
+@pytest.mark.parametrize("fmt", WEIGHT_FORMATS)
+def test_batch_equals_one_token_at_a_time_on_every_isa(fmt: str, isa) -> None:
+    # AVX2 batches run in register tiles (4 rows x 4 tokens); row and token counts around the
+    # tile edges must give exactly what single-token products give.
+    rng = np.random.default_rng(13)
+    for name in _native.available_isas():
+        isa(name)
+        for rows, n_tok in [(1, 2), (3, 5), (4, 4), (5, 7), (16, 13), (17, 64), (37, 9)]:
+            w = _native.quantize(random_matrix(rng, rows, 2 * QK_K), fmt)
+            x = random_matrix(rng, n_tok, 2 * QK_K)
+            got = _native.matmul(w, fmt, x)
+            for t in range(n_tok):
+                np.testing.assert_array_equal(got[t], _native.matmul(w, fmt, x[t]), err_msg=f"{name} {rows}x{n_tok} t={t}")
