@@ -13,7 +13,7 @@ import os
 import re
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Optional, Union
+from typing import Any, Optional, Union
 
 from .errors import MemoryBudgetError, StoreError
 
@@ -105,7 +105,7 @@ def estimate_memory(
 
 
 def estimate_for_gguf(path: Union[str, Path], n_ctx: int, kv_type: str = "f16", voice_sizes: tuple[int, ...] = (),
-                      n_batch: int = DEFAULT_N_BATCH, n_seq: int = 1) -> MemoryEstimate:
+                      n_batch: int = DEFAULT_N_BATCH, n_seq: int = 1, gguf_file: Any = None) -> MemoryEstimate:
     """estimate_memory for a GGUF file: its shape read by the native reader, its KV cache sized by
     the engine's own layout function (kv_cache_layout: the same numbers the cache allocates;
     sliding-window layers count their ring, not the whole context)."""
@@ -113,9 +113,13 @@ def estimate_for_gguf(path: Union[str, Path], n_ctx: int, kv_type: str = "f16", 
 
     path = Path(path)
     kv_bytes_per_element(kv_type)  # ValueError for an unknown type, before touching the file
-    with GGUFFile(path) as f:
+    f = gguf_file if gguf_file is not None and not gguf_file.closed else GGUFFile(path)
+    try:
         h = f.hparams()
         kv = int(f.kv_cache_layout(n_ctx, n_seq, kv_type)["nbytes"])
+    finally:
+        if f is not gguf_file:
+            f.close()
     return estimate_memory(
         weights_bytes=path.stat().st_size, n_layer=h["n_layer"], n_ctx=n_ctx, n_head_kv=h["n_head_kv"],
         head_dim=h["head_dim"], head_dim_v=h["head_dim_v"], kv_type=kv_type, n_vocab=h["n_vocab"],
@@ -193,9 +197,9 @@ def check_fit(estimate: MemoryEstimate, budget: Union[None, str, int] = None, wh
 
 def check_model_fit(model_path: Union[str, Path], n_ctx: int, kv_type: str = "f16",
                     voice_paths: tuple[Union[str, Path], ...] = (), budget: Union[None, str, int] = None,
-                    n_batch: int = DEFAULT_N_BATCH) -> MemoryEstimate:
+                    n_batch: int = DEFAULT_N_BATCH, gguf_file: Any = None) -> MemoryEstimate:
     """The loader's one call: estimate a GGUF at n_ctx (plus voice sessions) and refuse it with
     MemoryBudgetError if it does not fit the budget (default: available RAM minus a margin)."""
     sizes = tuple(Path(p).stat().st_size for p in voice_paths)
-    estimate = estimate_for_gguf(model_path, n_ctx, kv_type, sizes, n_batch)
+    estimate = estimate_for_gguf(model_path, n_ctx, kv_type, sizes, n_batch, gguf_file=gguf_file)
     return check_fit(estimate, budget, what=Path(model_path).name)

@@ -65,12 +65,25 @@ def load(
     check_n_ctx(n_ctx, model_window_ok=False)  # the fit check needs the window's size
     check_n_threads(n_threads)
     path = resolve_model_path(model)
-    _check_fit(path, n_ctx, kv_type, memory_budget)
-    be = open_backend(path, backend, n_ctx=n_ctx, n_threads=n_threads, kv_type=kv_type, **backend_options)
+    gguf = _open_gguf(path)  # mapped once: the fit check and the native engine share it
+    _check_fit(path, n_ctx, kv_type, memory_budget, gguf)
+    be = open_backend(path, backend, gguf_file=gguf, n_ctx=n_ctx, n_threads=n_threads, kv_type=kv_type,
+                      **backend_options)
     return LLM(be, path, template_limits=template_limits, defaults=defaults)
 
 
-def _check_fit(path: str, n_ctx: int, kv_type: str, budget: Union[None, int, str]) -> None:
+def _open_gguf(path: str) -> Any:
+    """The validated mapping of a GGUF file, or None when it cannot be read here (the backend
+    then reports the problem precisely, or llama.cpp reads a file our reader does not)."""
+    try:
+        from .gguf import GGUFFile
+
+        return GGUFFile(path)
+    except (ImportError, EdgegenError, OSError):
+        return None
+
+
+def _check_fit(path: str, n_ctx: int, kv_type: str, budget: Union[None, int, str], gguf: Any = None) -> None:
     try:
         from .fit import check_model_fit
     except ImportError:  # fit estimates not in this build: weights alone must fit an explicit budget
@@ -78,7 +91,7 @@ def _check_fit(path: str, n_ctx: int, kv_type: str, budget: Union[None, int, str
             raise MemoryBudgetError(f"{os.path.basename(path)} weights exceed the {budget}-byte memory budget") from None
         return
     try:
-        check_model_fit(path, n_ctx, kv_type, budget=budget)
+        check_model_fit(path, n_ctx, kv_type, budget=budget, gguf_file=gguf)
     except MemoryBudgetError:
         raise
     except (ModelNotFoundError, ValueError, OSError) as exc:

@@ -31,7 +31,7 @@ def _module(name: str) -> Any:
     return importlib.import_module(BACKENDS[name])
 
 
-def _native_supports(path: str) -> bool:
+def _native_supports(path: str, gguf_file: Any = None) -> bool:
     try:
         module = _module("native")
     except ImportError as exc:  # module or its extension not built yet
@@ -41,14 +41,15 @@ def _native_supports(path: str) -> bool:
     if supports is None:
         return False
     try:
-        return bool(supports(path))
+        return bool(supports(path, gguf_file=gguf_file))
     except Exception as exc:  # a support check must never break loading: fall back
         log.debug("native.supports(%r) failed: %s", path, exc)
         return False
 
 
-def open_backend(path: str, backend: str = "auto", **options: Any) -> Backend:
-    """Open `path` with the named backend ("auto", "native", "llama.cpp")."""
+def open_backend(path: str, backend: str = "auto", *, gguf_file: Any = None, **options: Any) -> Backend:
+    """Open `path` with the named backend ("auto", "native", "llama.cpp"). `gguf_file`: the file
+    already mapped by the caller (edgegen.gguf.GGUFFile), so the native engine does not map it again."""
     name = _ALIASES.get(backend, backend)
     if name != "auto":
         if name not in BACKENDS:
@@ -57,10 +58,12 @@ def open_backend(path: str, backend: str = "auto", **options: Any) -> Backend:
             module = _module(name)
         except ImportError as exc:
             raise UnsupportedModelError(f"backend {name!r} is not available in this build: {exc}") from exc
+        if name == "native":
+            options["gguf_file"] = gguf_file
         return module.open(path, **options)
-    if _native_supports(path):
+    if _native_supports(path, gguf_file):
         try:
-            return _module("native").open(path, **options)
+            return _module("native").open(path, gguf_file=gguf_file, **options)
         except UnsupportedModelError as exc:
             log.info("native backend declined %s (%s); using llama.cpp", path, exc)
     return _module("llama.cpp").open(path, **options)

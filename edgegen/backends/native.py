@@ -20,11 +20,11 @@ import threading
 from typing import Any, Iterator, Optional, Sequence
 
 from .. import _native
-from ..errors import MemoryBudgetError, ModelNotFoundError, UnsupportedModelError
+from ..errors import MemoryBudgetError, UnsupportedModelError
 from ..gguf import GGUFFile
 from ..sampling import SamplingParams
 from ..tokenizer import Tokenizer
-from .base import Backend
+from .base import Backend, check_open_options
 
 KV_TYPES = ("f16", "q8_0")
 _WORK = 0  # the working sequence id
@@ -35,8 +35,10 @@ def supported_architectures() -> tuple[str, ...]:
     return tuple(_native.supported_architectures())
 
 
-def supports(path: str) -> bool:
+def supports(path: str, gguf_file: Optional[GGUFFile] = None) -> bool:
     """True when the file is a GGUF model whose architecture the native engine runs."""
+    if gguf_file is not None and not gguf_file.closed:
+        return gguf_file.architecture in supported_architectures()
     with GGUFFile(path) as f:
         return f.architecture in supported_architectures()
 
@@ -70,10 +72,7 @@ class NativeBackend(Backend):
         gguf_file: Optional[GGUFFile] = None,
     ) -> None:
         del n_batch, verbose  # the engine batches internally; it never logs
-        if not os.path.isfile(path):
-            raise ModelNotFoundError(f"no model file at {path!r}")
-        if kv_type not in KV_TYPES:
-            raise UnsupportedModelError(f"kv_type {kv_type!r} is not supported by the native engine; use one of {KV_TYPES}")
+        check_open_options(path, backend=self.name, n_ctx=n_ctx, n_threads=n_threads, kv_type=kv_type, kv_types=KV_TYPES)
         self._path = path
         self._file = gguf_file if gguf_file is not None and not gguf_file.closed else GGUFFile(path)
         arch = self._file.architecture

@@ -85,13 +85,14 @@ def test_real_packaged_models_resolve_without_a_copy(smollm2_path: Path, joe_pat
         resolve_model("..", "llm")
 
 
-def test_public_name_and_bounded_reader_agree(smollm2_path: Path) -> None:
-    from edgegen.store.inspect import read_gguf_summary, read_gguf_summary_py
+def test_summary_reads_counts_without_copying_arrays(smollm2_path: Path) -> None:
+    from edgegen.store.inspect import ArrayInfo, read_gguf_summary
 
     assert edgegen.ModelStore is ModelStore
-    a, b = read_gguf_summary(smollm2_path), read_gguf_summary_py(smollm2_path)
-    assert (a.parameters, a.tensor_count, a.tensor_types) == (b.parameters, b.tensor_count, b.tensor_types)
+    a = read_gguf_summary(smollm2_path)
     assert a.parameters == 134515008 and a.tensor_types == {"F32": 61, "Q4_1": 210, "Q8_0": 1}
+    assert a.metadata["tokenizer.ggml.tokens"] == ArrayInfo("string", 49152)
+    assert a.hparams is not None and a.hparams["n_layer"] == 30 and a.hparams["n_head_kv"] == 3
 
 
 def test_package_file_that_does_not_match_is_refused(env: StoreEnv, tmp_path: Path, smollm2_path: Path) -> None:
@@ -157,16 +158,16 @@ def _write(path: Path, data: bytes) -> Path:
     return path
 
 
-def test_bounded_reader_fails_fast_on_absurd_array_lengths(tmp_path: Path, tiny_gguf_bytes: bytes) -> None:
-    from edgegen.store.inspect import read_gguf_summary_py
+def test_summary_fails_fast_on_absurd_array_lengths(tmp_path: Path, tiny_gguf_bytes: bytes) -> None:
+    from edgegen.store.inspect import read_gguf_summary
 
     # Rewrite the token array's length (u64 after "tokenizer.ggml.tokens" + type + item type) to 2^62.
     key = b"tokenizer.ggml.tokens"
     at = tiny_gguf_bytes.index(key) + len(key) + 4 + 4
     data = tiny_gguf_bytes[:at] + (1 << 62).to_bytes(8, "little") + tiny_gguf_bytes[at + 8:]
     path = _write(tmp_path / "absurd.gguf", data)
-    with pytest.raises(ModelFormatError, match="cannot fit"):
-        read_gguf_summary_py(path)
+    with pytest.raises(ModelFormatError):
+        read_gguf_summary(path)
 
 
 @pytest.mark.parametrize("text,match", [
@@ -193,15 +194,3 @@ def test_build_py_ships_the_manifests_inside_the_package(tmp_path: Path) -> None
     assert proc.returncode == 0, proc.stderr
     shipped = sorted(p.name for p in (out / "edgegen" / "_manifests").glob("*.toml"))
     assert shipped == sorted(p.name for p in (REPO / "models").glob("*.toml"))
-
-
-def test_info_falls_back_to_the_bounded_reader_without_the_extension(smollm2_path: Path,
-                                                                     monkeypatch: pytest.MonkeyPatch) -> None:
-    from edgegen.store import inspect
-
-    monkeypatch.setitem(sys.modules, "edgegen._native", None)  # import now raises ImportError
-    calls = []
-    real = inspect.read_gguf_summary_py
-    monkeypatch.setattr(inspect, "read_gguf_summary_py", lambda p: calls.append(p) or real(p))
-    facts = inspect.describe_file(smollm2_path, "llm")
-    assert calls == [smollm2_path] and facts["layers"] == 30 and facts["parameters"] == 134515008
