@@ -5,6 +5,7 @@
 #include <string>
 
 #include "gguf.h"
+#include "model_spec.h"
 
 namespace eg {
 
@@ -127,28 +128,20 @@ void GGUFFile::check_model() const {
                  std::to_string(tokens->array_count) + " tokens");
     }
 
-    // Heads: n_head * head_dim vs attn_q, n_head_kv * head_dim vs attn_k / attn_v. Per-layer head
-    // counts (arrays) are left to the architectures that use them.
+    // Heads: n_head * head_dim vs attn_q, n_head_kv * head_dim vs attn_k / attn_v, read by the
+    // engine's one hyper-parameter reader (model_spec.cpp). Per-layer head counts (arrays) are
+    // left to the architectures that use them.
     const GGUFValue* hv = find(p + "attention.head_count");
-    if (!hv || hv->type == GGUFType::ARRAY || n_embd <= 0) return;
-    const int64_t n_head = get_int(p + "attention.head_count");
+    if (!hv || hv->type == GGUFType::ARRAY || n_embd <= 0 || n_layer <= 0) return;
     const GGUFValue* hkv = find(p + "attention.head_count_kv");
     if (hkv && hkv->type == GGUFType::ARRAY) return;
-    const int64_t n_head_kv = get_int(p + "attention.head_count_kv", n_head);
-    if (n_head <= 0 || n_head > (1 << 16)) fail(p + "attention.head_count = " + std::to_string(n_head) + " is not sane");
-    if (n_head_kv <= 0 || n_head_kv > n_head || n_head % n_head_kv != 0)
+    const HParams h = read_hparams(*this);
+    const int64_t n_head = h.n_head, n_head_kv = h.n_head_kv, head_k = h.head_dim, head_v = h.head_dim_v;
+    if (n_head % n_head_kv != 0)
         fail(p + "attention.head_count_kv = " + std::to_string(n_head_kv) + " does not divide head_count = " +
              std::to_string(n_head));
-    if (!find(p + "attention.key_length") && n_embd % n_head != 0)
-        fail(p + "embedding_length = " + std::to_string(n_embd) + " is not a multiple of head_count = " +
-             std::to_string(n_head));
-    const int64_t head_k = get_int(p + "attention.key_length", n_embd / n_head);
-    const int64_t head_v = get_int(p + "attention.value_length", head_k);
-    if (head_k <= 0 || head_v <= 0 || head_k > (1 << 16) || head_v > (1 << 16))
-        fail(p + "attention key/value length is not sane");
-    const int64_t n_ff = find(p + "feed_forward_length") && !(find(p + "feed_forward_length")->type == GGUFType::ARRAY)
-                             ? get_int(p + "feed_forward_length")
-                             : -1;
+    const GGUFValue* ff = find(p + "feed_forward_length");
+    const int64_t n_ff = ff && ff->type != GGUFType::ARRAY ? h.n_ff : -1;
 
     struct Expect {
         const char* name;

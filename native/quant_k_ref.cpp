@@ -341,8 +341,13 @@ void dequantize_row_q8_K(const void* vx, float* y, int64_t n) {
 }
 
 // ================================================================================================
-// Dot products with Q8_K activations: integer sums per sub-block, one float scale per super-block.
-// Eight float lanes (element index mod 8) as in ggml's generic code.
+// Dot products with Q8_K activations, in the arithmetic of ggml's x86 kernels (and so of
+// quant_k_avx2.cpp, bit for bit): integer sums in eight int32 lanes, lane k holding elements
+// 4k..4k+3 of every 32-element chunk (what maddubs + madd produce); one fused multiply-add per lane
+// and super-block; the lanes reduced as hsum_float_8 does. The integer parts are exact in any
+// order, so only the lane assignment and the float steps matter. Following ggml's generic code
+// instead (lanes = element index mod 8) gives other float roundings, which Gemma 3's large
+// activations amplify into whole-logit differences; here the scalar path is a true reference.
 // ================================================================================================
 
 // Unpacks Q4_K's 12 scale bytes into 8 scales (bytes 0..7) and 8 mins (bytes 8..15).
@@ -358,129 +363,111 @@ inline void unpack_q4_K_scales(const uint8_t* packed, uint8_t out[16]) {
     std::memcpy(out, utmp, 16);
 }
 
-float dot_row_q4_K_q8_K(int64_t nb, const block_q4_K* x, const block_q8_K* y) {
-    int8_t aux8[QK_K];
-    float sums[8] = {0, 0, 0, 0, 0, 0, 0, 0};
-    float sumf = 0;
-    for (int64_t i = 0; i < nb; ++i) {
-        const uint8_t* q4 = x[i].qs;
-        int8_t* a = aux8;
-        for (int j = 0; j < QK_K / 64; ++j) {
-            for (int l = 0; l < 32; ++l) a[l] = static_cast<int8_t>(q4[l] & 0xF);
-            a += 32;
-            for (int l = 0; l < 32; ++l) a[l] = static_cast<int8_t>(q4[l] >> 4);
-            a += 32;
-            q4 += 32;
-        }
-        uint8_t sm[16];
-        unpack_q4_K_scales(x[i].scales, sm);
-        const uint8_t* scales = sm;
-        const uint8_t* mins = sm + 8;
-
-        int32_t summ = 0;  // sum over groups of 16 of bsum * min: the dmin term
-        for (int j = 0; j < QK_K / 16; ++j) summ += y[i].bsums[j] * mins[j / 2];
-
-        int32_t aux32[8] = {0, 0, 0, 0, 0, 0, 0, 0};
-        const int8_t* q8 = y[i].qs;
-        a = aux8;
-        for (int j = 0; j < QK_K / 32; ++j) {
-            const int32_t scale = scales[j];
-            for (int k = 0; k < 4; ++k) {
-                for (int l = 0; l < 8; ++l) aux32[l] += scale * (q8[l] * a[l]);
-                q8 += 8;
-                a += 8;
-            }
-        }
-        const float d = fp16_to_f32(x[i].d) * y[i].d;
-        for (int l = 0; l < 8; ++l) sums[l] += d * aux32[l];
-        const float dmin = fp16_to_f32(x[i].dmin) * y[i].d;
-        sumf -= dmin * summ;
-    }
-    for (int l = 0; l < 8; ++l) sumf += sums[l];
-    return sumf;
+// ((x4+x0)+(x6+x2)) + ((x5+x1)+(x7+x3)): ggml's hsum_float_8.
+inline float hsum_float_8_ref(const float x[8]) {
+    const float r0 = x[4] + x[0], r1 = x[5] + x[1], r2 = x[6] + x[2], r3 = x[7] + x[3];
+    return (r0 + r2) + (r1 + r3);
 }
 
-// ggml's generic q5_K dot: Q4_K's, with 16 added where the fifth bit is set.
-float dot_row_q5_K_q8_K(int64_t nb, const block_q5_K* x, const block_q8_K* y) {
-    int8_t aux8[QK_K];
-    float sums[8] = {0, 0, 0, 0, 0, 0, 0, 0};
-    float sumf = 0;
-    for (int64_t i = 0; i < nb; ++i) {
-        const uint8_t* q4 = x[i].qs;
-        const uint8_t* hm = x[i].qh;
-        int8_t* a = aux8;
-        unsigned m = 1;
-        for (int j = 0; j < QK_K / 64; ++j) {
-            for (int l = 0; l < 32; ++l) a[l] = static_cast<int8_t>((q4[l] & 0xF) + (hm[l] & m ? 16 : 0));
-            a += 32;
-            m <<= 1;
-            for (int l = 0; l < 32; ++l) a[l] = static_cast<int8_t>((q4[l] >> 4) + (hm[l] & m ? 16 : 0));
-            a += 32;
-            m <<= 1;
-            q4 += 32;
-        }
-        uint8_t sm[16];
-        unpack_q4_K_scales(x[i].scales, sm);
-        const uint8_t* scales = sm;
-        const uint8_t* mins = sm + 8;
+// sumi[k] += scale * sum over e in 4k..4k+3 of q[e] * q8[e], for one 32-element chunk.
+inline void madd_chunk(int32_t sumi[8], const uint8_t q[32], const int8_t* q8, int32_t scale_lo, int32_t scale_hi) {
+    for (int k = 0; k < 8; ++k) {
+        int32_t s = 0;
+        for (int e = 4 * k; e < 4 * k + 4; ++e) s += static_cast<int32_t>(q[e]) * q8[e];
+        sumi[k] += (k < 4 ? scale_lo : scale_hi) * s;
+    }
+}
 
-        int32_t summ = 0;
-        for (int j = 0; j < QK_K / 16; ++j) summ += y[i].bsums[j] * mins[j / 2];
+// Q4_K / Q5_K's min term: the per-pair sums of bsums times the mins, as _mm_madd_epi16 gives them.
+inline void min_products(const block_q8_K& y, const uint8_t* mins, int32_t prod[4]) {
+    int32_t q8s[8];
+    for (int m = 0; m < 8; ++m) q8s[m] = static_cast<int16_t>(y.bsums[2 * m] + y.bsums[2 * m + 1]);
+    for (int k = 0; k < 4; ++k) prod[k] = mins[2 * k] * q8s[2 * k] + mins[2 * k + 1] * q8s[2 * k + 1];
+}
 
-        int32_t aux32[8] = {0, 0, 0, 0, 0, 0, 0, 0};
-        const int8_t* q8 = y[i].qs;
-        a = aux8;
-        for (int j = 0; j < QK_K / 32; ++j) {
-            const int32_t scale = scales[j];
-            for (int k = 0; k < 4; ++k) {
-                for (int l = 0; l < 8; ++l) aux32[l] += scale * (q8[l] * a[l]);
-                q8 += 8;
-                a += 8;
+template <bool kFifthBit, typename Block>
+void q45_K_block(const Block& x, const block_q8_K& y, int32_t sumi[8]) {
+    uint8_t sm[16];
+    unpack_q4_K_scales(x.scales, sm);
+    const uint8_t* q4 = x.qs;
+    for (int j = 0; j < QK_K / 64; ++j) {
+        uint8_t lo[32], hi[32];
+        for (int l = 0; l < 32; ++l) {
+            lo[l] = q4[l] & 0xF;
+            hi[l] = q4[l] >> 4;
+            if constexpr (kFifthBit) {
+                lo[l] |= ((x.qh[l] >> (2 * j)) & 1) << 4;
+                hi[l] |= ((x.qh[l] >> (2 * j + 1)) & 1) << 4;
             }
         }
-        const float d = fp16_to_f32(x[i].d) * y[i].d;
-        for (int l = 0; l < 8; ++l) sums[l] += d * aux32[l];
-        const float dmin = fp16_to_f32(x[i].dmin) * y[i].d;
-        sumf -= dmin * summ;
+        madd_chunk(sumi, lo, y.qs + 64 * j, sm[2 * j], sm[2 * j]);
+        madd_chunk(sumi, hi, y.qs + 64 * j + 32, sm[2 * j + 1], sm[2 * j + 1]);
+        q4 += 32;
     }
-    for (int l = 0; l < 8; ++l) sumf += sums[l];
-    return sumf;
+}
+
+float dot_row_q4_K_q8_K(int64_t nb, const block_q4_K* x, const block_q8_K* y) {
+    float acc[8] = {}, acc_m[4] = {};
+    for (int64_t i = 0; i < nb; ++i) {
+        const float d = y[i].d * fp16_to_f32(x[i].d);
+        const float dmin = -y[i].d * fp16_to_f32(x[i].dmin);
+        uint8_t sm[16];
+        unpack_q4_K_scales(x[i].scales, sm);
+        int32_t prod[4];
+        min_products(y[i], sm + 8, prod);
+        for (int k = 0; k < 4; ++k) acc_m[k] = std::fma(dmin, static_cast<float>(prod[k]), acc_m[k]);
+        int32_t sumi[8] = {};
+        q45_K_block<false>(x[i], y[i], sumi);
+        for (int k = 0; k < 8; ++k) acc[k] = std::fma(d, static_cast<float>(sumi[k]), acc[k]);
+    }
+    const float m = (acc_m[0] + acc_m[2]) + (acc_m[1] + acc_m[3]);
+    return hsum_float_8_ref(acc) + m;
+}
+
+float dot_row_q5_K_q8_K(int64_t nb, const block_q5_K* x, const block_q8_K* y) {
+    float acc[8] = {}, summs = 0.0f;
+    for (int64_t i = 0; i < nb; ++i) {
+        const float d = y[i].d * fp16_to_f32(x[i].d);
+        const float dmin = -y[i].d * fp16_to_f32(x[i].dmin);
+        uint8_t sm[16];
+        unpack_q4_K_scales(x[i].scales, sm);
+        int32_t prod[4];
+        min_products(y[i], sm + 8, prod);
+        // llama.cpp's build contracts `summs += dmin * sum` into one fused multiply-add
+        summs = std::fma(dmin, static_cast<float>((prod[0] + prod[1]) + (prod[2] + prod[3])), summs);
+        int32_t sumi[8] = {};
+        q45_K_block<true>(x[i], y[i], sumi);
+        for (int k = 0; k < 8; ++k) acc[k] = std::fma(d, static_cast<float>(sumi[k]), acc[k]);
+    }
+    return hsum_float_8_ref(acc) + summs;
 }
 
 float dot_row_q6_K_q8_K(int64_t nb, const block_q6_K* x, const block_q8_K* y) {
-    int8_t aux8[QK_K];
-    float sums[8] = {0, 0, 0, 0, 0, 0, 0, 0};
+    float acc[8] = {};
     for (int64_t i = 0; i < nb; ++i) {
+        const float d = y[i].d * fp16_to_f32(x[i].d);
+        const int8_t* sc = x[i].scales;
+        int32_t sumi[8] = {};
         const uint8_t* ql = x[i].ql;
         const uint8_t* qh = x[i].qh;
-        int8_t* a = aux8;
-        for (int half = 0; half < QK_K; half += 128) {
+        for (int j = 0; j < QK_K / 128; ++j) {
+            uint8_t q[4][32];  // the four 32-element quarters of this 128, unsigned 0..63
             for (int l = 0; l < 32; ++l) {
-                for (int quarter = 0; quarter < 4; ++quarter) {
-                    a[l + 32 * quarter] = static_cast<int8_t>(q6_value(ql, qh, l, quarter));
-                }
+                q[0][l] = (ql[l] & 15) | ((qh[l] & 3) << 4);
+                q[1][l] = (ql[l + 32] & 15) | (((qh[l] >> 2) & 3) << 4);
+                q[2][l] = (ql[l] >> 4) | (((qh[l] >> 4) & 3) << 4);
+                q[3][l] = (ql[l + 32] >> 4) | (((qh[l] >> 6) & 3) << 4);
             }
-            a += 128;
+            for (int s = 0; s < 4; ++s)
+                madd_chunk(sumi, q[s], y[i].qs + 128 * j + 32 * s, sc[8 * j + 2 * s], sc[8 * j + 2 * s + 1]);
             ql += 64;
             qh += 32;
         }
-        int32_t aux32[8] = {0, 0, 0, 0, 0, 0, 0, 0};
-        const int8_t* q8 = y[i].qs;
-        a = aux8;
-        for (int j = 0; j < QK_K / 16; ++j) {
-            const int32_t scale = x[i].scales[j];
-            for (int k = 0; k < 2; ++k) {
-                for (int l = 0; l < 8; ++l) aux32[l] += scale * (q8[l] * a[l]);
-                q8 += 8;
-                a += 8;
-            }
-        }
-        const float d = fp16_to_f32(x[i].d) * y[i].d;
-        for (int l = 0; l < 8; ++l) sums[l] += d * aux32[l];
+        // the -32 offset, per lane as ggml forms it: 32 * (bsum[2k] * sc[2k] + bsum[2k+1] * sc[2k+1])
+        for (int k = 0; k < 8; ++k) sumi[k] -= 32 * (y[i].bsums[2 * k] * sc[2 * k] + y[i].bsums[2 * k + 1] * sc[2 * k + 1]);
+        for (int k = 0; k < 8; ++k) acc[k] = std::fma(d, static_cast<float>(sumi[k]), acc[k]);
     }
-    float sumf = 0;
-    for (int l = 0; l < 8; ++l) sumf += sums[l];
-    return sumf;
+    return hsum_float_8_ref(acc);
 }
 
 template <typename Block, float (*DotRow)(int64_t, const Block*, const block_q8_K*)>

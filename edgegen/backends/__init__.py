@@ -41,7 +41,7 @@ def _native_supports(path: str, gguf_file: Any = None) -> bool:
     if supports is None:
         return False
     try:
-        return bool(supports(path, gguf_file=gguf_file))
+        return bool(supports(path, gguf_file=gguf_file) if gguf_file is not None else supports(path))
     except Exception as exc:  # a support check must never break loading: fall back
         log.debug("native.supports(%r) failed: %s", path, exc)
         return False

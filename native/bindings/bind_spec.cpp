@@ -20,11 +20,15 @@ namespace {
 eg::KVShape kv_shape_of(const eg::GGUFFile& f) {
     eg::KVShape s;
     if (eg::architecture_supported(f.architecture())) {
-        const eg::ModelSpec spec = eg::read_model_spec(f);
-        s.n_embd_kv = static_cast<int32_t>(spec.kv_dim());
-        s.head_dim = spec.hp.head_dim;
-        s.layer_windows = spec.layer_windows();
-        return s;
+        try {
+            const eg::ModelSpec spec = eg::read_model_spec(f);
+            s.n_embd_kv = static_cast<int32_t>(spec.kv_dim());
+            s.head_dim = spec.hp.head_dim;
+            s.layer_windows = spec.layer_windows();
+            return s;
+        } catch (const eg::UnsupportedError&) {
+            // a shape the engine does not run (llama.cpp will): sized below as all-global
+        }
     }
     const eg::HParams h = eg::read_hparams(f);
     s.head_dim = std::max(h.head_dim, h.head_dim_v);
