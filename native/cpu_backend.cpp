@@ -56,22 +56,26 @@ public:
         for (int64_t i = 0; i < n; ++i) deq(w.view.data + ids[i] * w.view.row_stride, out + i * w.view.cols, w.view.cols);
     }
 
+    // The small element-wise steps run on the pool when a batch makes them worth a fork/join
+    // (prefill); one decode token keeps them on the calling thread.
     void rms_norm(const float* x, const float* w, float* y, int64_t n_rows, int64_t n, float eps) override {
-        for (int64_t r = 0; r < n_rows; ++r) eg::rms_norm(x + r * n, w, y + r * n, n, eps);
+        parallel_rows(n_rows, n_rows * n, [&](int64_t r) { eg::rms_norm(x + r * n, w, y + r * n, n, eps); });
     }
 
     void rope(float* x, int64_t n_tok, int64_t row_stride, int32_t n_heads, int32_t head_dim, int64_t pos0,
               const RopeParams& p) override {
-        for (int64_t t = 0; t < n_tok; ++t) eg::rope(x + t * row_stride, n_heads, head_dim, static_cast<double>(pos0 + t), p);
+        parallel_rows(n_tok, n_tok * n_heads * head_dim,
+                      [&](int64_t t) { eg::rope(x + t * row_stride, n_heads, head_dim, static_cast<double>(pos0 + t), p); });
     }
 
     void glu(Activation act, float* gate, const float* up, int64_t n) override {
         const KernelTable& kt = kernels();
-        if (act == Activation::GeluTanh) {
-            kt.gelu_mul(n, gate, up);
-        } else {
-            kt.silu_mul(n, gate, up);
-        }
+        const auto fn = act == Activation::GeluTanh ? kt.gelu_mul : kt.silu_mul;
+        constexpr int64_t kChunk = 1024;  // element-wise: any split gives the same values
+        parallel_rows((n + kChunk - 1) / kChunk, n, [&](int64_t c) {
+            const int64_t b = c * kChunk;
+            fn(std::min(kChunk, n - b), gate + b, up + b);
+        });
     }
 
     void store_kv(KVCache& kv, int32_t layer, int32_t seq, int64_t pos0, int64_t n_tok, const float* k,
@@ -86,6 +90,21 @@ public:
     void attention(const AttentionArgs& a) override;
 
 private:
+    // fn(i) for i in [0, n): on the pool when `work` (elements touched) is large enough.
+    template <typename F>
+    void parallel_rows(int64_t n, int64_t work, const F& fn) {
+        constexpr int64_t kMinParallelWork = 16384;
+        if (work < kMinParallelWork || n < 2 || pool_.size() < 2) {
+            for (int64_t i = 0; i < n; ++i) fn(i);
+            return;
+        }
+        pool_.run([&](int ith, int nth) {
+            int64_t b, e;
+            split_range(n, ith, nth, 1, &b, &e);
+            for (int64_t i = b; i < e; ++i) fn(i);
+        });
+    }
+
     struct Scratch {                         // one per worker thread
         std::vector<float> scores;           // (heads of a task, keys padded to 32) scores, then probabilities
         std::vector<const uint8_t*> bases;   // V^T 32-token chunk pointers
