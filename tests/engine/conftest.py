@@ -35,6 +35,16 @@ def corpus_texts() -> list[str]:
     return [prose, code, data * 3, mixed * 4]
 
 
+# Varied prompts for free-running greedy comparisons (code, maths, prose, French, lists).
+GREEDY_PROMPTS = [
+    "The capital of France is", "def fibonacci(n):", "Once upon a time", "The three primary colors are",
+    "import numpy as np\n", "Water boils at", "Q: What is 12 times 12?\nA:", "The best way to learn a language is",
+    "In 1969,", "Dear hiring manager,", "SELECT * FROM", "The sun is a", "Here is a haiku about autumn:\n",
+    "To make a cup of tea,", "The mitochondria is", "for i in range(10):", "My favourite food is",
+    "The Pythagorean theorem states that", "Le chat est", "1, 1, 2, 3, 5, 8,",
+]
+
+
 def corpus_segments(tokenize, total: int, seg_len: int = 500) -> list[list[int]]:
     """Token segments (each evaluated from an empty context) adding up to `total` positions."""
     segments: list[list[int]] = []

@@ -28,7 +28,7 @@ import pytest
 
 from edgegen import _native
 
-from .conftest import corpus_texts, llama_without_repack
+from .conftest import GREEDY_PROMPTS as PROMPTS, corpus_texts, llama_without_repack
 
 pytestmark = pytest.mark.slow
 
@@ -39,13 +39,6 @@ N_GEN = 32
 SCALAR_POSITIONS, SCALAR_PROMPTS, SCALAR_GEN = 64, 2, 16
 CHUNK = 128                     # our side evaluates a segment in chunks: 128 x 262,144 logits at a time
 
-PROMPTS = [
-    "The capital of France is", "def fibonacci(n):", "Once upon a time", "The three primary colors are",
-    "import numpy as np\n", "Water boils at", "Q: What is 12 times 12?\nA:", "The best way to learn a language is",
-    "In 1969,", "Dear hiring manager,", "SELECT * FROM", "The sun is a", "Here is a haiku about autumn:\n",
-    "To make a cup of tea,", "The mitochondria is", "for i in range(10):", "My favourite food is",
-    "The Pythagorean theorem states that", "Le chat est", "1, 1, 2, 3, 5, 8,",
-]
 
 
 def gemma3_path() -> str:

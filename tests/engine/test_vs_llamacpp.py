@@ -19,7 +19,7 @@ import pytest
 
 from edgegen import _native
 
-from .conftest import compare, corpus_segments, llama_reference, llama_without_repack
+from .conftest import GREEDY_PROMPTS as PROMPTS, compare, corpus_segments, llama_reference, llama_without_repack
 
 X86 = platform.machine() in ("x86_64", "AMD64")
 EXACT_TOL = 1e-3
@@ -85,13 +85,6 @@ def test_teacher_forced_requantized(requantized, quant) -> None:
     assert agree >= 0.99
 
 
-PROMPTS = [
-    "The capital of France is", "def fibonacci(n):", "Once upon a time", "The three primary colors are",
-    "import numpy as np\n", "Water boils at", "Q: What is 12 times 12?\nA:", "The best way to learn a language is",
-    "In 1969,", "Dear hiring manager,", "SELECT * FROM", "The sun is a", "Here is a haiku about autumn:\n",
-    "To make a cup of tea,", "The mitochondria is", "for i in range(10):", "My favourite food is",
-    "The Pythagorean theorem states that", "Le chat est", "1, 1, 2, 3, 5, 8,",
-]
 
 
 def test_free_running_greedy_20_prompts(smollm2) -> None:
