@@ -99,6 +99,19 @@ struct block_q5_K {  // Q4_K's layout plus a fifth bit: element 64k + 32h + l ha
     uint8_t qh[QK_K / 8];
     uint8_t qs[QK_K / 2];
 };
+// Q4_K / Q5_K: the 12 packed scale bytes -> 8 six-bit scales (out[0..7]) and 8 mins (out[8..15]),
+// ggml's get_scale_min_k4 for all eight sub-blocks at once. Every Q4_K/Q5_K kernel unpacks here.
+inline void unpack_q4_K_scales(const uint8_t* packed, uint8_t out[16]) {
+    constexpr uint32_t kmask1 = 0x3f3f3f3f, kmask2 = 0x0f0f0f0f, kmask3 = 0x03030303;
+    uint32_t utmp[4];
+    std::memcpy(utmp, packed, 12);
+    utmp[3] = ((utmp[2] >> 4) & kmask2) | (((utmp[1] >> 6) & kmask3) << 4);
+    const uint32_t uaux = utmp[1] & kmask1;
+    utmp[1] = (utmp[2] & kmask2) | (((utmp[0] >> 6) & kmask3) << 4);
+    utmp[2] = uaux;
+    utmp[0] &= kmask1;
+    std::memcpy(out, utmp, 16);
+}
 struct block_q6_K {  // 16 sub-blocks of 16: x = d * sc * (q6 - 32)
     uint8_t ql[QK_K / 2];
     uint8_t qh[QK_K / 4];

@@ -50,16 +50,9 @@ struct alignas(32) Unpacked {
 };
 
 inline __m256i k4_mins_and_scales(const uint8_t* packed) {  // scales in the low half, mins high
-    constexpr uint32_t kmask1 = 0x3f3f3f3f, kmask2 = 0x0f0f0f0f, kmask3 = 0x03030303;
-    uint32_t utmp[4];
-    std::memcpy(utmp, packed, 12);
-    utmp[3] = ((utmp[2] >> 4) & kmask2) | (((utmp[1] >> 6) & kmask3) << 4);
-    const uint32_t uaux = utmp[1] & kmask1;
-    utmp[1] = (utmp[2] & kmask2) | (((utmp[0] >> 6) & kmask3) << 4);
-    utmp[2] = uaux;
-    utmp[0] &= kmask1;
-    return _mm256_cvtepu8_epi16(_mm_set_epi32(static_cast<int>(utmp[3]), static_cast<int>(utmp[2]),
-                                              static_cast<int>(utmp[1]), static_cast<int>(utmp[0])));
+    uint8_t sm[16];
+    unpack_q4_K_scales(packed, sm);
+    return _mm256_cvtepu8_epi16(_mm_loadu_si128(reinterpret_cast<const __m128i*>(sm)));
 }
 
 inline void unpack(const block_q4_K& b, Unpacked& u) {

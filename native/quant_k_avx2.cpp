@@ -52,7 +52,6 @@ inline __m128i scale_shuffle_q6(int i) {
 // Q4_K x Q8_K
 // ================================================================================================
 float dot_row_q4_K_q8_K(int64_t nb, const block_q4_K* x, const block_q8_K* y) {
-    constexpr uint32_t kmask1 = 0x3f3f3f3f, kmask2 = 0x0f0f0f0f, kmask3 = 0x03030303;
     const __m256i m4 = _mm256_set1_epi8(0xF);
     __m256 acc = _mm256_setzero_ps();
     __m128 acc_m = _mm_setzero_ps();
@@ -60,17 +59,11 @@ float dot_row_q4_K_q8_K(int64_t nb, const block_q4_K* x, const block_q8_K* y) {
         const float d = y[i].d * fp16_to_f32(x[i].d);
         const float dmin = -y[i].d * fp16_to_f32(x[i].dmin);
 
-        // 8 six-bit scales in utmp[0..1], 8 mins in utmp[2..3] (see get_scale_min_k4).
-        uint32_t utmp[4];
-        std::memcpy(utmp, x[i].scales, 12);
-        utmp[3] = ((utmp[2] >> 4) & kmask2) | (((utmp[1] >> 6) & kmask3) << 4);
-        const uint32_t uaux = utmp[1] & kmask1;
-        utmp[1] = (utmp[2] & kmask2) | (((utmp[0] >> 6) & kmask3) << 4);
-        utmp[2] = uaux;
-        utmp[0] &= kmask1;
+        // 8 six-bit scales in sm[0..7], 8 mins in sm[8..15]
+        uint8_t sm[16];
+        unpack_q4_K_scales(x[i].scales, sm);
         const __m256i mins_and_scales = _mm256_cvtepu8_epi16(
-            _mm_set_epi32(static_cast<int>(utmp[3]), static_cast<int>(utmp[2]), static_cast<int>(utmp[1]),
-                          static_cast<int>(utmp[0])));
+            _mm_loadu_si128(reinterpret_cast<const __m128i*>(sm)));
 
         // Min term: sum over sub-blocks of min[j] * (bsums[2j] + bsums[2j+1]).
         const __m256i q8sums = _mm256_loadu_si256(reinterpret_cast<const __m256i*>(y[i].bsums));
@@ -114,7 +107,6 @@ float dot_row_q4_K_q8_K(int64_t nb, const block_q4_K* x, const block_q8_K* y) {
 // int32 products are added in integers, then summs = fma(dmin, sum, summs) once per super-block.
 // ================================================================================================
 float dot_row_q5_K_q8_K(int64_t nb, const block_q5_K* x, const block_q8_K* y) {
-    constexpr uint32_t kmask1 = 0x3f3f3f3f, kmask2 = 0x0f0f0f0f, kmask3 = 0x03030303;
     const __m256i m4 = _mm256_set1_epi8(0xF);
     const __m128i mzero = _mm_setzero_si128();
     const __m256i bit4 = _mm256_set1_epi8(0x10);
@@ -126,16 +118,10 @@ float dot_row_q5_K_q8_K(int64_t nb, const block_q5_K* x, const block_q8_K* y) {
         const float d = y[i].d * fp16_to_f32(x[i].d);
         const float dmin = -y[i].d * fp16_to_f32(x[i].dmin);
 
-        uint32_t utmp[4];
-        std::memcpy(utmp, x[i].scales, 12);
-        utmp[3] = ((utmp[2] >> 4) & kmask2) | (((utmp[1] >> 6) & kmask3) << 4);
-        const uint32_t uaux = utmp[1] & kmask1;
-        utmp[1] = (utmp[2] & kmask2) | (((utmp[0] >> 6) & kmask3) << 4);
-        utmp[2] = uaux;
-        utmp[0] &= kmask1;
+        uint8_t sm[16];
+        unpack_q4_K_scales(x[i].scales, sm);
         const __m256i mins_and_scales = _mm256_cvtepu8_epi16(
-            _mm_set_epi32(static_cast<int>(utmp[3]), static_cast<int>(utmp[2]), static_cast<int>(utmp[1]),
-                          static_cast<int>(utmp[0])));
+            _mm_loadu_si128(reinterpret_cast<const __m128i*>(sm)));
 
         const __m256i q8sums = _mm256_loadu_si256(reinterpret_cast<const __m256i*>(y[i].bsums));
         const __m128i q8s = _mm_hadd_epi16(_mm256_extracti128_si256(q8sums, 0), _mm256_extracti128_si256(q8sums, 1));

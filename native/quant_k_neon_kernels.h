@@ -9,23 +9,15 @@
 
 // Q4_K: x = d*sc*q - dmin*m per sub-block of 32; 6-bit sc / m packed in 12 bytes.
 inline float row_dot_q4_K_q8_K(const block_q4_K* x, const block_q8_K* y, int64_t nb) {
-    constexpr uint32_t kmask1 = 0x3f3f3f3f, kmask2 = 0x0f0f0f0f, kmask3 = 0x03030303;
     const uint8x16_t m4b = vdupq_n_u8(0x0F);
     float sumf = 0.0f;
     for (int64_t i = 0; i < nb; ++i) {
         const float d = y[i].d * h2f(x[i].d);
         const float dmin = y[i].d * h2f(x[i].dmin);
 
-        // Unpack: scales to utmp bytes 0..7, mins to 8..15 (same bit layout as the scalar unpack).
-        uint32_t utmp[4];
-        std::memcpy(utmp, x[i].scales, 12);
-        utmp[3] = ((utmp[2] >> 4) & kmask2) | (((utmp[1] >> 6) & kmask3) << 4);
-        const uint32_t uaux = utmp[1] & kmask1;
-        utmp[1] = (utmp[2] & kmask2) | (((utmp[0] >> 6) & kmask3) << 4);
-        utmp[2] = uaux;
-        utmp[0] &= kmask1;
+        // Unpack: scales to sm[0..7], mins to sm[8..15].
         uint8_t sm[16];
-        std::memcpy(sm, utmp, 16);
+        unpack_q4_K_scales(x[i].scales, sm);
 
         // Mins: sum over sub-blocks of m * (sum of its 32 activations) = pairs of bsums.
         const int16x8_t q8sums = vpaddq_s16(vld1q_s16(y[i].bsums), vld1q_s16(y[i].bsums + 8));
@@ -55,22 +47,14 @@ inline float row_dot_q4_K_q8_K(const block_q4_K* x, const block_q8_K* y, int64_t
 
 // Q5_K: Q4_K with a fifth bit per element (bits 2k, 2k+1 of qh[l] for the k-th 64 elements).
 inline float row_dot_q5_K_q8_K(const block_q5_K* x, const block_q8_K* y, int64_t nb) {
-    constexpr uint32_t kmask1 = 0x3f3f3f3f, kmask2 = 0x0f0f0f0f, kmask3 = 0x03030303;
     const uint8x16_t m4b = vdupq_n_u8(0x0F), mone = vdupq_n_u8(1), mtwo = vdupq_n_u8(2);
     float sumf = 0.0f;
     for (int64_t i = 0; i < nb; ++i) {
         const float d = y[i].d * h2f(x[i].d);
         const float dmin = y[i].d * h2f(x[i].dmin);
 
-        uint32_t utmp[4];
-        std::memcpy(utmp, x[i].scales, 12);
-        utmp[3] = ((utmp[2] >> 4) & kmask2) | (((utmp[1] >> 6) & kmask3) << 4);
-        const uint32_t uaux = utmp[1] & kmask1;
-        utmp[1] = (utmp[2] & kmask2) | (((utmp[0] >> 6) & kmask3) << 4);
-        utmp[2] = uaux;
-        utmp[0] &= kmask1;
         uint8_t sm[16];
-        std::memcpy(sm, utmp, 16);
+        unpack_q4_K_scales(x[i].scales, sm);
 
         const int16x8_t q8sums = vpaddq_s16(vld1q_s16(y[i].bsums), vld1q_s16(y[i].bsums + 8));
         const int16x8_t mins = vreinterpretq_s16_u16(vmovl_u8(vld1_u8(sm + 8)));

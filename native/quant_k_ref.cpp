@@ -350,19 +350,6 @@ void dequantize_row_q8_K(const void* vx, float* y, int64_t n) {
 // activations amplify into whole-logit differences; here the scalar path is a true reference.
 // ================================================================================================
 
-// Unpacks Q4_K's 12 scale bytes into 8 scales (bytes 0..7) and 8 mins (bytes 8..15).
-inline void unpack_q4_K_scales(const uint8_t* packed, uint8_t out[16]) {
-    constexpr uint32_t kmask1 = 0x3f3f3f3f, kmask2 = 0x0f0f0f0f, kmask3 = 0x03030303;
-    uint32_t utmp[4];
-    std::memcpy(utmp, packed, 12);
-    utmp[3] = ((utmp[2] >> 4) & kmask2) | (((utmp[1] >> 6) & kmask3) << 4);
-    const uint32_t uaux = utmp[1] & kmask1;
-    utmp[1] = (utmp[2] & kmask2) | (((utmp[0] >> 6) & kmask3) << 4);
-    utmp[2] = uaux;
-    utmp[0] &= kmask1;
-    std::memcpy(out, utmp, 16);
-}
-
 // ((x4+x0)+(x6+x2)) + ((x5+x1)+(x7+x3)): ggml's hsum_float_8.
 inline float hsum_float_8_ref(const float x[8]) {
     const float r0 = x[4] + x[0], r1 = x[5] + x[1], r2 = x[6] + x[2], r3 = x[7] + x[3];
