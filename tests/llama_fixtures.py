@@ -33,3 +33,23 @@ def llama_fixtures(n_ctx: int, model: str = "smollm2"):
         ref.close()
 
     return model_path, llm, ref_llama
+
+
+def count_render_and_tokenize(monkeypatch, llm) -> dict:
+    """Counts chat-template renders and tokenizer calls made through `llm` from now on."""
+    import edgegen.llm as llm_module
+
+    calls = {"render": 0, "tokenize": 0}
+    render, tokenize = llm_module.render_chat, llm.backend.tokenize
+
+    def counting_render(*a, **kw):
+        calls["render"] += 1
+        return render(*a, **kw)
+
+    def counting_tokenize(*a, **kw):
+        calls["tokenize"] += 1
+        return tokenize(*a, **kw)
+
+    monkeypatch.setattr(llm_module, "render_chat", counting_render)
+    monkeypatch.setattr(llm.backend, "tokenize", counting_tokenize)
+    return calls

@@ -218,23 +218,7 @@ def test_missing_model_and_memory_budget_are_typed_errors(model_path):
 
 # ---- prepared prompts: rendered and tokenized once ---------------------------------------------
 
-def _count_calls(monkeypatch, llm):
-    import edgegen.llm as llm_module
-
-    calls = {"render": 0, "tokenize": 0}
-    render, tokenize = llm_module.render_chat, llm.backend.tokenize
-
-    def counting_render(*a, **kw):
-        calls["render"] += 1
-        return render(*a, **kw)
-
-    def counting_tokenize(*a, **kw):
-        calls["tokenize"] += 1
-        return tokenize(*a, **kw)
-
-    monkeypatch.setattr(llm_module, "render_chat", counting_render)
-    monkeypatch.setattr(llm.backend, "tokenize", counting_tokenize)
-    return calls
+from tests.llama_fixtures import count_render_and_tokenize as _count_calls  # noqa: E402
 
 
 def test_a_prepared_chat_runs_without_rendering_or_tokenizing_again(llm, monkeypatch):

@@ -205,21 +205,9 @@ def test_full_queue_answers_429_with_retry_after(make_server):
 
 
 def test_a_local_chat_is_rendered_and_tokenized_once(server, llm, monkeypatch):
-    import edgegen.llm as llm_module
+    from tests.llama_fixtures import count_render_and_tokenize
 
-    calls = {"render": 0, "tokenize": 0}
-    render, tokenize = llm_module.render_chat, llm.backend.tokenize
-
-    def counting_render(*a, **kw):
-        calls["render"] += 1
-        return render(*a, **kw)
-
-    def counting_tokenize(*a, **kw):
-        calls["tokenize"] += 1
-        return tokenize(*a, **kw)
-
-    monkeypatch.setattr(llm_module, "render_chat", counting_render)
-    monkeypatch.setattr(llm.backend, "tokenize", counting_tokenize)
+    calls = count_render_and_tokenize(monkeypatch, llm)
     client = server.client()
     assert client.chat.completions.create(model="smollm2", messages=MSGS, max_tokens=2, temperature=0).choices[0].message.content
     assert calls == {"render": 1, "tokenize": 1}
