@@ -353,8 +353,10 @@ def ggml_cpu_lib() -> ctypes.CDLL:
     return lib
 
 
+@pytest.mark.parametrize("isa_name", ["avx2", "scalar"])
 @pytest.mark.parametrize("fmt", WEIGHT_FORMATS)
-def test_avx2_products_equal_llama_cpp_bit_for_bit(fmt: str, isa) -> None:
+def test_avx2_products_equal_llama_cpp_bit_for_bit(fmt: str, isa_name: str, isa) -> None:
+    # The scalar reference follows the same x86 arithmetic, so it must match too.
     # llama-cpp-python's libggml-cpu is built for this CPU (GGML_NATIVE), so on an AVX2 machine its
     # ggml_vec_dot_*_q8_K are the x86 AVX2 kernels whose arithmetic ours follow.
     if "avx2" not in _native.available_isas():
@@ -363,7 +365,7 @@ def test_avx2_products_equal_llama_cpp_bit_for_bit(fmt: str, isa) -> None:
     dot = getattr(lib, f"ggml_vec_dot_{fmt}_q8_K")
     dot.argtypes = [ctypes.c_int, ctypes.POINTER(ctypes.c_float), ctypes.c_size_t, ctypes.c_void_p, ctypes.c_size_t,
                     ctypes.c_void_p, ctypes.c_size_t, ctypes.c_int]
-    isa("avx2")
+    isa(isa_name)
     rng = np.random.default_rng(21)
     for n_blocks in (1, 3, 17, 33):
         cols = n_blocks * QK_K
@@ -377,7 +379,7 @@ def test_avx2_products_equal_llama_cpp_bit_for_bit(fmt: str, isa) -> None:
             for r in range(5):
                 dot(cols, ctypes.byref(out), 0, w[r].ctypes.data, 0, act[t].ctypes.data, 0, 1)
                 want[t, r] = out.value
-        np.testing.assert_array_equal(as_bits(got), as_bits(want), err_msg=f"{fmt} blocks={n_blocks}")
+        np.testing.assert_array_equal(as_bits(got), as_bits(want), err_msg=f"{fmt} {isa_name} blocks={n_blocks}")
 
 
 @pytest.mark.parametrize("fmt", WEIGHT_FORMATS)
