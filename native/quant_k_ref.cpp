@@ -1,8 +1,8 @@
 // quant_k_ref.cpp — scalar reference for the k-quants: Q4_K, Q5_K, Q6_K weights, Q8_K activations.
 //
 // Ported operation for operation from ggml (ggml-quants.c: quantize_row_q{4,5,6,8}_K_ref,
-// make_qkx2_quants, make_qx_quants; ggml-cpu quants.c: ggml_vec_dot_{q4,q5,q6}_K_q8_K_generic),
-// so quantized bytes equal llama.cpp's when it quantizes without an importance matrix. Same float
+// make_qkx2_quants, make_qx_quants), so quantized bytes equal llama.cpp's when it quantizes without
+// an importance matrix; the dot products follow ggml's x86 kernels (see below), not its generic ones. Same float
 // ops in the same order: build with -ffp-contract=off, since a fused multiply-add changes the
 // rounding of e.g. `scale*l + min - x`.
 //
