@@ -27,6 +27,8 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     g.add_argument("--max-queue", type=int, default=32, help="requests waiting for a slot before 429 (default 32)")
     g.add_argument("--model-id", default=None, help="the model name clients use (default: from --model)")
     g.add_argument("--voice", default=None, help="Piper voice for /v1/audio/speech (default: joe; loaded on first use)")
+    g.add_argument("--lora", action="append", default=None, metavar="NAME=PATH",
+                   help="load a LoRA adapter (GGUF) that requests select by name; repeatable (docs/adapters.md)")
     g.add_argument("--log-level", default="warning", choices=["critical", "error", "warning", "info", "debug"])
     add_model_arguments(parser)
     add_sampling_arguments(parser, max_tokens=1024)
@@ -65,8 +67,10 @@ def run(args: argparse.Namespace) -> int:
     from edgegen.router import router_from_args
     from edgegen.server.app import ServerConfig, create_app
 
+    from edgegen.adapters import parse_lora_options
+
     defaults = default_params(args)
-    llm = load(args.model, **load_options(args))
+    llm = load(args.model, adapters=parse_lora_options(args.lora), **load_options(args))
     router = router_from_args(args, llm)
     config = ServerConfig(
         model_id=args.model_id or model_id_for(args.model), api_key=api_key,
