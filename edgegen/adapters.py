@@ -60,14 +60,22 @@ def normalize_selection(adapters: Any) -> Selection:
     return tuple(out)
 
 
-def resolve_adapter_path(path_or_name: Union[str, os.PathLike]) -> str:
-    """An adapter .gguf path, or the name of an adapter in the model store."""
+def resolve_adapter_path(path_or_name: Union[str, os.PathLike], base_path: Optional[str] = None) -> str:
+    """An adapter .gguf path, or the name of an adapter in the model store. A store adapter records
+    its base model's sha256: when `base_path` (the loaded model's file) hashes differently, the
+    adapter was made for another model and AdapterError says so (the hash is cached by the store)."""
     if isinstance(path_or_name, (str, os.PathLike)) and os.path.isfile(path_or_name):
         return str(path_or_name)
     if isinstance(path_or_name, str) and os.sep not in path_or_name and not path_or_name.endswith(".gguf"):
-        from .store import resolve_model
+        from .store import ModelStore
 
-        return str(resolve_model(path_or_name, "adapter"))
+        store = ModelStore()
+        path = store.resolve(path_or_name, kind="adapter")
+        manifest = store.manifest(path_or_name)
+        if base_path and manifest.base_sha256 and store.file_digest(base_path) != manifest.base_sha256:
+            raise AdapterError(f"adapter {path_or_name!r} was made for {manifest.base or 'another model'} "
+                               f"(sha256 {manifest.base_sha256[:16]}...), not {os.path.basename(base_path)}")
+        return str(path)
     raise ModelNotFoundError(f"no adapter file at {str(path_or_name)!r}")
 
 
@@ -90,8 +98,9 @@ class AdapterSet:
     selection into the engine's (adapter, scale) list plus a key that tells cached KV prefixes
     computed under different selections apart."""
 
-    def __init__(self, model: Any) -> None:
+    def __init__(self, model: Any, base_path: Optional[str] = None) -> None:
         self._model = model
+        self._base_path = base_path
         self._loaded: dict[str, Any] = {}
         self._info: dict[str, AdapterInfo] = {}
 
@@ -104,7 +113,7 @@ class AdapterSet:
             raise InvalidRequestError(f"an adapter named {name!r} is loaded already", param="adapters")
         if len(self._loaded) >= MAX_ADAPTERS:
             raise InvalidRequestError(f"at most {MAX_ADAPTERS} adapters per model", param="adapters")
-        path = resolve_adapter_path(path_or_name)
+        path = resolve_adapter_path(path_or_name, self._base_path)
         with GGUFFile(path) as f:  # the validating reader; the adapter keeps its own mapping
             native = _native.LoraAdapter(self._model, f.native)
         self._loaded[name] = native

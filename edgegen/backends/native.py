@@ -98,7 +98,7 @@ class NativeBackend(Backend):
         # LoRA: the adapters each sequence's tokens were computed under (a prefix is reused only
         # under the same selection)
         self._seq_adapters: list[Selection] = [() for _ in range(n_seq)]
-        self._adapters = AdapterSet(self._model)
+        self._adapters = AdapterSet(self._model, path)
         for name, where in (adapters or {}).items():
             self._adapters.load(name, where)
         self._lock = threading.Lock()
