@@ -227,3 +227,38 @@ def test_prefix_cache_keeps_adapters_apart(tiny_models, loras) -> None:
         assert stats["prompt_tokens_reused"] > 0
     finally:
         llm.backend.close()
+
+
+def test_row_groups_vs_numpy(tiny_models, loras) -> None:
+    """A batch whose rows belong to sequences with different selections (the many-sessions batch):
+    each row group gets exactly its own adapters' low-rank term, checked against numpy float64
+    on the F32 adapters' matrices (rows with no adapter get nothing)."""
+    import gguf
+
+    base = BASES["llama"]
+    model = _native.Model(tiny_models.path(base), 2)
+    cfg1 = LoraConfig(8, ("ffn_down",), "F32", layers=(1,), seed=5)
+    cfg2 = LoraConfig(16, ("ffn_down",), "F32", layers=(1,), alpha=0, seed=6)
+    paths = [loras.path(base, c) for c in (cfg1, cfg2)]
+    ads = [_native.LoraAdapter(model, p) for p in paths]
+
+    def pair(path):
+        r = gguf.GGUFReader(path)
+        t = {x.name: np.asarray(x.data, dtype=np.float64) for x in r.tensors}
+        alpha = float(r.fields["adapter.lora.alpha"].parts[-1][0])
+        return t["blk.1.ffn_down.weight.lora_a"], t["blk.1.ffn_down.weight.lora_b"], alpha
+
+    (a1, b1, al1), (a2, b2, al2) = pair(paths[0]), pair(paths[1])
+    rng = np.random.default_rng(0)
+    x = rng.standard_normal((10, base.n_ff)).astype(np.float32)
+    groups = [(0, 3, [(ads[0], 1.0)]), (3, 2, []), (5, 4, [(ads[0], 0.5), (ads[1], 2.0)]), (9, 1, [(ads[1], -1.0)])]
+    y = np.asarray(_native.lora_delta(model, 1, "ffn_down", x, groups))
+    xd = x.astype(np.float64)
+    ref = np.zeros((10, base.n_embd))
+    d1 = (xd @ a1.T) @ b1.T * (al1 / 8)
+    d2 = (xd @ a2.T) @ b2.T  # alpha 0: the scale is the user's
+    ref[0:3] = d1[0:3]
+    ref[5:9] = 0.5 * d1[5:9] + 2.0 * d2[5:9]
+    ref[9] = -d2[9]
+    assert np.abs(y - ref).max() <= 1e-4 * np.abs(ref).max()
+    assert not y[3:5].any()
