@@ -71,3 +71,12 @@ def test_bad_selection_is_400(adapter_server, extra, param) -> None:
         server.client().chat.completions.create(model=MODEL_ID, messages=MSGS, max_tokens=2, extra_body=extra)
     assert info.value.status_code == 400
     assert info.value.body["param"] == param
+
+
+def test_serve_lora_flag(capsys, tmp_path) -> None:
+    """`edgegen serve --lora` takes name=path; a bad one is a one-line error before anything loads."""
+    from edgegen.cli.main import main
+
+    assert main(["serve", "--lora", "menu"]) == 1
+    assert "--lora takes name=path" in capsys.readouterr().err
+    assert main(["serve", "--lora", f"menu={tmp_path}/absent.gguf", "--model", f"{tmp_path}/absent.gguf"]) == 1
