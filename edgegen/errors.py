@@ -57,6 +57,11 @@ class InvalidRequestError(EdgegenError, ValueError):
         self.param = param
 
 
+class MissingExtraError(EdgegenError, ImportError):
+    """An optional dependency is not installed; the message names the `pip install 'edgegen[EXTRA]'`
+    that brings it (see edgegen/extras.py). An ImportError too, so "use it if present" code keeps working."""
+
+
 class RouteError(EdgegenError, ValueError):
     """The routing policy forbids what was asked (for example cloud without opt-in)."""
 

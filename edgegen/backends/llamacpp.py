@@ -44,12 +44,9 @@ class LlamaCppBackend(Backend):
         verbose: bool = False,
     ) -> None:
         check_open_options(path, backend=self.name, n_ctx=n_ctx, n_threads=n_threads, kv_type=kv_type, kv_types=_KV_TYPES)
-        try:
-            import llama_cpp
-        except ImportError as exc:  # pragma: no cover - depends on the install
-            raise UnsupportedModelError(
-                "the llama.cpp backend needs llama-cpp-python (pip install 'edgegen[llamacpp]')"
-            ) from exc
+        from ..extras import require
+
+        llama_cpp = require("llama_cpp", "llamacpp", "the llama.cpp backend")
         self._lib = llama_cpp
         if not verbose:
             import logging

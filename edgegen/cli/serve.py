@@ -58,12 +58,15 @@ def run(args: argparse.Namespace) -> int:
         print("edgegen serve: --port must be 1..65535 and --max-queue >= 0", file=sys.stderr)
         return 2
 
-    import uvicorn
+    from edgegen.extras import needs_extra
 
+    with needs_extra("server", "the server"):
+        import uvicorn
+
+        from edgegen.server.app import ServerConfig, create_app
     from edgegen.cli.common import default_params, load_options
     from edgegen.llm import load
     from edgegen.router import router_from_args
-    from edgegen.server.app import ServerConfig, create_app
 
     defaults = default_params(args)
     llm = load(args.model, **load_options(args))
