@@ -45,13 +45,19 @@ def main(argv: list[str] | None = None) -> int:
         args = parser.parse_args(argv[1:])
         from edgegen.errors import EdgegenError
 
+        from edgegen.cli.pipes import closed_pipe_exit, flush_stdout
+
         try:
-            return int(module.run(args) or 0)
+            code = int(module.run(args) or 0)
+            flush_stdout()
+            return code
         except EdgegenError as exc:
             print(f"edgegen {name}: error: {exc}", file=sys.stderr)
             return 1
         except KeyboardInterrupt:
             return 130
+        except BrokenPipeError:  # the reader went away (`| head -1`): stop quietly, like Unix tools
+            return closed_pipe_exit()
     parser = build_parser()
     args = parser.parse_args(argv)
     if args.version:

@@ -85,8 +85,14 @@ def run(args: argparse.Namespace) -> int:
         if args.output:
             from edgegen.audio.wav import write_wav
 
-            stream = speak_stream(deltas, voice, sentence_silence=args.sentence_silence, **settings)
-            seconds = write_wav(args.output, stream)
+            try:
+                target = open(args.output, "wb")  # before any synthesis: a bad path fails at once
+            except OSError as exc:
+                print(f"edgegen say: error: cannot write {args.output}: {exc.strerror or exc}", file=sys.stderr)
+                return 1
+            with target:
+                stream = speak_stream(deltas, voice, sentence_silence=args.sentence_silence, **settings)
+                seconds = write_wav(target, stream)
             print(f"wrote {args.output} ({seconds:.2f} s of audio)", file=sys.stderr)
             return 0
 

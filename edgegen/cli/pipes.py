@@ -1,0 +1,24 @@
+"""A closed stdout (`edgegen models list | head -1`) ends the command quietly, as Unix tools do."""
+from __future__ import annotations
+
+import os
+import sys
+
+EXIT_SIGPIPE = 128 + 13  # what a shell reports for a tool killed by SIGPIPE
+
+
+def closed_pipe_exit() -> int:
+    """Call from `except BrokenPipeError`: point stdout at /dev/null so the interpreter's final
+    flush cannot raise again ("Exception ignored ... BrokenPipeError"), and return the exit code."""
+    try:
+        devnull = os.open(os.devnull, os.O_WRONLY)
+        os.dup2(devnull, sys.stdout.fileno())
+        os.close(devnull)
+    except (OSError, ValueError, AttributeError):  # stdout is not a real file (tests capture it)
+        pass
+    return EXIT_SIGPIPE
+
+
+def flush_stdout() -> None:
+    """Flush inside the command, so a closed pipe surfaces where `closed_pipe_exit` handles it."""
+    sys.stdout.flush()
