@@ -74,4 +74,10 @@ class ChecksumError(StoreError):
     """A downloaded or registered file does not match its manifest's sha256."""
 
 
-__all__ = [name for name, obj in globals().items() if isinstance(obj, type) and issubclass(obj, EdgegenError)]
+class EdgegenWarning(UserWarning):
+    """Something works, but not as asked (e.g. a context longer than the model was trained for);
+    the CLI prints these as one `edgegen CMD: warning: ...` line."""
+
+
+__all__ = [name for name, obj in globals().items()
+           if isinstance(obj, type) and issubclass(obj, (EdgegenError, EdgegenWarning))]

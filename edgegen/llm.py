@@ -23,8 +23,9 @@ from dataclasses import dataclass, field
 from typing import Any, Iterator, Mapping, Optional, Sequence, Union
 
 from .backends import open_backend
-from .backends.base import Backend, check_n_ctx, check_n_threads
+from .backends.base import Backend, check_kv_type, check_n_ctx, check_n_threads
 from .chat import TemplateLimits, render_chat
+from .fit import fit_context
 from .errors import (
     ContextOverflowError,
     EdgegenError,
@@ -64,8 +65,10 @@ def load(
     default $EDGEGEN_MEMORY_BUDGET, else available RAM) or MemoryBudgetError is raised before loading."""
     check_n_ctx(n_ctx, model_window_ok=False)  # the fit check needs the window's size
     check_n_threads(n_threads)
+    check_kv_type(kv_type)  # one set for every backend: a refusal here never depends on `auto`'s choice
     path = resolve_model_path(model)
     gguf = _open_gguf(path)  # mapped once: the fit check and the native engine share it
+    n_ctx = fit_context(n_ctx, gguf, os.path.basename(path))  # warns above the trained context
     _check_fit(path, n_ctx, kv_type, memory_budget, gguf)
     be = open_backend(path, backend, gguf_file=gguf, n_ctx=n_ctx, n_threads=n_threads, kv_type=kv_type,
                       **backend_options)

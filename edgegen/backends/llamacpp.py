@@ -18,7 +18,7 @@ from ..sampling import SamplingParams
 from .base import Backend, check_open_options
 
 # edgegen kv_type name -> ggml type id (llama.cpp's enum ggml_type)
-_KV_TYPES = {"f16": 1, "q8_0": 8, "q4_0": 2}
+_KV_TYPES = {"f16": 1, "q8_0": 8}  # keys: base.KV_TYPES
 
 
 def supports(path: str) -> bool:

@@ -45,8 +45,9 @@ def main(argv: list[str] | None = None) -> int:
         args = parser.parse_args(argv[1:])
         from edgegen.errors import EdgegenError
 
-        from edgegen.cli.pipes import closed_pipe_exit, flush_stdout
+        from edgegen.cli.console import closed_pipe_exit, flush_stdout, print_warnings_as_lines
 
+        print_warnings_as_lines(f"edgegen {name}")
         try:
             code = int(module.run(args) or 0)
             flush_stdout()

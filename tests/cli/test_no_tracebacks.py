@@ -7,7 +7,7 @@ import sys
 
 import pytest
 
-from edgegen.cli.pipes import EXIT_SIGPIPE
+from edgegen.cli.console import EXIT_SIGPIPE
 from tests.cli.blocked import REPO
 
 

@@ -22,3 +22,20 @@ def closed_pipe_exit() -> int:
 def flush_stdout() -> None:
     """Flush inside the command, so a closed pipe surfaces where `closed_pipe_exit` handles it."""
     sys.stdout.flush()
+
+
+def print_warnings_as_lines(prog: str) -> None:
+    """Show edgegen's own warnings as `PROG: warning: ...` lines (not Python's file:line form)."""
+    import warnings
+
+    from edgegen.errors import EdgegenWarning
+
+    python_format = warnings.showwarning
+
+    def show(message, category, filename, lineno, file=None, line=None):  # type: ignore[no-untyped-def]
+        if issubclass(category, EdgegenWarning):
+            print(f"{prog}: warning: {message}", file=sys.stderr, flush=True)
+        else:
+            python_format(message, category, filename, lineno, file, line)
+
+    warnings.showwarning = show
