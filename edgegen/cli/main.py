@@ -15,7 +15,7 @@ SUBCOMMANDS: dict[str, tuple[str, str]] = {
     "run": ("edgegen.cli.run", "one-shot generation; streams to stdout (reads stdin if no prompt)"),
     "say": ("edgegen.cli.say", "speak text with a Piper voice (or write a WAV with -o)"),
     "serve": ("edgegen.cli.serve", "OpenAI-compatible HTTP server (127.0.0.1 by default)"),
-    "models": ("edgegen.cli.models", "model store: list, pull, info, add, rm"),
+    "models": ("edgegen.cli.models", "model store: list, pull, info, add, rm, verify"),
 }
 
 
