@@ -43,3 +43,10 @@ def test_needs_extra_passes_a_missing_edgegen_module_through():
     with pytest.raises(MissingExtraError, match=r"x needs no_such_pkg_123, .*edgegen\[cloud\]"):
         require("no_such_pkg_123.sub", "cloud", "x")
     assert issubclass(MissingExtraError, ImportError)  # "use it if present" code keeps working
+
+
+def test_the_default_job_runs_without_any_extra():
+    # what scripts/demo.sh installs (`pip install -e .`, no extras) is enough for `edgegen run`
+    every_extra = tuple(m for modules in EXTRAS.values() for m in modules)
+    proc = run_cli(["run", "Say hi", "-n", "3", "--temperature", "0", "--ctx", "256"], blocked=every_extra)
+    assert proc.returncode == 0 and proc.stdout.strip() and proc.stderr == "", proc.stderr
