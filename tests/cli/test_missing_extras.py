@@ -14,7 +14,6 @@ CLOUD_ENV = {"EDGEGEN_CLOUD_URL": "http://127.0.0.1:9/v1", "EDGEGEN_CLOUD_MODEL"
     (["run", "hi", "--route", "cloud"], ("httpx",), CLOUD_ENV, "cloud"),
     (["serve", "--port", "1"], ("fastapi",), {}, "server"),
     (["run", "hi", "--backend", "llama.cpp", "-n", "1"], ("llama_cpp",), {}, "llamacpp"),
-    (["say", "-o", "/dev/null", "hi"], ("onnxruntime",), {}, "voice"),
     (["say", "-o", "/dev/null", "hi"], ("piper",), {}, "voice"),
 ])
 def test_cli_names_the_extra_in_one_line(argv, blocked, env, extra, tmp_path):
