@@ -13,6 +13,7 @@ from __future__ import annotations
 import collections
 import ctypes
 import logging
+import sys
 from typing import Any
 
 log = logging.getLogger("edgegen.llama_cpp")
@@ -44,13 +45,18 @@ def take_errors() -> list[str]:
 
 
 def install(llama_cpp: Any) -> None:
-    """Route llama.cpp's logging through `edgegen.llama_cpp` (once per process)."""
+    """Route llama.cpp's logging through `edgegen.llama_cpp` (once per process). A `Llama` made
+    with verbose=True (llama-cpp-python then sets its logger to DEBUG) still prints everything."""
     if _installed:
         return
+    from llama_cpp._logger import logger as verbose_logger
 
     @llama_cpp.llama_log_callback
     def callback(level: int, text: bytes, user_data: ctypes.c_void_p) -> None:
-        _forward(level, text)
+        if verbose_logger.isEnabledFor(logging.DEBUG):
+            print(text.decode("utf-8", "replace"), end="", flush=True, file=sys.stderr)
+        else:
+            _forward(level, text)
 
     llama_cpp.llama_log_set(callback, ctypes.c_void_p(0))
     _installed.append(callback)
