@@ -51,21 +51,17 @@ def completion_prompt(messages: Sequence[Mapping[str, Any]]) -> str:
     return "\n\n".join(str(m["content"]) for m in messages)
 
 
-def chat_format_for(model: Union[str, "os.PathLike[str]"], has_template: bool) -> str:
-    """The format for `model` (a store name or a path): the manifest's family when it names one,
-    "completion" for a base model or a file without a template, else "template"."""
+def chat_format_for(model: Union[str, "os.PathLike[str]"], has_template: bool) -> tuple[str, Optional[str]]:
+    """(format, store name) for `model` (a store name or a path). The format: the manifest's family
+    when it names one, "completion" for a base model or a file without a template, else "template".
+    The store name is None for a path."""
     manifest = _manifest(model)
+    name = manifest.name if manifest is not None else None
     if manifest is not None and manifest.chat_template:
-        return manifest.chat_template
+        return manifest.chat_template, name
     if not has_template or (manifest is not None and manifest.base_model):
-        return "completion"
-    return "template"
-
-
-def store_name(model: Union[str, "os.PathLike[str]"]) -> Optional[str]:
-    """The manifest name when `model` names a store entry (not a path)."""
-    manifest = _manifest(model)
-    return manifest.name if manifest is not None else None
+        return "completion", name
+    return "template", name
 
 
 def _manifest(model: Union[str, "os.PathLike[str]"]) -> Any:

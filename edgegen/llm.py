@@ -25,7 +25,7 @@ from typing import Any, Iterator, Mapping, Optional, Sequence, Union
 from .backends import open_backend
 from .backends.base import Backend, check_kv_type, check_n_ctx, check_n_threads
 from .chat import TemplateLimits, render_chat
-from .chat_formats import FORMATS, chat_format_for, completion_prompt, family_template, store_name
+from .chat_formats import FORMATS, chat_format_for, completion_prompt, family_template
 from .fit import fit_context
 from .errors import (
     ContextOverflowError,
@@ -73,8 +73,8 @@ def load(
     _check_fit(path, n_ctx, kv_type, memory_budget, gguf)
     be = open_backend(path, backend, gguf_file=gguf, n_ctx=n_ctx, n_threads=n_threads, kv_type=kv_type,
                       **backend_options)
-    return LLM(be, path, template_limits=template_limits, defaults=defaults,
-               chat_format=chat_format_for(model, be.chat_template is not None), name=store_name(model))
+    chat_format, name = chat_format_for(model, be.chat_template is not None)
+    return LLM(be, path, template_limits=template_limits, defaults=defaults, chat_format=chat_format, name=name)
 
 
 def _open_gguf(path: str) -> Any:

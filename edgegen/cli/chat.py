@@ -328,7 +328,8 @@ def run(args: argparse.Namespace) -> int:
     try:
         if router.route != "cloud":
             llm = router.local_llm()  # load now: a missing model is reported before the prompt
-            print(f"{llm.name} ({llm.backend_name}, n_ctx {llm.n_ctx}); /help for commands, Ctrl-D to leave",
+            base = "; a base model: it continues your text rather than answering it" if llm.is_base_model else ""
+            print(f"{llm.name} ({llm.backend_name}, n_ctx {llm.n_ctx}{base}); /help for commands, Ctrl-D to leave",
                   file=sys.stderr, flush=True)
         return ChatREPL(router, params, system=args.system, voice_name=args.voice_name).loop()
     finally:
