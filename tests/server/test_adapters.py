@@ -79,4 +79,7 @@ def test_serve_lora_flag(capsys, tmp_path) -> None:
 
     assert main(["serve", "--lora", "menu"]) == 1
     assert "--lora takes name=path" in capsys.readouterr().err
-    assert main(["serve", "--lora", f"menu={tmp_path}/absent.gguf", "--model", f"{tmp_path}/absent.gguf"]) == 1
+    from tests.server.server_harness import free_port
+
+    assert main(["serve", "--lora", f"menu={tmp_path}/absent.gguf", "--model", f"{tmp_path}/absent.gguf",
+                 "--port", str(free_port())]) == 1
