@@ -48,8 +48,9 @@ class TtsDefaults:
 
 class AudioSender:
     """Writes float audio as wyoming-piper does: 16-bit PCM in chunks of `samples_per_chunk`
-    frames. A partial chunk waits for more audio of the same stream, so the chunk count for the
-    same audio is the same as wyoming-piper's; `stop()` sends the rest and `audio-stop`."""
+    frames, a shorter one at the end of each sentence. Within a sentence a partial chunk waits
+    for the next clause's audio, so the same audio makes the same chunks as wyoming-piper's
+    (which writes each sentence whole); `stop()` sends the rest and `audio-stop`."""
 
     def __init__(self, send: Send, rate: int, samples_per_chunk: int) -> None:
         self.send, self.rate, self.frames = send, rate, samples_per_chunk
@@ -57,7 +58,7 @@ class AudioSender:
         self._pending = b""
         self.samples_sent = 0
 
-    async def add(self, samples: np.ndarray) -> None:
+    async def add(self, samples: np.ndarray, end_of_sentence: bool = False) -> None:
         if not self.started:
             await self.send(AudioStart(rate=self.rate, width=2, channels=1).event())
             self.started = True
@@ -68,6 +69,9 @@ class AudioSender:
         for offset in range(0, whole, step):
             await self._chunk(data[offset:offset + step])
         self._pending = data[whole:]
+        if end_of_sentence and self._pending:
+            await self._chunk(self._pending)
+            self._pending = b""
 
     async def _chunk(self, pcm: bytes) -> None:
         self.samples_sent += len(pcm) // 2
@@ -138,7 +142,7 @@ class TtsSession:
         chunks = voice.stream(text, **settings)
         try:
             while (chunk := await self.run(next, chunks, None)) is not None:
-                await sender.add(chunk.samples)
+                await sender.add(chunk.samples, chunk.ends_sentence)
         finally:
             await self.run(chunks.close)  # stops lanes still running ahead
         await sender.stop()

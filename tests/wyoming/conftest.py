@@ -30,11 +30,12 @@ def llm():
 def greedy():
     from edgegen.sampling import SamplingParams
 
-    return SamplingParams(temperature=0.0, max_tokens=24)
+    return SamplingParams(temperature=0.0, max_tokens=16)
 
 
-def make_server(*, llm=None, params=None, limits=None, **tts):
-    """A WyomingServer over the store's voices (joe by default), with the LLM if given."""
+def make_server(*, llm=None, params=None, limits=None, voice=None, **tts):
+    """A WyomingServer over the store's voices (joe by default), with the LLM if given; `voice`:
+    an already loaded Voice to serve instead of loading the store's file again."""
     from edgegen.server.worker import GenerationWorker
     from edgegen.store import ModelStore
     from edgegen.wyoming.conversation import ConversationSettings, Conversations
@@ -44,7 +45,8 @@ def make_server(*, llm=None, params=None, limits=None, **tts):
     from edgegen.wyoming.tts import TtsDefaults
 
     store = ModelStore()
-    catalog = Catalog(voices=VoiceLibrary.from_store(store, "joe", threads=THREADS))
+    loader = (lambda entry: voice) if voice is not None else None
+    catalog = Catalog(voices=VoiceLibrary.from_store(store, "joe", threads=THREADS, loader=loader))
     conversations = None
     if llm is not None:
         conversations = Conversations(llm, GenerationWorker(slots=1, max_queue=4), params, ConversationSettings(),
