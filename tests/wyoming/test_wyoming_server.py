@@ -135,3 +135,25 @@ def test_bind_policy(uri, zeroconf, allowed):
         with pytest.raises(InvalidRequestError):
             check_bind(uri, allow_remote=False, zeroconf=zeroconf)
     check_bind("tcp://0.0.0.0:10300", allow_remote=True, zeroconf=True)
+
+
+def test_zeroconf_advertises_the_server():
+    """`--zeroconf`: Home Assistant finds `_wyoming._tcp` with our port over mDNS."""
+    from wyoming.server import AsyncTcpServer
+    from zeroconf.asyncio import AsyncServiceInfo, AsyncZeroconf
+
+    from edgegen.wyoming.server import advertise_zeroconf
+
+    async def run():
+        advertised = await advertise_zeroconf(AsyncTcpServer("0.0.0.0", 10399), "edgegen-test")
+        browser = AsyncZeroconf()
+        try:
+            info = AsyncServiceInfo("_wyoming._tcp.local.", "edgegen-test._wyoming._tcp.local.")
+            found = await info.async_request(browser.zeroconf, 3000)
+            return found, info.port, info.parsed_addresses(), advertised.host
+        finally:
+            await browser.async_close()
+            await advertised._aiozc.async_close()
+
+    found, port, addresses, host = asyncio.run(run())
+    assert found and port == 10399 and addresses == [host]
