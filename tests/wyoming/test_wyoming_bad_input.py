@@ -14,7 +14,7 @@ from edgegen.wyoming.protocol import Limits
 from tests.wyoming.conftest import make_server
 from tests.wyoming.harness import ThreadServer, is_type, talk
 
-LIMITS = Limits(max_data_bytes=4096, max_payload_bytes=4096, event_timeout=0.5, idle_timeout=3.0, max_connections=32,
+LIMITS = Limits(max_data_bytes=4096, max_payload_bytes=4096, event_timeout=0.5, idle_timeout=1.5, max_connections=32,
                 max_text_chars=500)
 
 
@@ -104,11 +104,11 @@ def test_half_sent_event_times_out_while_others_are_served(strict):
     (events, closed), served, elapsed = asyncio.run(scenario())
     assert served[-1].type == "info"
     assert [(e["type"], e["data"]["code"]) for e in events] == [("error", "timeout")] and closed
-    assert elapsed < 4.0  # the event deadline (0.5 s), not the idle timeout, closed it
+    assert elapsed < 1.4  # the event deadline (0.5 s), not the idle timeout (1.5 s), closed it
 
 
 def test_idle_connection_is_closed(strict):
-    events, closed = raw(strict.port, b"", then_wait=6.0)
+    events, closed = raw(strict.port, b"", then_wait=5.0)
     assert [(e["type"], e["data"]["code"]) for e in events] == [("error", "timeout")] and closed
 
 
