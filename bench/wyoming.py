@@ -79,6 +79,13 @@ def start_wyoming_piper(port: int, data_dir: Path) -> subprocess.Popen:
     return proc
 
 
+def cpu_seconds(pid: int) -> float:
+    """User + system CPU time of a process so far (all its threads)."""
+    with open(f"/proc/{pid}/stat") as f:
+        fields = f.read().rsplit(")", 1)[1].split()
+    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+
+
 def memory_mib(pid: int) -> tuple[float, float]:
     """(VmRSS, VmHWM) of a process in MiB."""
     fields = {}
@@ -122,7 +129,10 @@ async def timed_request(port: int, mode: str) -> tuple[float, float, float]:
                 return first or 0.0, time.perf_counter() - t0, samples / rate
 
 
-def compare(ports: dict[str, int], reps: int, pause: float) -> dict:
+def compare(ports: dict[str, int], pids: dict[str, int], reps: int, pause: float) -> dict:
+    """Medians per server: first chunk, total, audio seconds, and the server's CPU seconds per
+    request (on a 2-core machine the client reading a streamed answer competes with synthesis
+    for the cores; CPU time shows the work itself)."""
     results = {}
     for mode in ("synthesize", "streamed"):
         runs = {name: [] for name in ports}
@@ -132,10 +142,12 @@ def compare(ports: dict[str, int], reps: int, pause: float) -> dict:
             order = list(ports) if rep % 2 == 0 else list(reversed(ports))
             for name in order:
                 time.sleep(pause)
-                runs[name].append(asyncio.run(timed_request(ports[name], mode)))
+                cpu = cpu_seconds(pids[name])
+                first, total, audio = asyncio.run(timed_request(ports[name], mode))
+                runs[name].append((first, total, audio, cpu_seconds(pids[name]) - cpu))
         results[mode] = {
             name: {"first_chunk_s": statistics.median(r[0] for r in rs), "total_s": statistics.median(r[1] for r in rs),
-                   "audio_s": statistics.median(r[2] for r in rs)}
+                   "audio_s": statistics.median(r[2] for r in rs), "server_cpu_s": statistics.median(r[3] for r in rs)}
             for name, rs in runs.items()
         }
     return results
@@ -181,7 +193,7 @@ def main() -> None:
                  "wyoming-piper": start_wyoming_piper(ports["wyoming-piper"], Path(data_dir))}
         try:
             results = {"machine": f"{platform.machine()}, {os.cpu_count()} CPUs", "reps": args.reps,
-                       "timings": compare(ports, args.reps, args.pause),
+                       "timings": compare(ports, {n: p.pid for n, p in procs.items()}, args.reps, args.pause),
                        "memory_mib": {name: memory_mib(p.pid) for name, p in procs.items()}}
             if args.rss_all:
                 results["rss_all"] = rss_all(procs["wyoming-piper"].pid)
@@ -195,7 +207,8 @@ def main() -> None:
         print(f"{mode:10s}  first audio-chunk: edgegen {ours['first_chunk_s']:.3f} s, wyoming-piper "
               f"{theirs['first_chunk_s']:.3f} s ({ours['first_chunk_s'] / theirs['first_chunk_s']:.2f}x)   total: "
               f"{ours['total_s']:.3f} s vs {theirs['total_s']:.3f} s ({ours['total_s'] / theirs['total_s']:.2f}x)   "
-              f"audio {ours['audio_s']:.2f} s vs {theirs['audio_s']:.2f} s")
+              f"audio {ours['audio_s']:.2f} s vs {theirs['audio_s']:.2f} s   server CPU {ours['server_cpu_s']:.2f} s vs "
+              f"{theirs['server_cpu_s']:.2f} s")
     for name, (rss, hwm) in results["memory_mib"].items():
         print(f"memory {name}: VmRSS {rss:.0f} MiB, peak {hwm:.0f} MiB")
     if "rss_all" in results:

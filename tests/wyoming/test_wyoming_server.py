@@ -4,10 +4,11 @@ agent against the LLM's own greedy answer, unix sockets and the bind policy."""
 from __future__ import annotations
 
 import asyncio
+import signal
 import subprocess
 import sys
+import time
 
-import numpy as np
 import pytest
 from wyoming.asr import Transcript
 from wyoming.client import AsyncUnixClient
@@ -15,7 +16,7 @@ from wyoming.info import Describe, Info
 from wyoming.tts import Synthesize, SynthesizeChunk, SynthesizeStart, SynthesizeStop, SynthesizeVoice
 
 from edgegen.audio.speak import speak_stream
-from tests.wyoming.conftest import NOISE_OFF, ThreadServer, make_server
+from tests.wyoming.conftest import NOISE_OFF
 from tests.wyoming.harness import exchange, is_type, pcm, talk
 
 TEXT = "Hello there, this is edgegen. The lights are off!"
@@ -98,10 +99,18 @@ def test_handle_answers_with_the_llm_and_keeps_the_conversation(server, llm, gre
     assert empty[-1].type == "not-handled"
 
 
-def test_unix_socket(tmp_path, voice):
+def test_cli_serves_a_unix_socket_and_stops_on_sigterm(tmp_path, voice):
+    """`edgegen wyoming` as a user runs it: loads the store's voices, serves, exits 0 on SIGTERM."""
     path = tmp_path / "edgegen.sock"
-    s = ThreadServer(make_server(voice=voice), uri=f"unix://{path}")
+    proc = subprocess.Popen([sys.executable, "-m", "edgegen", "wyoming", "--uri", f"unix://{path}", "--no-handle",
+                             "--threads", "1", "--noise-scale", "0", "--noise-w", "0"],
+                            stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)
     try:
+        deadline = time.monotonic() + 60
+        while not path.exists():
+            assert proc.poll() is None and time.monotonic() < deadline, proc.stderr.read() if proc.poll() is not None else "timeout"
+            time.sleep(0.1)
+
         async def run():
             async with AsyncUnixClient(path) as client:
                 return await exchange(client, [Describe().event(), Synthesize(text="Hi.").event()], is_type("audio-stop"))
@@ -110,7 +119,10 @@ def test_unix_socket(tmp_path, voice):
         assert events[0].type == "info" and Info.from_event(events[0]).handle == []
         assert pcm(events) == int16(voice.stream("Hi.", **NOISE_OFF))
     finally:
-        s.close()
+        proc.send_signal(signal.SIGTERM)
+        stderr = proc.communicate(timeout=30)[1]
+    assert proc.returncode == 0 and "serving tts (joe)" in stderr and "Traceback" not in stderr
+    assert not path.exists()  # the socket file is removed on the way out
 
 
 def test_cli_refuses_non_loopback_without_allow_remote():
