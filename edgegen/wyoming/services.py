@@ -32,12 +32,15 @@ EDGEGEN_ATTRIBUTION = Attribution(name="edgegen", url="")
 
 
 def manifest_attribution(m: Optional[Manifest]) -> Attribution:
-    """Who made it and where it is from: the owner in the manifest's homepage URL
-    (github.com/NabuCasa/..., huggingface.co/HuggingFaceTB/...), and the URL itself."""
-    if m is None or not m.homepage:
+    """Who made it and where it is from: the manifest's `attribution` and `homepage`; without an
+    attribution, the owner in the homepage URL (github.com/NabuCasa/..., huggingface.co/Org/...)."""
+    if m is None:
         return Attribution(name="", url="")
-    parts = [p for p in urlparse(m.homepage).path.split("/") if p]
-    return Attribution(name=parts[0] if parts else urlparse(m.homepage).netloc, url=m.homepage)
+    name = getattr(m, "attribution", "")
+    if not name and m.homepage:
+        parts = [p for p in urlparse(m.homepage).path.split("/") if p]
+        name = parts[0] if parts else urlparse(m.homepage).netloc
+    return Attribution(name=name, url=m.homepage)
 
 
 # --------------------------------------------------------------------------- voices

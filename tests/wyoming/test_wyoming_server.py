@@ -32,7 +32,7 @@ def test_describe_lists_installed_voice_and_llm(server):
     assert tts.installed and tts.supports_synthesize_streaming
     joe = {v.name: v for v in tts.voices}["joe"]
     assert joe.languages == ["en_US"] and joe.version == "1.0.0" and joe.speakers is None
-    assert joe.attribution.url == "https://github.com/NabuCasa/voice-datasets" and joe.attribution.name == "NabuCasa"
+    assert joe.attribution.url == "https://github.com/NabuCasa/voice-datasets" and joe.attribution.name == "Nabu Casa"
     (handle,) = info.handle
     (model,) = handle.models
     assert (model.name, model.languages, model.version) == ("smollm2", ["en"], "0.1.2")
