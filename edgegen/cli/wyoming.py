@@ -107,9 +107,11 @@ def _wake_factory(args: argparse.Namespace) -> tuple[Any, Optional[dict], tuple[
     from edgegen import errors
     from edgegen.audio.wake import load_wake_word
 
-    words = args.wake_word or None
     try:
-        first = load_wake_word(words)
+        # Default: every bundled word, so a satellite may `detect` any of them.
+        probe = load_wake_word(args.wake_word or None)
+        words = list(args.wake_word or probe.words)
+        first = probe if args.wake_word else load_wake_word(words)
     except (errors.ModelNotFoundError, ImportError) as exc:
         if args.wake_word:
             raise
@@ -120,7 +122,7 @@ def _wake_factory(args: argparse.Namespace) -> tuple[Any, Optional[dict], tuple[
     def factory() -> Any:
         return spare.pop() if spare else load_wake_word(words)
 
-    return factory, first.info(), tuple(first.words)
+    return factory, first.info(), tuple(getattr(first, "active", first.words))
 
 
 def build_server(args: argparse.Namespace) -> Any:

@@ -88,7 +88,8 @@ class TranscribeSession:
         request = Transcribe.from_event(event)
         if request.language is not None and not isinstance(request.language, str):
             raise InvalidRequestError("'language' must be a string", param="language")
-        self.language = request.language or None
+        # Home Assistant may send a region ("en-US"); the recogniser knows languages ("en").
+        self.language = request.language.replace("_", "-").split("-")[0].lower() if request.language else None
 
     def audio_start(self, event: Event) -> None:
         self._input, self._parts, self._count = AudioInput(event), [], 0

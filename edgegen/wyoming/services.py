@@ -162,7 +162,7 @@ class Catalog:
     voices: Optional[VoiceLibrary] = None
     supports_streaming_tts: bool = True
     asr: Any = None  # edgegen ASR (has .info())
-    wake_info: Optional[dict] = None  # WakeWordDetector.info() of the words offered
+    wake_info: Optional[dict] = None  # WakeWordDetector.info(): version, phrases, trained_languages, attribution
     wake_words: tuple[str, ...] = ()
     llm_name: Optional[str] = None
     llm_manifest: Optional[Manifest] = None
@@ -188,13 +188,15 @@ class Catalog:
             ))
         if self.wake_info is not None:
             meta = self.wake_info
-            languages = list(meta.get("languages") or [])
+            phrases = meta.get("phrases") or {}
+            languages = meta.get("trained_languages") or {}
             info.wake.append(WakeProgram(
                 name="edgegen-wake", attribution=EDGEGEN_ATTRIBUTION, installed=True,
                 description="wake word detection on edgegen", version=__version__,
                 models=[WakeModel(name=word, attribution=_attribution_of(meta), installed=True,
-                                  description=word.replace("_", " "), version=meta.get("version"),
-                                  languages=languages, phrase=word.replace("_", " "))
+                                  description=phrases.get(word) or word.replace("_", " "), version=meta.get("version"),
+                                  languages=list(languages.get(word) or meta.get("languages") or []),
+                                  phrase=phrases.get(word) or word.replace("_", " "))
                         for word in self.wake_words],
             ))
         if self.llm_name is not None:

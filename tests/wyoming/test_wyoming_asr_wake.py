@@ -34,9 +34,10 @@ def asr():
 
 @pytest.fixture(scope="module")
 def wake_words():
+    """A detector listening for every bundled word, as `edgegen wyoming` offers them."""
     from edgegen.audio.wake import load_wake_word
 
-    return load_wake_word()
+    return load_wake_word(list(load_wake_word().words))
 
 
 @pytest.fixture(scope="module")
@@ -46,9 +47,11 @@ def listening(voice, asr, wake_words):
     from edgegen.wyoming.server import WyomingServer
     from edgegen.wyoming.services import Catalog, VoiceLibrary
 
+    words = list(wake_words.active)
     catalog = Catalog(voices=VoiceLibrary.from_store(ModelStore(), "joe", loader=lambda entry: voice), asr=asr,
-                      wake_info=wake_words.info(), wake_words=tuple(wake_words.words))
-    server = WyomingServer(catalog, limits=Limits(max_audio_seconds=5.0), asr=asr, detector_factory=load_wake_word)
+                      wake_info=wake_words.info(), wake_words=tuple(words))
+    server = WyomingServer(catalog, limits=Limits(max_audio_seconds=5.0), asr=asr,
+                           detector_factory=lambda: load_wake_word(words))
     s = ThreadServer(server)
     yield s
     s.close()
@@ -87,7 +90,8 @@ def test_describe_lists_asr_and_wake(listening, asr, wake_words):
     meta = asr.info()
     assert (model.name, model.languages, model.version) == (meta["name"], list(meta["languages"]), meta.get("version"))
     (wake,) = info.wake
-    assert [m.name for m in wake.models] == list(wake_words.words)
+    assert [m.name for m in wake.models] == list(wake_words.active)
+    assert all(m.phrase and m.version == wake_words.info()["version"] for m in wake.models)
 
 
 def test_transcribe_a_wav(listening, voice, asr):
@@ -102,14 +106,20 @@ def test_transcribe_a_wav(listening, voice, asr):
 
 
 def test_detect_a_wake_word(listening, voice, wake_words):
+    """A wake phrase spoken by the joe voice, as 22.05 kHz audio the server resamples: detected
+    by the server exactly when the detector itself, fed the same 16 kHz chunks, detects it."""
     from edgegen.audio.wake import load_wake_word
 
-    word = wake_words.words[0]
-    audio = np.concatenate([np.zeros(16000, np.int16), _spoken(voice, word.replace("_", " ") + "."),
-                            np.zeros(16000, np.int16)])
-    reference = load_wake_word()
-    expected = [d.name for chunk in _as_16k_chunks(audio, voice.sample_rate) for d in reference.process(chunk)]
-    assert word in expected, f"the reference detector did not hear {word!r} in the synthesized phrase"
+    heard = None
+    for word in wake_words.active:
+        phrase = wake_words.info()["phrases"].get(word) or word.replace("_", " ")
+        audio = np.concatenate([np.zeros(8000, np.int16), _spoken(voice, phrase + "."), np.zeros(16000, np.int16)])
+        reference = load_wake_word([word])
+        if any(d.name == word for chunk in _as_16k_chunks(audio, voice.sample_rate) for d in reference.process(chunk)):
+            heard = word, audio
+            break
+    assert heard is not None, "the reference detector heard none of the synthesized wake phrases"
+    word, audio = heard
     events = [Detect(names=[word]).event()] + [c.event() for c in wav_to_chunks(
         _wav(audio, voice.sample_rate), 1024, start_event=True, stop_event=True)]
     got = talk(listening.port, events, is_type("detection", "not-detected", "error"))
