@@ -63,7 +63,7 @@ class WyomingServer:
         # A streamed synthesis holds one thread while it waits for text; allow one per connection.
         self.executor = concurrent.futures.ThreadPoolExecutor(max_workers or limits.max_connections + 4,
                                                               thread_name_prefix="edgegen-wyoming")
-        self._open: set[Any] = set()
+        self._open: dict[Any, Optional[asyncio.Task]] = {}  # handler -> its task
         self.server: Optional[AsyncServer] = None
 
     async def run_blocking(self, fn: Callable[..., Any], *args: Any) -> Any:
@@ -72,11 +72,11 @@ class WyomingServer:
     def admit(self, handler: Any) -> bool:
         if len(self._open) >= self.limits.max_connections:
             return False
-        self._open.add(handler)
+        self._open[handler] = asyncio.current_task()
         return True
 
     def release(self, handler: Any) -> None:
-        self._open.discard(handler)
+        self._open.pop(handler, None)
 
     @property
     def open_connections(self) -> int:
@@ -95,8 +95,12 @@ class WyomingServer:
         return self.server
 
     async def stop(self) -> None:
+        """Stop accepting, end every connection (each closes its streams) and wait for them."""
         if self.server is not None:
             await self.server.stop()
+        tasks = [t for t in self._open.values() if t is not None and t is not asyncio.current_task()]
+        if tasks:
+            await asyncio.wait(tasks, timeout=5.0)
         if self.conversations is not None:
             self.conversations.worker.close()
         self.executor.shutdown(wait=False, cancel_futures=True)

@@ -22,7 +22,8 @@ from wyoming.info import (
 )
 
 from edgegen import __version__
-from edgegen.errors import InvalidRequestError, ModelNotFoundError
+from edgegen.audio.voice_config import VoiceConfig
+from edgegen.errors import InvalidRequestError, ModelFormatError, ModelNotFoundError
 from edgegen.store.inspect import read_voice_config
 from edgegen.store.manifest import Manifest
 
@@ -68,12 +69,14 @@ class VoiceEntry:
 
 
 def _voice_entry(name: str, model_path: Path, manifest: Optional[Manifest]) -> VoiceEntry:
-    config = read_voice_config(Path(str(model_path) + ".json"))
+    config_path = Path(str(model_path) + ".json")
+    config = read_voice_config(config_path)  # language and quality
+    speakers = VoiceConfig.from_file(config_path).speaker_id_map  # all of them, validated
     stem = model_path.name[: -len(".onnx")] if model_path.name.endswith(".onnx") else model_path.stem
     description = f"{stem} ({config['quality']})" if config["quality"] else stem
     return VoiceEntry(
         name=name, model_path=model_path, language=config["language"],
-        speakers=tuple(config["speaker_names"]) if config["speakers"] > 1 else (),
+        speakers=tuple(sorted(speakers, key=speakers.get)) if config["speakers"] > 1 else (),
         description=description, version=manifest.version if manifest else None,
         attribution=manifest_attribution(manifest), aliases=(stem,) if stem != name else (),
     )
@@ -103,7 +106,10 @@ class VoiceLibrary:
         entries = []
         for row in store.list():
             if row.kind == "voice" and row.installed and row.path is not None:
-                entries.append(_voice_entry(row.name, row.path, store.manifest(row.name)))
+                try:
+                    entries.append(_voice_entry(row.name, row.path, store.manifest(row.name)))
+                except ModelFormatError as exc:  # one broken voice must not take the others down
+                    log.warning("voice %s not offered: %s", row.name, exc)
         if default and Path(default).suffix == ".onnx":
             path = Path(default).expanduser()
             if not path.is_file():
