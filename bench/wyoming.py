@@ -30,6 +30,7 @@ import sys
 import tempfile
 import time
 from pathlib import Path
+from typing import Any
 
 # This file is named wyoming.py: its own directory must not shadow the `wyoming` package.
 _HERE = os.path.dirname(os.path.abspath(__file__))
@@ -153,30 +154,94 @@ def compare(ports: dict[str, int], pids: dict[str, int], reps: int, pause: float
     return results
 
 
-def rss_all(piper_pid: int) -> dict:
-    """One edgegen process with every service vs the separate servers (those installed)."""
-    port = free_port()
-    proc = start_edgegen(port, ["--no-handle"])
-    try:
+async def _describe(port: int):
+    from wyoming.client import AsyncTcpClient
+    from wyoming.info import Describe, Info
+
+    async with AsyncTcpClient("127.0.0.1", port) as client:
+        await client.write_event(Describe().event())
+        return Info.from_event(await client.read_event())
+
+
+def _speech_16k() -> bytes:
+    """Two seconds of the joe voice saying a command, as 16 kHz 16-bit mono (what HA sends)."""
+    import numpy as np
+    from wyoming.audio import AudioChunk, AudioChunkConverter
+
+    import edgegen
+
+    voice = edgegen.load_voice("joe", threads=1, parallel_units=False)
+    pcm = voice.synthesize("Turn on the kitchen lights.").to_int16().astype("<i2").tobytes()
+    chunk = AudioChunk(rate=voice.sample_rate, width=2, channels=1, audio=pcm)
+    return AudioChunkConverter(rate=16000, width=2, channels=1).convert(chunk).audio + bytes(np.zeros(8000, "<i2"))
+
+
+async def _listen(port: int, first: "Any", audio: bytes, last: tuple[str, ...]) -> str:
+    from wyoming.audio import AudioChunk, AudioStart, AudioStop
+    from wyoming.client import AsyncTcpClient
+
+    async with AsyncTcpClient("127.0.0.1", port) as client:
+        await client.write_event(first)
+        await client.write_event(AudioStart(rate=16000, width=2, channels=1).event())
+        for k in range(0, len(audio), 2048):
+            await client.write_event(AudioChunk(rate=16000, width=2, channels=1, audio=audio[k:k + 2048]).event())
+        await client.write_event(AudioStop().event())
+        while True:
+            event = await client.read_event()
+            if event is None or event.type in last + ("error",):
+                return "closed" if event is None else event.type
+
+
+def _workload(port: int, services: list[str], speech: bytes) -> None:
+    """What each server is measured after: one synthesis, one transcription, one detect stream."""
+    from wyoming.asr import Transcribe
+    from wyoming.wake import Detect
+
+    if "tts" in services:
         asyncio.run(timed_request(port, "synthesize"))
-        from wyoming.client import AsyncTcpClient
-        from wyoming.info import Describe, Info
+    if "asr" in services:
+        assert asyncio.run(_listen(port, Transcribe(language="en").event(), speech, ("transcript",))) == "transcript"
+    if "wake" in services:
+        asyncio.run(_listen(port, Detect().event(), speech, ("detection", "not-detected")))
 
-        async def describe():
-            async with AsyncTcpClient("127.0.0.1", port) as c:
-                await c.write_event(Describe().event())
-                return Info.from_event(await c.read_event())
 
-        info = asyncio.run(describe())
-        ours = {"services": [k for k in ("tts", "asr", "wake") if getattr(info, k)], "rss_mib": memory_mib(proc.pid)}
+def rss_all(piper: tuple[subprocess.Popen, int], threads: int) -> dict:
+    """One edgegen process with tts + asr + wake vs the separate servers doing the same work."""
+    speech = _speech_16k()
+    port = free_port()
+    proc = start_edgegen(port, ["--no-handle", "--threads", str(threads)])
+    try:
+        info = asyncio.run(_describe(port))
+        services = [k for k in ("tts", "asr", "wake") if getattr(info, k)]
+        _workload(port, services, speech)
+        results = {"edgegen": {"services": services, "rss_hwm_mib": memory_mib(proc.pid)}}
     finally:
         proc.terminate()
         proc.wait(10)
-    separate = {"wyoming-piper": memory_mib(piper_pid)}
-    for package in ("wyoming_faster_whisper", "wyoming_openwakeword"):
-        if importlib.util.find_spec(package) is None:
-            separate[package.replace("_", "-")] = "not installed"
-    return {"edgegen": ours, "separate": separate}
+    separate: dict = {"wyoming-piper": memory_mib(piper[0].pid)}  # after the timed runs: more than one request
+    if "asr" in services and importlib.util.find_spec("wyoming_faster_whisper") is not None:
+        from edgegen.store import ModelStore
+
+        model_dir = ModelStore().resolve("whisper-tiny.en", kind="asr").parent
+        port = free_port()
+        with tempfile.TemporaryDirectory() as data_dir:
+            cmd = [sys.executable, "-m", "wyoming_faster_whisper", "--uri", f"tcp://127.0.0.1:{port}", "--model",
+                   str(model_dir), "--data-dir", data_dir, "--language", "en", "--compute-type", "int8",
+                   "--cpu-threads", str(threads), "--local-files-only"]
+            whisper = subprocess.Popen(cmd, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+            try:
+                wait_ready(whisper, port, "wyoming-faster-whisper")
+                _workload(port, ["asr"], speech)
+                separate["wyoming-faster-whisper"] = memory_mib(whisper.pid)
+            finally:
+                whisper.terminate()
+                whisper.wait(10)
+    if "wake" in services:
+        # wyoming-openwakeword pins wyoming==1.2.0 and tflite (a separate environment); the
+        # microWakeWord server is not on PyPI: no separate wake-word server measured.
+        separate["wake word server"] = "not measured"
+    rss = [v[0] for v in separate.values() if isinstance(v, tuple)]
+    return {"edgegen": results["edgegen"], "separate": separate, "separate_rss_sum_mib": sum(rss)}
 
 
 def main() -> None:
@@ -196,7 +261,7 @@ def main() -> None:
                        "timings": compare(ports, {n: p.pid for n, p in procs.items()}, args.reps, args.pause),
                        "memory_mib": {name: memory_mib(p.pid) for name, p in procs.items()}}
             if args.rss_all:
-                results["rss_all"] = rss_all(procs["wyoming-piper"].pid)
+                results["rss_all"] = rss_all((procs["wyoming-piper"], 0), os.cpu_count() or 1)
         finally:
             for p in procs.values():
                 p.terminate()
