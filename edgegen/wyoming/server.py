@@ -139,6 +139,6 @@ async def serve_wyoming(wyoming: WyomingServer, uri: str, *, zeroconf: Optional[
             ready(wyoming)
         await asyncio.Event().wait()
     finally:
-        if advertised is not None:
+        if advertised is not None:  # HomeAssistantZeroconf has no close(); unregister through its AsyncZeroconf
             await advertised._aiozc.async_close()
         await wyoming.stop()
