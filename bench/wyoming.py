@@ -205,8 +205,9 @@ def _workload(port: int, services: list[str], speech: bytes) -> None:
         asyncio.run(_listen(port, Detect().event(), speech, ("detection", "not-detected")))
 
 
-def rss_all(piper: tuple[subprocess.Popen, int], threads: int) -> dict:
-    """One edgegen process with tts + asr + wake vs the separate servers doing the same work."""
+def rss_all(threads: int) -> dict:
+    """One edgegen process with tts + asr + wake vs the separate servers doing the same work,
+    each a fresh process measured after the same requests."""
     speech = _speech_16k()
     port = free_port()
     proc = start_edgegen(port, ["--no-handle", "--threads", str(threads)])
@@ -218,7 +219,16 @@ def rss_all(piper: tuple[subprocess.Popen, int], threads: int) -> dict:
     finally:
         proc.terminate()
         proc.wait(10)
-    separate: dict = {"wyoming-piper": memory_mib(piper[0].pid)}  # after the timed runs: more than one request
+    separate: dict = {}
+    port = free_port()
+    with tempfile.TemporaryDirectory() as data_dir:
+        piper = start_wyoming_piper(port, Path(data_dir))
+        try:
+            _workload(port, ["tts"], speech)
+            separate["wyoming-piper"] = memory_mib(piper.pid)
+        finally:
+            piper.terminate()
+            piper.wait(10)
     if "asr" in services and importlib.util.find_spec("wyoming_faster_whisper") is not None:
         from edgegen.store import ModelStore
 
@@ -249,9 +259,16 @@ def main() -> None:
     parser.add_argument("--reps", type=int, default=9)
     parser.add_argument("--pause", type=float, default=0.25, help="idle seconds before each timed request")
     parser.add_argument("--rss-all", action="store_true", help="also compare one edgegen process with every service")
+    parser.add_argument("--rss-only", action="store_true", help="only the --rss-all comparison (no timings)")
     parser.add_argument("--json", default=None, help="write the results here")
     args = parser.parse_args()
 
+    if args.rss_only:
+        result = rss_all(os.cpu_count() or 1)
+        print(json.dumps(result, indent=1))
+        if args.json:
+            Path(args.json).write_text(json.dumps(result, indent=1))
+        return
     ports = {"edgegen": free_port(), "wyoming-piper": free_port()}
     with tempfile.TemporaryDirectory() as data_dir:
         procs = {"edgegen": start_edgegen(ports["edgegen"], ["--no-handle", "--no-asr", "--no-wake"]),
@@ -261,7 +278,7 @@ def main() -> None:
                        "timings": compare(ports, {n: p.pid for n, p in procs.items()}, args.reps, args.pause),
                        "memory_mib": {name: memory_mib(p.pid) for name, p in procs.items()}}
             if args.rss_all:
-                results["rss_all"] = rss_all((procs["wyoming-piper"], 0), os.cpu_count() or 1)
+                results["rss_all"] = rss_all(os.cpu_count() or 1)
         finally:
             for p in procs.values():
                 p.terminate()
