@@ -179,9 +179,9 @@ def _conversations(args: argparse.Namespace, store: Any) -> Any:
 
 
 def run(args: argparse.Namespace) -> int:
-    if importlib.util.find_spec("wyoming") is None:
-        print("edgegen wyoming: needs the wyoming package: pip install 'edgegen[wyoming]'", file=sys.stderr)
-        return 2
+    from edgegen.extras import require
+
+    require("wyoming", "wyoming", "edgegen wyoming")  # one line naming the extra when it is missing
     import asyncio
     import logging
     import signal

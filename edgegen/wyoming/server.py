@@ -117,10 +117,10 @@ async def advertise_zeroconf(server: AsyncServer, name: Optional[str]) -> Any:
     """Register `_wyoming._tcp` over mDNS, as the wyoming servers do (Home Assistant discovers it)."""
     if not isinstance(server, AsyncTcpServer):
         raise InvalidRequestError("--zeroconf needs a tcp:// URI")
-    try:
-        from wyoming.zeroconf import HomeAssistantZeroconf
-    except ImportError:
-        raise InvalidRequestError("--zeroconf needs the zeroconf package: pip install 'edgegen[wyoming]'") from None
+    from edgegen.extras import require
+
+    require("zeroconf", "wyoming", "--zeroconf")
+    from wyoming.zeroconf import HomeAssistantZeroconf
     host = server.host if server.host not in ("0.0.0.0", "::", "") else None  # None: the address that reaches mDNS
     zeroconf = HomeAssistantZeroconf(port=server.port, name=name or "edgegen", host=host)
     await zeroconf.register_server()
