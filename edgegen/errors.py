@@ -57,6 +57,11 @@ class InvalidRequestError(EdgegenError, ValueError):
         self.param = param
 
 
+class ConstraintError(InvalidRequestError):
+    """A structured-output constraint (response_format schema, grammar, regex, tool definitions) is
+    invalid, unsupported, too large or too complex, or accepts no output; the server answers 400."""
+
+
 class RouteError(EdgegenError, ValueError):
     """The routing policy forbids what was asked (for example cloud without opt-in)."""
 

@@ -55,8 +55,9 @@ public:
     void forward(KVCache& kv, int32_t seq, const int32_t* tokens, int64_t n, bool all_logits, float* logits_out);
 
     // One decode step: forward over tokens, the sampler sees them, then picks the next token
-    // from the last logits.
-    int32_t decode(KVCache& kv, int32_t seq, const int32_t* tokens, int64_t n, Sampler& sampler);
+    // from the last logits, restricted to `allowed` when given (see Sampler::sample).
+    int32_t decode(KVCache& kv, int32_t seq, const int32_t* tokens, int64_t n, Sampler& sampler,
+                   const uint32_t* allowed = nullptr);
 
     // Context shift with every layer's rope (see KVCache::seq_shift).
     void shift(KVCache& kv, int32_t seq, int64_t n_keep, int64_t n_discard);
