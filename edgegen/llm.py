@@ -312,6 +312,11 @@ class LLM:
         mask = self._token_mask(structured)  # compiled now: a bad constraint fails at the call
         return TextStream(self._run(ids, p, event, mask), event)
 
+    def check_structured(self, structured: StructuredRequest) -> None:
+        """Raise now what the request's constraint would raise at its call (ConstraintError for
+        a bad schema, grammar or tool; the compiled result is cached for the run)."""
+        self._token_mask(structured)
+
     def _token_mask(self, structured: StructuredRequest) -> Any:
         constraint = structured.decoding_constraint
         if constraint is None:

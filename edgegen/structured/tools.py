@@ -334,6 +334,20 @@ class ToolCallStream:
         return self.calls if not self._args else self.calls[:-1]
 
 
+def merge_tool_deltas(calls: list[dict[str, Any]], deltas: Sequence[Mapping[str, Any]]) -> None:
+    """Folds streamed tool-call deltas into whole OpenAI tool calls (`calls`, by index)."""
+    for d in deltas:
+        i = int(d["index"])
+        while len(calls) <= i:
+            calls.append({"id": "", "type": "function", "function": {"name": "", "arguments": ""}})
+        c = calls[i]
+        if d.get("id"):
+            c["id"] = d["id"]
+        fn = d.get("function") or {}
+        c["function"]["name"] += fn.get("name") or ""
+        c["function"]["arguments"] += fn.get("arguments") or ""
+
+
 def _call_end(args: str, tail: str) -> int:
     """Where the arguments end: the first `tail` before which they are a whole JSON value (a JSON
     string may itself hold the text of the tail)."""
