@@ -21,7 +21,7 @@ from typing import Any, Optional
 
 import numpy as np
 
-from ..errors import ConstraintError, EdgegenError
+from ..errors import ConstraintError
 from .constraint import Constraint
 
 # JSON is generated on one line with the usual separators: flexible whitespace lets a small model
@@ -158,7 +158,10 @@ class TokenMask:
         if self._m.is_stopped() and int(token) in self.compiled.tokenizer.eog_ids:
             return
         if not self._m.consume_token(int(token)):
-            raise EdgegenError(f"token {token} broke the output constraint: {self._m.get_error()}")
+            # a sampled token is always allowed: only a resource limit (a grammar too complex or
+            # one that can never finish) gets here
+            raise ConstraintError(f"the {_what(self.compiled.constraint)} stopped generation: "
+                                  f"{_short(self._m.get_error())}", param=_param(self.compiled.constraint))
 
     def allows(self, token: int) -> bool:
         return bool(self.words[token >> 5] >> np.uint32(token & 31) & np.uint32(1))
