@@ -33,7 +33,7 @@ fi
 py="$venv/bin/python"
 export PIP_DISABLE_PIP_VERSION_CHECK=1
 
-extras="llamacpp,server,cloud"
+extras="llamacpp,server,cloud,structured"
 [ "$want_test" = 1 ] && extras="$extras,test"
 echo "==> installing edgegen[$extras] (builds the C++ extension once; llama-cpp-python comes from pip's wheel cache after its first build)"
 "$py" -m pip install -q -e ".[$extras]"
