@@ -24,9 +24,14 @@ MSGS = [{"role": "user", "content": "Turn the elbow 30 degrees."}]
 
 
 @pytest.fixture(scope="module")
-def client(native_llm):
+def server(native_llm):
     with ThreadServer(native_llm) as s:
-        yield s.client()
+        yield s
+
+
+@pytest.fixture(scope="module")
+def client(server):
+    return server.client()
 
 
 def check_calls(calls, only=None):
@@ -105,3 +110,19 @@ def test_response_format_and_bad_schemas(client):
         with pytest.raises(openai.BadRequestError) as info:
             client.chat.completions.create(model="smollm2", messages=MSGS, max_tokens=8, **kw)
         assert info.value.status_code == 400 and info.value.body["message"]
+
+
+def test_the_cloud_backend_passes_response_format_and_tools_through(server):
+    from edgegen.cloud import Cloud
+    from edgegen.errors import ConstraintError
+
+    cloud = Cloud(server.base + "/v1", "smollm2", timeout=120.0, idle_timeout=60.0)
+    try:
+        r = cloud.chat(MSGS, tools=TOOLS, tool_choice={"type": "function", "function": {"name": "move_arm"}},
+                       parallel_tool_calls=False, temperature=0, max_tokens=120)
+        assert r.finish_reason == "tool_calls" and r.message.tool_calls[0].name == "move_arm"
+        jsonschema.validate(json.loads(r.message.tool_calls[0].arguments), ROBOT)
+        with pytest.raises(ConstraintError, match="local models only"):
+            cloud.chat(MSGS, regex="a+", max_tokens=4)
+    finally:
+        cloud.close()
