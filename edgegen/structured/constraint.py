@@ -21,8 +21,8 @@ MAX_SCHEMA_DEPTH = 64              # nesting of objects/arrays in the schema doc
 
 @dataclass(frozen=True)
 class Constraint:
-    """One output constraint. `source` is canonical text: sorted-key JSON for a schema, the
-    pattern or grammar text otherwise. `name` labels a JSON schema (OpenAI's json_schema.name)."""
+    """One output constraint. `source` is canonical text: compact JSON for a schema, the pattern
+    or grammar text otherwise. `name` labels a JSON schema (OpenAI's json_schema.name)."""
 
     kind: ConstraintKind
     source: str
@@ -55,7 +55,8 @@ class Constraint:
             raise ConstraintError("a JSON schema must be an object", param="response_format")
         _check_depth(schema)
         try:
-            text = json.dumps(schema, sort_keys=True, separators=(",", ":"), allow_nan=False)
+            # key order kept: properties are generated in the order the schema lists them
+            text = json.dumps(schema, separators=(",", ":"), allow_nan=False)
         except (TypeError, ValueError) as exc:
             raise ConstraintError(f"the JSON schema is not plain JSON: {exc}", param="response_format") from None
         _check_size("json_schema", text)
