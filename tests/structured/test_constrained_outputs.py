@@ -73,3 +73,15 @@ def test_the_llama_cpp_backend_obeys_the_same_constraints(llama_llm):
         jsonschema.validate(json.loads(r.text), SCHEMAS[name])
     r = llama_llm.generate("Code:", regex=r"[A-Z]{2}-[0-9]{4}", max_tokens=16, temperature=1.0, seed=3)
     assert re.fullmatch(r"[A-Z]{2}-[0-9]{4}", r.text)
+
+
+def test_the_robot_command_example(native_llm):
+    import importlib.util
+    from pathlib import Path
+
+    path = Path(__file__).resolve().parents[2] / "examples" / "robot_command.py"
+    spec = importlib.util.spec_from_file_location("robot_command", path)
+    example = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(example)
+    command = example.to_command(native_llm, "turn the wrist 45 degrees to the right, slowly")
+    jsonschema.validate(command, example.COMMAND)
