@@ -42,10 +42,11 @@ def check_calls(calls, only=None):
         jsonschema.validate(json.loads(c.function.arguments), PARAMS[c.function.name])
 
 
+@pytest.mark.slow
 def test_required_and_named_tool_calls(client):
     r = client.chat.completions.create(model="smollm2", messages=MSGS, tools=TOOLS, tool_choice="required",
-                                       temperature=0, max_tokens=120)
-    assert r.choices[0].finish_reason == "tool_calls"
+                                       parallel_tool_calls=False, temperature=0, max_tokens=120)
+    assert r.choices[0].finish_reason == "tool_calls" and len(r.choices[0].message.tool_calls) == 1
     check_calls(r.choices[0].message.tool_calls)
     r = client.chat.completions.create(model="smollm2", messages=MSGS, tools=TOOLS, temperature=1.0, seed=5,
                                        tool_choice={"type": "function", "function": {"name": "say"}},
@@ -74,6 +75,7 @@ def test_streamed_tool_call_deltas(client):
     jsonschema.validate(json.loads(calls[0]["arguments"]), ROBOT)
 
 
+@pytest.mark.slow
 def test_auto_and_none(client):
     r = client.chat.completions.create(model="smollm2", messages=MSGS, tools=TOOLS, tool_choice="auto",
                                        parallel_tool_calls=False, temperature=1.0, seed=1, max_tokens=60)
