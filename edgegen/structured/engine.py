@@ -36,12 +36,10 @@ _LIMITS = dict(max_items_in_row=2000, initial_lexer_fuel=1_000_000, step_lexer_f
 
 
 def _llguidance() -> Any:
-    try:
-        import llguidance
-    except ImportError:
-        raise ConstraintError(
-            "structured output needs llguidance: pip install 'edgegen[structured]'") from None
-    return llguidance
+    """llguidance, or MissingExtraError naming edgegen[structured]."""
+    from ..extras import require
+
+    return require("llguidance", "structured", "structured output (response_format, grammar, regex, tools)")
 
 
 # ---- the tokenizer llguidance sees ------------------------------------------------------------

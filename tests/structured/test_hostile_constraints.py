@@ -69,18 +69,12 @@ def test_hostile_tools_are_typed_errors(native_llm):
         native_llm.generate("hi", tools=[tool])
 
 
-def test_a_missing_llguidance_is_a_one_line_error(monkeypatch, native_llm):
-    import builtins
+def test_a_missing_llguidance_is_a_one_line_error(monkeypatch):
+    import sys
 
+    from edgegen.errors import MissingExtraError
     from edgegen.structured import engine
 
-    real_import = builtins.__import__
-
-    def no_llguidance(name, *a, **kw):
-        if name == "llguidance":
-            raise ImportError("No module named 'llguidance'")
-        return real_import(name, *a, **kw)
-
-    monkeypatch.setattr(builtins, "__import__", no_llguidance)
-    with pytest.raises(ConstraintError, match=r"pip install 'edgegen\[structured\]'"):
+    monkeypatch.setitem(sys.modules, "llguidance", None)  # import llguidance -> ModuleNotFoundError
+    with pytest.raises(MissingExtraError, match=r"pip install 'edgegen\[structured\]'"):
         engine.llguidance_grammar(engine.Constraint.regex("a"))
