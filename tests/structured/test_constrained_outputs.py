@@ -85,3 +85,13 @@ def test_the_robot_command_example(native_llm):
     spec.loader.exec_module(example)
     command = example.to_command(native_llm, "turn the wrist 45 degrees to the right, slowly")
     jsonschema.validate(command, example.COMMAND)
+
+
+def test_edgegen_run_takes_a_grammar_file(tmp_path):
+    from tests.cli.blocked import run_cli
+
+    gbnf = tmp_path / "turn.gbnf"
+    gbnf.write_text('root ::= "turn " ("left" | "right")\n')
+    proc = run_cli(["run", "Turn please", "--grammar", str(gbnf), "-n", "8", "--temperature", "0", "--ctx", "256"])
+    assert proc.returncode == 0, proc.stderr
+    assert proc.stdout.strip() in ("turn left", "turn right")
