@@ -62,6 +62,11 @@ class InvalidRequestError(EdgegenError, ValueError):
         self.param = param
 
 
+class ConstraintError(InvalidRequestError):
+    """A structured-output constraint (response_format schema, grammar, regex, tool definitions) is
+    invalid, unsupported, too large or too complex, or accepts no output; the server answers 400."""
+
+
 class MissingExtraError(EdgegenError, ImportError):
     """An optional dependency is not installed; the message names the `pip install 'edgegen[EXTRA]'`
     that brings it (see edgegen/extras.py). An ImportError too, so "use it if present" code keeps working."""

@@ -36,6 +36,7 @@ from .errors import (
     TokenizerError,
 )
 from .sampling import SamplingParams
+from .structured.local import StructuredRequest, pop_structured, tool_chunks
 from .textstream import StopStringMatcher, TextStream, Utf8StreamDecoder, collect
 from .types import ChatMessage, ChatResult, CompletionResult, TextChunk, Usage, validate_messages
 
@@ -125,6 +126,7 @@ class PreparedPrompt:
     messages: Optional[tuple[dict[str, Any], ...]] = None  # the validated chat; None for a raw prompt
     add_generation_prompt: bool = True
     llm: Optional["LLM"] = field(default=None, repr=False, compare=False)
+    tools: Optional[Any] = None  # the edgegen.structured.ToolSpec the prompt offers, if any
 
 
 class LLM:
@@ -211,29 +213,44 @@ class LLM:
     def _special_text(self, token_id: Optional[int]) -> str:
         return "" if token_id is None else self.backend.token_bytes(token_id, special=True).decode("utf-8", "replace")
 
-    def render_chat(self, messages: Sequence[Mapping[str, Any]], *, add_generation_prompt: bool = True) -> str:
+    def render_chat(self, messages: Sequence[Mapping[str, Any]], *, add_generation_prompt: bool = True,
+                    tools: Optional[Any] = None) -> str:
         """The prompt text the chat template makes of `messages`; for a base model (no template,
-        see edgegen.chat_formats) the messages' plain text."""
+        see edgegen.chat_formats) the messages' plain text. `tools` (a ToolSpec) are offered in the
+        template's own convention or the default tool prompt (docs/structured.md)."""
+        from .structured.tools import template_has_tools, tool_messages
+
         be = self.backend
+        template = None
+        if self.chat_format == "template":
+            template = be.chat_template
+        elif self.chat_format != "completion":
+            template = family_template(self.chat_format)
+        native = template_has_tools(template)
+        extra: dict[str, Any] = {}
+        if tools is not None or any(m.get("tool_calls") or m.get("role") == "tool" for m in messages):
+            messages = tool_messages(messages, tools, native)
+            if native and tools is not None and tools.offered:
+                extra["tools"] = [t.to_openai() for t in tools.offered]
         if self.chat_format == "completion":
             return completion_prompt(validate_messages(messages))
-        template = be.chat_template if self.chat_format == "template" else family_template(self.chat_format)
         return render_chat(
             template, messages, bos_token=self._special_text(be.bos_id), eos_token=self._special_text(be.eos_id),
-            add_generation_prompt=add_generation_prompt, limits=self.template_limits,
+            add_generation_prompt=add_generation_prompt, limits=self.template_limits, **extra,
         )
 
-    def prepare_chat(self, messages: Sequence[Mapping[str, Any]], *, add_generation_prompt: bool = True) -> PreparedPrompt:
+    def prepare_chat(self, messages: Sequence[Mapping[str, Any]], *, add_generation_prompt: bool = True,
+                     tools: Optional[Any] = None) -> PreparedPrompt:
         """`messages` rendered through the chat template and tokenized, once, for `chat()`."""
         msgs = validate_messages(messages)
-        text = self.render_chat(msgs, add_generation_prompt=add_generation_prompt)
+        text = self.render_chat(msgs, add_generation_prompt=add_generation_prompt, tools=tools)
         _check_text(text)
         be = self.backend
         bos_text = self._special_text(be.bos_id)
         # The template usually writes BOS itself; add it only when the model wants one and it is missing.
         add = be.add_bos and not (bos_text and text.startswith(bos_text))
         ids = be.tokenize(text, add, True)
-        return PreparedPrompt(text, tuple(ids), tuple(msgs), add_generation_prompt, self)
+        return PreparedPrompt(text, tuple(ids), tuple(msgs), add_generation_prompt, self, tools)
 
     def prepare(self, prompt: str) -> PreparedPrompt:
         """A raw prompt (no template) tokenized once, for `stream()` / `generate()`."""
@@ -247,7 +264,8 @@ class LLM:
         if prepared.llm is self:
             return prepared
         if prepared.messages is not None:
-            return self.prepare_chat(prepared.messages, add_generation_prompt=prepared.add_generation_prompt)
+            return self.prepare_chat(prepared.messages, add_generation_prompt=prepared.add_generation_prompt,
+                                     tools=prepared.tools)
         return self.prepare(prepared.text)
 
     def check_request(self, prompt: PreparedPrompt, params: SamplingParams) -> None:
@@ -275,9 +293,12 @@ class LLM:
         cancel: Optional[threading.Event] = None,
         **sampling: Any,
     ) -> TextStream:
-        """Stream a raw completion of `prompt` (no chat template), or of a PreparedPrompt as it is."""
+        """Stream a raw completion of `prompt` (no chat template), or of a PreparedPrompt as it is.
+        `response_format=`, `grammar=` (Lark or GBNF) or `regex=` constrain the output while it is
+        decoded (docs/structured.md)."""
+        structured = pop_structured(sampling, chat=False)
         prepared = self._own(prompt) if isinstance(prompt, PreparedPrompt) else self.prepare(prompt)
-        return self._stream_prepared(prepared, params, cancel, sampling)
+        return self._stream_prepared(prepared, params, cancel, sampling, structured)
 
     def generate(
         self,
@@ -303,39 +324,73 @@ class LLM:
         **sampling: Any,
     ) -> Union[ChatResult, TextStream]:
         """Chat completion through the model's template; `stream=True` returns a TextStream.
-        `messages` may be a PreparedPrompt from `prepare_chat()` (not rendered again)."""
-        prepared = self._own(messages) if isinstance(messages, PreparedPrompt) else self.prepare_chat(messages)
-        chunks = self._stream_prepared(prepared, params, cancel, sampling)
+        `messages` may be a PreparedPrompt from `prepare_chat()` (not rendered again).
+        Structured output: `response_format=`, `grammar=`, `regex=`, and OpenAI `tools=` with
+        `tool_choice=` / `parallel_tool_calls=` (calls come back in `message.tool_calls`, or as
+        chunks' `tool_calls` deltas when streaming; see docs/structured.md)."""
+        structured = pop_structured(sampling, chat=True)
+        if isinstance(messages, PreparedPrompt):
+            prepared = self._own(messages)
+            if prepared.tools != structured.tools:  # prepared for other tools: offer these instead
+                prepared = self.prepare_chat(prepared.messages or (), tools=structured.tools,
+                                             add_generation_prompt=prepared.add_generation_prompt)
+        else:
+            prepared = self.prepare_chat(messages, tools=structured.tools)
+        chunks = self._stream_prepared(prepared, params, cancel, sampling, structured)
         if stream:
-            return chunks
+            return TextStream(tool_chunks(chunks), chunks.cancel_event) if structured.calls_tools else chunks
         text, last, timings = collect(chunks)
+        finish, calls = last.finish_reason or "stop", ()
+        if structured.calls_tools:
+            from .structured.tools import parse_tool_output
+
+            text, parsed = parse_tool_output(text)
+            calls = tuple(parsed)
+            finish = "tool_calls" if calls and finish == "stop" else finish
         return ChatResult(
-            message=ChatMessage("assistant", text), finish_reason=last.finish_reason or "stop",
+            message=ChatMessage("assistant", text, calls), finish_reason=finish,  # type: ignore[arg-type]
             usage=last.usage or Usage(), model=self.model, route="local", backend=self.backend_name,
             timings=timings,
         )
 
     def _stream_prepared(
-        self, prepared: PreparedPrompt, params: Optional[SamplingParams], cancel: Optional[threading.Event], overrides: dict
+        self, prepared: PreparedPrompt, params: Optional[SamplingParams], cancel: Optional[threading.Event], overrides: dict,
+        structured: StructuredRequest = StructuredRequest(),
     ) -> TextStream:
         p = (params or self.defaults).with_overrides(**overrides) if overrides else (params or self.defaults).validate()
         self.check_request(prepared, p)
         ids = list(prepared.ids)
         event = cancel if cancel is not None else threading.Event()
-        return TextStream(self._run(ids, p, event), event)
+        mask = self._token_mask(structured)  # compiled now: a bad constraint fails at the call
+        return TextStream(self._run(ids, p, event, mask), event)
 
-    def _run(self, prompt_ids: list[int], p: SamplingParams, cancel: threading.Event) -> Iterator[TextChunk]:
+    def check_structured(self, structured: StructuredRequest) -> None:
+        """Raise now what the request's constraint would raise at its call (ConstraintError for
+        a bad schema, grammar or tool; the compiled result is cached for the run)."""
+        self._token_mask(structured)
+
+    def _token_mask(self, structured: StructuredRequest) -> Any:
+        constraint = structured.decoding_constraint
+        if constraint is None:
+            return None
+        if not getattr(self.backend, "supports_constraints", False):
+            raise InvalidRequestError(f"the {self.backend_name} backend cannot enforce structured output")
+        from .structured.engine import token_mask
+
+        return token_mask(self.backend, constraint)
+
+    def _run(self, prompt_ids: list[int], p: SamplingParams, cancel: threading.Event, mask: Any = None) -> Iterator[TextChunk]:
         me = threading.get_ident()
         if self._owner == me:
             raise InvalidRequestError("another stream of this LLM is still open in this thread; close() it first")
         with self._lock:
             self._owner = me
             try:
-                yield from self._assemble(prompt_ids, p, cancel)
+                yield from self._assemble(prompt_ids, p, cancel, mask)
             finally:
                 self._owner = None
 
-    def _assemble(self, prompt_ids: list[int], p: SamplingParams, cancel: threading.Event) -> Iterator[TextChunk]:
+    def _assemble(self, prompt_ids: list[int], p: SamplingParams, cancel: threading.Event, mask: Any = None) -> Iterator[TextChunk]:
         be = self.backend
         room = self.n_ctx - len(prompt_ids)  # the prompt fills the window first
         max_new = room if p.max_tokens is None else min(p.max_tokens, room)
@@ -346,7 +401,9 @@ class LLM:
         finish: Optional[str] = None
         tail = ""
         matched_stop = False
-        tokens = be.generate_tokens(prompt_ids, p, cancel)
+        # a constrained generation hands its per-step token mask to the backend (edgegen.structured)
+        tokens = be.generate_tokens(prompt_ids, p, cancel, constraint=mask) if mask is not None else \
+            be.generate_tokens(prompt_ids, p, cancel)
         try:
             for token in tokens:
                 if be.is_eog(token):

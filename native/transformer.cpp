@@ -224,10 +224,11 @@ void Model::ffn_block(int32_t l, int64_t n) {
     for (int64_t i = 0; i < n * d; ++i) x_[i] += tmp_[i];
 }
 
-int32_t Model::decode(KVCache& kv, int32_t seq, const int32_t* tokens, int64_t n, Sampler& sampler) {
+int32_t Model::decode(KVCache& kv, int32_t seq, const int32_t* tokens, int64_t n, Sampler& sampler,
+                      const uint32_t* allowed) {
     forward(kv, seq, tokens, n, false, logits_.data());
     for (int64_t i = 0; i < n; ++i) sampler.accept(tokens[i]);
-    return sampler.sample(logits_.data());
+    return sampler.sample(logits_.data(), allowed);
 }
 
 void Model::shift(KVCache& kv, int32_t seq, int64_t n_keep, int64_t n_discard) {

@@ -57,8 +57,9 @@ public:
     void forward(KVCache& kv, int32_t seq, const int32_t* tokens, int64_t n, bool all_logits, float* logits_out);
 
     // One decode step: forward over tokens, the sampler sees them, then picks the next token
-    // from the last logits.
-    int32_t decode(KVCache& kv, int32_t seq, const int32_t* tokens, int64_t n, Sampler& sampler);
+    // from the last logits, restricted to `allowed` when given (see Sampler::sample).
+    int32_t decode(KVCache& kv, int32_t seq, const int32_t* tokens, int64_t n, Sampler& sampler,
+                   const uint32_t* allowed = nullptr);
 
     // LoRA adapters for sequence `seq`'s rows from now on (lora.cpp; empty or all scales 0: the
     // base model). The KV cache does not know: callers keep prefixes of different selections apart.

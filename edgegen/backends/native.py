@@ -58,6 +58,7 @@ def _common_prefix(a: Sequence[int], b: Sequence[int]) -> int:
 class NativeBackend(Backend):
     name = "native"
     max_parallel = 1
+    supports_constraints = True  # generate_tokens(..., constraint=TokenMask): the mask goes to the native sampler
 
     def __init__(
         self,
@@ -209,14 +210,14 @@ class NativeBackend(Backend):
             self._seq_tokens[s] = []
             self._seq_adapters[s] = ()
 
-    def _decode(self, tokens: Sequence[int], sampler: Any) -> int:
+    def _decode(self, tokens: Sequence[int], sampler: Any, allowed: Any = None) -> int:
         try:
-            tok = self._model.decode(self._cache, _WORK, list(tokens), sampler)
+            tok = self._model.decode(self._cache, _WORK, list(tokens), sampler, allowed)
         except MemoryBudgetError:
             if not any(self._seq_tokens[1:]):
                 raise
             self._drop_saved_prefixes()  # saved prefixes hold blocks: free them and retry once
-            tok = self._model.decode(self._cache, _WORK, list(tokens), sampler)
+            tok = self._model.decode(self._cache, _WORK, list(tokens), sampler, allowed)
         self._seq_tokens[_WORK].extend(tokens)
         return int(tok)
 
@@ -237,8 +238,9 @@ class NativeBackend(Backend):
         )
 
     def generate_tokens(
-        self, prompt_ids: Sequence[int], params: SamplingParams, cancel: threading.Event
+        self, prompt_ids: Sequence[int], params: SamplingParams, cancel: threading.Event, constraint: Any = None
     ) -> Iterator[int]:
+        """`constraint`: an edgegen.structured TokenMask; each step samples under its next mask."""
         prompt = [int(t) for t in prompt_ids]
         if not prompt:
             prompt = [self.bos_id if self.bos_id is not None else 0]
@@ -251,13 +253,19 @@ class NativeBackend(Backend):
             self.stats["prompt_tokens_evaluated"] += len(prompt) - reused
             if cancel.is_set():
                 return
-            tok = self._decode(prompt[reused:], sampler)
+            tok = self._decode(prompt[reused:], sampler, constraint.next_mask() if constraint else None)
             self._save_prefix(len(prompt))
             while True:
                 yield tok
                 if cancel.is_set() or len(self._seq_tokens[_WORK]) + 1 >= self._n_ctx:
                     return
-                tok = self._decode([tok], sampler)
+                allowed = None
+                if constraint is not None:
+                    if self.is_eog(tok):
+                        return  # the grammar accepted and the model ended
+                    constraint.consume(tok)
+                    allowed = constraint.next_mask()
+                tok = self._decode([tok], sampler, allowed)
 
     def eval_logits(self, tokens: Sequence[int], adapters: Selection = ()) -> Any:
         """Logits (n, n_vocab) of every position of `tokens` evaluated from an empty context

@@ -27,6 +27,7 @@ namespace {
 
 using I32Array = py::array_t<int32_t, py::array::c_style | py::array::forcecast>;
 using F32Array = py::array_t<float, py::array::c_style | py::array::forcecast>;
+using U32Array = py::array_t<uint32_t, py::array::c_style>;
 
 void set_typed_error(const char* cls, const char* msg) {
     py::object err = py::module_::import("edgegen.errors").attr(cls);
@@ -51,6 +52,18 @@ std::vector<int32_t> tokens_of(const I32Array& a) {
     return std::vector<int32_t>(a.data(), a.data() + a.shape(0));
 }
 
+// An allowed-token bitmask from Python: None, or ceil(n_vocab/32) uint32 words (no conversion:
+// a mask of another dtype is a caller bug we name rather than silently reinterpret).
+const uint32_t* mask_of(const py::object& allowed, int64_t n_vocab) {
+    if (allowed.is_none()) return nullptr;
+    if (!py::isinstance<U32Array>(allowed)) throw eg::Error("allowed must be a numpy uint32 array (a token bitmask)");
+    U32Array a = py::reinterpret_borrow<U32Array>(allowed);
+    const int64_t words = (n_vocab + 31) / 32;
+    if (a.ndim() != 1 || a.shape(0) != words)
+        throw eg::Error("allowed must hold ceil(n_vocab/32) = " + std::to_string(words) + " uint32 words");
+    return a.data();
+}
+
 void check_same_model(const PyModel& m, const PyCache& c) {
     if (c.owner.get() != &m) throw eg::Error("this KV cache belongs to another model");
 }
@@ -70,12 +83,14 @@ py::array_t<float> eval(const std::shared_ptr<PyModel>& m, PyCache& c, int32_t s
     return out;
 }
 
-int32_t decode(const std::shared_ptr<PyModel>& m, PyCache& c, int32_t seq, const I32Array& toks, eg::Sampler& s) {
+int32_t decode(const std::shared_ptr<PyModel>& m, PyCache& c, int32_t seq, const I32Array& toks, eg::Sampler& s,
+               const py::object& allowed) {
     check_same_model(*m, c);
     const std::vector<int32_t> t = tokens_of(toks);
+    const uint32_t* mask = mask_of(allowed, m->model->spec().hp.n_vocab);  // `allowed` outlives the call
     py::gil_scoped_release nogil;
     std::lock_guard<std::mutex> lock(m->mu);
-    return m->model->decode(*c.cache, seq, t.data(), static_cast<int64_t>(t.size()), s);
+    return m->model->decode(*c.cache, seq, t.data(), static_cast<int64_t>(t.size()), s, mask);
 }
 
 std::shared_ptr<PyModel> load_model(std::shared_ptr<eg::GGUFFile> file, int n_threads, const std::string& compute) {
@@ -146,7 +161,9 @@ void bind_engine(py::module_& m) {
         .def("eval", &eval, py::arg("cache"), py::arg("seq"), py::arg("tokens"), py::arg("all_logits") = false,
              "Append tokens to sequence `seq`; logits of the last token (n_vocab,) or of all (n, n_vocab).")
         .def("decode", &decode, py::arg("cache"), py::arg("seq"), py::arg("tokens"), py::arg("sampler"),
-             "Append tokens, then sample the next token from the last logits (one native call).")
+             py::arg("allowed") = py::none(),
+             "Append tokens, then sample the next token from the last logits (one native call); "
+             "`allowed`: an optional token bitmask (uint32, ceil(n_vocab/32) words) the sample must obey.")
         .def("kv_shift", [](const std::shared_ptr<PyModel>& pm, PyCache& c, int32_t seq, int64_t n_keep, int64_t n_discard) {
             check_same_model(*pm, c);
             py::gil_scoped_release nogil;
@@ -206,8 +223,11 @@ void bind_engine(py::module_& m) {
              py::arg("frequency_penalty") = 0.0f, py::arg("penalty_last_n") = 64,
              py::arg("logit_bias") = std::map<int32_t, float>{}, py::arg("seed") = 0)
         .def("accept", &eg::Sampler::accept, py::arg("token"))
-        .def("sample", [](eg::Sampler& s, F32Array logits) {
+        .def("sample", [](eg::Sampler& s, F32Array logits, const py::object& allowed) {
+            if (logits.ndim() != 1 || logits.shape(0) != s.n_vocab()) throw eg::Error("logits must have shape (n_vocab,)");
             std::vector<float> l(logits.data(), logits.data() + logits.size());
-            return s.sample(l.data());
-        }, py::arg("logits"), "Sample from a copy of `logits` (n_vocab,).");
+            const uint32_t* mask = mask_of(allowed, s.n_vocab());
+            return s.sample(l.data(), mask);
+        }, py::arg("logits"), py::arg("allowed") = py::none(),
+           "Sample from a copy of `logits` (n_vocab,), restricted to the `allowed` token bitmask when given.");
 }
