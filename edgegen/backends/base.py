@@ -14,8 +14,9 @@ Contract for `generate_tokens(prompt_ids, params, cancel)`:
     stops on `is_eog`). It must stop by itself once the context is full (return, no exception).
   * It checks `cancel.is_set()` between tokens and returns promptly when set.
   * The caller may `close()` it at any yield point; cleanup goes in `finally`.
-  * It may reuse cached state (a KV prefix) from the previous call; only one generation runs
-    on a backend at a time (the LLM layer serialises calls).
+  * It may reuse cached state (a KV prefix) from the previous call. A backend with
+    `max_parallel` = 1 runs one generation at a time (the LLM layer serialises calls); one with
+    more (the native engine's batch scheduler) takes concurrent calls from any threads.
 
 Every backend constructor starts with `check_open_options(...)`, so a missing file, a bad window
 or thread count and an unsupported KV type give the same typed errors and messages whichever
@@ -71,6 +72,7 @@ class Backend(abc.ABC):
     """A loaded local model. Subclasses set `name` and implement the abstract members."""
 
     name: str = "base"
+    max_parallel: int = 1  # generations it runs at once
 
     # ---- model metadata -------------------------------------------------------------------------
     @property
