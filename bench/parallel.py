@@ -11,6 +11,10 @@ tok/s = S * decode / time. Also the engine's own batched prompt processing (a 51
 64-token steps) in the same worker: the issue's ceiling for aggregate decode. Each engine runs in
 a fresh process per round (one warm-up, one timed run); medians over rounds.
 
+--cold-start: process start to first token of a chat whose ~400-token system prompt is in a
+prompt cache file (LLM.load_prefix) or not, each in a fresh process; and the warm time to first
+token in a running process (the system prompt computed / already cached).
+
 --kv-sharing: KV bytes in use while 8 sessions (LLM, max_parallel=8) each hold a ~400-token
 system prompt plus a question, against one session alone (edgegen.scheduler's kv_usage).
 """
@@ -124,7 +128,7 @@ def bench_kv_sharing(args: argparse.Namespace) -> None:
     import edgegen
 
     path = store_file("smollm2")
-    system = " ".join(f"Rule {i}: answer kindly, briefly and truthfully about the museum's room {i}." for i in range(30))
+    system = SYSTEM_400
     llm = edgegen.load(path, backend="native", n_ctx=1024, n_threads=args.threads, max_parallel=8, n_saved_prefixes=0)
     n_sys = len(llm.prepare_chat([{"role": "system", "content": system}], add_generation_prompt=False).ids)
     be = llm.backend
@@ -149,6 +153,65 @@ def bench_kv_sharing(args: argparse.Namespace) -> None:
           f"{peak[8] / 2**20:.2f} MiB = {peak[8] / peak[1]:.2f}x one session")
 
 
+COLD_CHILD = r"""
+import sys, time
+import edgegen
+path, cache, threads, system = sys.argv[1], sys.argv[2], int(sys.argv[3]), sys.argv[4]
+llm = edgegen.load(path, backend="native", n_ctx=1024, n_threads=threads)
+if cache != "-":
+    llm.load_prefix(cache)
+s = llm.chat([{"role": "system", "content": system}, {"role": "user", "content": "Where are the toilets?"}],
+             stream=True, max_tokens=4, temperature=0.0)
+next(s)
+print(time.time())
+"""
+
+SYSTEM_400 = " ".join(f"Rule {i}: answer kindly, briefly and truthfully about the museum's room {i}." for i in range(30))
+
+
+def bench_cold_start(args: argparse.Namespace) -> None:
+    import edgegen
+
+    path = store_file("smollm2")
+    work = Path(tempfile.mkdtemp(prefix="edgegen-cold-"))
+    cache = work / "system.egkv"
+    system = [{"role": "system", "content": SYSTEM_400}]
+    llm = edgegen.load(path, backend="native", n_ctx=1024, n_threads=args.threads)
+    n_sys = llm.save_prefix(system, cache)
+    user = [{"role": "user", "content": "Where are the toilets?"}]
+
+    def ttft(messages):
+        t0 = time.perf_counter()
+        s = llm.chat(messages, stream=True, max_tokens=4, temperature=0.0)
+        next(s)
+        dt = time.perf_counter() - t0
+        s.close()
+        return dt
+
+    warm_cached, warm_new, cold_cache, cold_none = [], [], [], []
+    for r in range(args.runs):
+        other = [{"role": "system", "content": SYSTEM_400 + f" Run {r}."}]
+        warm_new.append(ttft(other + user))        # a system prompt it has not seen
+        warm_cached.append(ttft(system + user))    # the saved prefix
+        for target, arg in ((cold_cache, str(cache)), (cold_none, "-")):
+            t0 = time.time()
+            out = subprocess.run([sys.executable, "-c", COLD_CHILD, path, arg, str(args.threads), SYSTEM_400],
+                                 capture_output=True, text=True, cwd=str(ROOT))
+            if out.returncode != 0:
+                raise SystemExit(out.stderr)
+            target.append(float(out.stdout.strip().splitlines()[-1]) - t0)
+    med = statistics.median
+    print(f"system prompt {n_sys} tokens, {args.threads} threads, medians of {args.runs}")
+    print("| case | time to first token (ms) | / warm, new system prompt |")
+    print("|---|---:|---:|")
+    base = med(warm_new)
+    for name, vals in (("warm process, system prompt cached in memory", warm_cached),
+                       ("warm process, new system prompt", warm_new),
+                       ("cold start (process start included), prompt cache file", cold_cache),
+                       ("cold start (process start included), no cache", cold_none)):
+        print(f"| {name} | {med(vals) * 1000:.0f} | {med(vals) / base:.2f}x |")
+
+
 def main(argv: list[str] | None = None) -> int:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--threads", type=int, default=2)
@@ -159,6 +222,7 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--ttft-tokens", type=int, default=16)
     ap.add_argument("--decode", type=int, default=64)
     ap.add_argument("--kv-sharing", action="store_true")
+    ap.add_argument("--cold-start", action="store_true")
     ap.add_argument("--native-worker", nargs=3, metavar=("PATH", "IDS", "SEQS"), help=argparse.SUPPRESS)
     args = ap.parse_args(argv)
     if args.native_worker:
@@ -167,6 +231,9 @@ def main(argv: list[str] | None = None) -> int:
         return 0
     if args.kv_sharing:
         bench_kv_sharing(args)
+        return 0
+    if args.cold_start:
+        bench_cold_start(args)
         return 0
     bench_decode(args)
     return 0

@@ -136,12 +136,14 @@ def test_random_cancellations_and_late_joins_leave_the_others_intact(llm8, alone
     texts = {i: "" for i in range(8)}
     counts = {i: 0 for i in range(8)}
     finished = {}
+    rounds = 0
     while len(finished) < 8:
+        rounds += 1
         for i in range(8):
             if i in finished:
                 continue
             if i not in streams:
-                if counts[0] >= 3 + i:  # joins while the first ones are mid-decode
+                if rounds >= i:  # joins while the first ones are mid-decode
                     streams[i] = llm8.stream(prompts[i], max_tokens=n, temperature=0.0)
                 continue
             chunk = next(streams[i])
