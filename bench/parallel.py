@@ -50,7 +50,10 @@ def native_worker(path: str, ids_file: str, threads: int, seqs: int, ttft: int, 
             cache.seq_clear(s)
         samplers = [_native.Sampler(n_vocab) for _ in range(seqs)]
         prompts = [[(t + 97 * s) % n_vocab for t in ids[:ttft]] for s in range(seqs)]
-        toks = model.step(cache, [(s, prompts[s], samplers[s], True) for s in range(seqs)])
+        per = max(1, 64 // ttft)  # a step holds at most 64 rows
+        toks = []
+        for s0 in range(0, seqs, per):
+            toks += model.step(cache, [(s, prompts[s], samplers[s], True) for s in range(s0, min(seqs, s0 + per))])
         t0 = time.perf_counter()
         for _ in range(n_decode):
             toks = model.step(cache, [(s, [toks[s]], samplers[s], True) for s in range(seqs)])

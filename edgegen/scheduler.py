@@ -60,7 +60,13 @@ class Request:
     result: Any = None
     _out: "queue.Queue[Any]" = field(default_factory=queue.Queue)
     _released: threading.Event = field(default_factory=threading.Event)
+    _closed: threading.Event = field(default_factory=threading.Event)  # the consumer left (close())
     _scheduler: Optional["BatchScheduler"] = None
+
+    @property
+    def stopped(self) -> bool:
+        """Cancelled by the caller's event, or closed by the consumer."""
+        return self.cancel.is_set() or self._closed.is_set()
 
     @property
     def prefilling(self) -> bool:
@@ -72,7 +78,7 @@ class Request:
             try:
                 item = self._out.get(timeout=_POLL_S)
             except queue.Empty:
-                if self.cancel.is_set():
+                if self.stopped:
                     return
                 continue
             if item is _END:
@@ -88,8 +94,9 @@ class Request:
         return self.result
 
     def close(self, timeout: float = 30.0) -> None:
-        """Cancel (a no-op after the end) and wait until the scheduler has freed the slot."""
-        self.cancel.set()
+        """Stop (a no-op after the end) and wait until the scheduler has freed the slot. The
+        caller's cancel event is left as it is: closing is not cancelling."""
+        self._closed.set()
         if self._scheduler is not None:
             self._scheduler.wake()
         self._released.wait(timeout)
@@ -167,7 +174,7 @@ class BatchScheduler:
         with self._cond:
             self._closed = True
             for r in list(self._waiting) + self._active:
-                r.cancel.set()
+                r._closed.set()
             self._cond.notify_all()
         if self._thread is not None and self._thread is not threading.current_thread():
             self._thread.join(10)
@@ -222,9 +229,9 @@ class BatchScheduler:
         req._released.set()
 
     def _retire_cancelled(self) -> None:
-        for r in [r for r in self._active if r.cancel.is_set()]:
+        for r in [r for r in self._active if r.stopped]:
             self._finish(r, None)
-        for r in [r for r in self._waiting if r.cancel.is_set()]:
+        for r in [r for r in self._waiting if r.stopped]:
             self._waiting.remove(r)
             self._finish(r, None)
 
@@ -341,7 +348,7 @@ class BatchScheduler:
                     self._save_prefix(r)
                 r.next_token = int(token)
                 r._out.put(int(token))
-                if r.cancel.is_set() or len(r.evaluated) + 1 >= self.n_ctx:
+                if r.stopped or len(r.evaluated) + 1 >= self.n_ctx:
                     self._finish(r, None)  # the context is full (or the caller left)
         if self._on_step is not None:
             self._on_step(len(plan))

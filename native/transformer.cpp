@@ -215,12 +215,16 @@ void Model::attention_block(KVCache& kv, int32_t l, const Segment* segs, int32_t
         const Segment& g = segs[i];
         be.store_kv(kv, l, g.seq, g.start, g.n, &k_[g.row0 * kv_dim], &v_[g.row0 * kv_dim]);
     }
+    AttentionArgs args[kMaxBatch];
     for (int32_t i = 0; i < n_segs; ++i) {
         const Segment& g = segs[i];
-        AttentionArgs a{&q_[g.row0 * q_dim], &attn_[g.row0 * q_dim], g.n, g.start, s.hp.n_head, s.hp.n_head_kv, hd,
-                        s.kq_scale, kv.view(l, g.seq)};
-        be.attention(a);  // attn: (n, q_dim)
+        args[i] = AttentionArgs{&q_[g.row0 * q_dim], &attn_[g.row0 * q_dim], g.n, g.start, s.hp.n_head, s.hp.n_head_kv,
+                                hd, s.kq_scale, kv.view(l, g.seq)};
     }
+    if (n_segs == 1)
+        be.attention(args[0]);  // attn: (n, q_dim)
+    else
+        be.attention_batch(args, n_segs);
     be.matmul({{&L.wo, tmp_.data(), 0}}, attn_.data(), n);
     // ---- gemma3: norm of the block output before the residual add
     if (L.post_attn_norm) be.rms_norm(tmp_.data(), L.post_attn_norm, tmp_.data(), n, d, s.norm_eps);

@@ -14,7 +14,7 @@ from edgegen.sampling import SamplingParams
 
 from .conftest import GREEDY_PROMPTS, smollm2_path
 
-N_TOKENS = 12
+N_TOKENS = 8
 SYSTEM = ("You are the voice of a museum guide robot. Answer in one or two short sentences, politely, "
           "and say so when you do not know. Rooms: dinosaurs on the ground floor, space on the first.")
 QUESTIONS = ["Where are the dinosaurs?", "Is there a café?", "What is on the first floor?", "Can I take photos?",
@@ -83,6 +83,7 @@ def test_step_of_one_sequence_is_decode() -> None:
         model.step(cb, [(0, list(range(65)), None, False)])
 
 
+@pytest.mark.slow
 def test_eight_concurrent_greedy_requests_equal_each_alone(llm8, alone) -> None:
     prompts = GREEDY_PROMPTS[:8]
     ref = [alone.generate(p, max_tokens=N_TOKENS, temperature=0.0).text for p in prompts]
@@ -95,6 +96,7 @@ def test_eight_concurrent_greedy_requests_equal_each_alone(llm8, alone) -> None:
     assert llm8.backend.stats["steps"] > 0 and _all_blocks_free(llm8)
 
 
+@pytest.mark.slow
 def test_shared_system_prompt_is_stored_once_and_answers_are_unchanged(llm8, alone) -> None:
     chats = [[{"role": "system", "content": SYSTEM}, {"role": "user", "content": q}] for q in QUESTIONS]
     ref = [alone.chat(c, max_tokens=N_TOKENS, temperature=0.0).text for c in chats]
@@ -125,9 +127,10 @@ def test_shared_system_prompt_is_stored_once_and_answers_are_unchanged(llm8, alo
     assert _all_blocks_free(llm8)
 
 
+@pytest.mark.slow
 def test_random_cancellations_and_late_joins_leave_the_others_intact(llm8, alone) -> None:
     prompts = GREEDY_PROMPTS[8:16]
-    n = 16
+    n = 12
     ref = [alone.generate(p, max_tokens=n, temperature=0.0).text for p in prompts]
     rng = random.Random(19)
     cancel_at = {i: rng.randint(1, n - 4) for i in rng.sample(range(8), 3)}

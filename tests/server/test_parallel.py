@@ -13,7 +13,7 @@ import pytest
 import edgegen
 from tests.server.server_harness import start_serve_subprocess, stop_process
 
-N_TOKENS = 12
+N_TOKENS = 8
 SYSTEM = "You are a friendly assistant on a train. Answer in one short sentence."
 QUESTIONS = ["Where is the bar?", "When do we arrive?", "Is there wifi?", "Can I open the window?",
              "Where are the toilets?", "Is this seat free?", "What is the next stop?", "Hello!"]
