@@ -72,7 +72,8 @@ def load(
     check_max_parallel(max_parallel)
     path = resolve_model_path(model)
     gguf = _open_gguf(path)  # mapped once: the fit check and the native engine share it
-    _check_fit(path, n_ctx, kv_type, memory_budget, gguf, max_parallel)
+    one_at_a_time = backend in ("llama.cpp", "llamacpp", "llama_cpp")  # it ignores max_parallel
+    _check_fit(path, n_ctx, kv_type, memory_budget, gguf, 1 if one_at_a_time else max_parallel)
     if max_parallel > 1:
         backend_options["max_parallel"] = max_parallel
     be = open_backend(path, backend, gguf_file=gguf, n_ctx=n_ctx, n_threads=n_threads, kv_type=kv_type,
