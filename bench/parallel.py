@@ -77,7 +77,7 @@ def run_native(args: argparse.Namespace, path: str, ids_file: str, seqs: int) ->
 
 
 def run_llama(args: argparse.Namespace, binary: Path, path: str, ids_file: str, seqs: int) -> dict[str, Any]:
-    ctx = max(512, (args.ttft_tokens + args.decode + 32) * seqs)
+    ctx = 576 * max(seqs, 1)  # llama.cpp splits n_ctx over n_seq_max; its prefill needs 512 per sequence
     cmd = [str(binary), path, "--threads", str(args.threads), "--ctx", str(ctx), "--prompt-file", ids_file,
            "--ttft-tokens", str(args.ttft_tokens), "--decode", str(args.decode), "--runs", "1", "--warmup", "1",
            "--parallel", str(max(seqs, 1))]
@@ -152,8 +152,10 @@ def bench_kv_sharing(args: argparse.Namespace) -> None:
     t = threading.Thread(target=usage, args=(8,))
     t.start()
     t.join()
+    one_alloc = be._model.cache_layout(1024, 1, "f16")["nbytes"]  # what one session's cache allocates
     print(f"system prompt {n_sys} tokens; KV in use: one session {peak[1] / 2**20:.2f} MiB, eight sessions "
-          f"{peak[8] / 2**20:.2f} MiB = {peak[8] / peak[1]:.2f}x one session")
+          f"{peak[8] / 2**20:.2f} MiB = {peak[8] / peak[1]:.2f}x one session in use, "
+          f"{peak[8] / one_alloc:.2f}x one session's allocated cache (n_ctx 1024: {one_alloc / 2**20:.2f} MiB)")
 
 
 COLD_CHILD = r"""
@@ -169,7 +171,7 @@ next(s)
 print(time.time())
 """
 
-SYSTEM_400 = " ".join(f"Rule {i}: answer kindly, briefly and truthfully about the museum's room {i}." for i in range(30))
+SYSTEM_400 = " ".join(f"Rule {i}: answer kindly, briefly and truthfully about the museum's room {i}." for i in range(20))
 
 
 def bench_cold_start(args: argparse.Namespace) -> None:
