@@ -23,7 +23,7 @@ from dataclasses import dataclass, field
 from typing import Any, Iterator, Mapping, Optional, Sequence, Union
 
 from .backends import open_backend
-from .backends.base import Backend, check_n_ctx, check_n_threads
+from .backends.base import Backend, check_max_parallel, check_n_ctx, check_n_threads
 from .chat import TemplateLimits, render_chat
 from .errors import (
     ContextOverflowError,
@@ -67,8 +67,6 @@ def load(
     with n_ctx of KV, counted by the fit check); more wait their turn. llama.cpp runs one."""
     check_n_ctx(n_ctx, model_window_ok=False)  # the fit check needs the window's size
     check_n_threads(n_threads)
-    from .backends.native import check_max_parallel
-
     check_max_parallel(max_parallel)
     path = resolve_model_path(model)
     gguf = _open_gguf(path)  # mapped once: the fit check and the native engine share it

@@ -49,6 +49,15 @@ def check_n_threads(n_threads: Any) -> None:
         raise InvalidRequestError(f"n_threads must be a positive integer or None, got {n_threads!r}")
 
 
+MAX_PARALLEL_LIMIT = 64  # the native engine's step holds at most 64 token rows: one per running sequence
+
+
+def check_max_parallel(n: Any) -> None:
+    """`max_parallel` is an int in 1..MAX_PARALLEL_LIMIT (InvalidRequestError otherwise)."""
+    if isinstance(n, bool) or not isinstance(n, int) or not 1 <= n <= MAX_PARALLEL_LIMIT:
+        raise InvalidRequestError(f"max_parallel must be an integer in 1..{MAX_PARALLEL_LIMIT}, got {n!r}")
+
+
 def check_open_options(
     path: Any, *, backend: str, n_ctx: Any, n_threads: Any, kv_type: Any, kv_types: Collection[str]
 ) -> None:

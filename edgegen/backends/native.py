@@ -23,15 +23,14 @@ import threading
 from typing import Any, Iterator, Optional, Sequence
 
 from .. import _native
-from ..errors import InvalidRequestError, MemoryBudgetError, UnsupportedModelError
+from ..errors import MemoryBudgetError, UnsupportedModelError
 from ..gguf import GGUFFile
 from ..scheduler import BatchScheduler
 from ..sampling import SamplingParams
 from ..tokenizer import Tokenizer
-from .base import Backend, check_open_options
+from .base import Backend, check_max_parallel, check_open_options
 
 KV_TYPES = ("f16", "q8_0")
-MAX_PARALLEL_LIMIT = 64  # one step holds at most 64 token rows: one per running sequence
 
 
 def supported_architectures() -> tuple[str, ...]:
@@ -257,8 +256,3 @@ class NativeBackend(Backend):
         f = getattr(self, "_file", None)
         if f is not None:
             f.close()
-
-
-def check_max_parallel(n: Any) -> None:
-    if isinstance(n, bool) or not isinstance(n, int) or not 1 <= n <= MAX_PARALLEL_LIMIT:
-        raise InvalidRequestError(f"max_parallel must be an integer in 1..{MAX_PARALLEL_LIMIT}, got {n!r}")
