@@ -17,9 +17,11 @@ the model description and the engine's weights.
 """
 from __future__ import annotations
 
+import atexit
 import os
 import random
 import threading
+import weakref
 from typing import Any, Iterator, Optional, Sequence
 
 from .. import _native
@@ -92,6 +94,9 @@ class NativeBackend(Backend):
         self._sched = BatchScheduler(self._model, self._cache, n_slots=max_parallel, n_ctx=self._n_ctx,
                                      n_saved=n_saved)
         self.stats = self._sched.stats
+        # A process that exits with a stream still open must not tear the model down under a step
+        # running on the scheduler thread (a native abort): stop that thread first.
+        atexit.register(_close_at_exit, weakref.ref(self._sched))
 
     # ---- metadata -------------------------------------------------------------------------------
     @property
@@ -256,3 +261,9 @@ class NativeBackend(Backend):
         f = getattr(self, "_file", None)
         if f is not None:
             f.close()
+
+
+def _close_at_exit(ref: "weakref.ref[BatchScheduler]") -> None:
+    sched = ref()
+    if sched is not None:
+        sched.close()

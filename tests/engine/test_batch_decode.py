@@ -192,3 +192,19 @@ def test_max_parallel_is_checked_and_counted_by_the_fit_check() -> None:
     assert four >= 4 * one
     with pytest.raises(edgegen.MemoryBudgetError):
         edgegen.load(smollm2_path(), backend="native", n_ctx=8192, max_parallel=64, memory_budget="1G")
+
+
+def test_exiting_with_a_stream_open_is_clean(tmp_path) -> None:
+    """The scheduler thread is stopped before the model is torn down (it used to abort)."""
+    import subprocess
+    import sys
+
+    script = tmp_path / "exit.py"
+    script.write_text(
+        "import edgegen\n"
+        f"llm = edgegen.load({smollm2_path()!r}, backend='native', n_ctx=256, n_threads=2, max_parallel=2)\n"
+        "stream = llm.stream('Once upon a time', max_tokens=200, temperature=0.0)\n"
+        "print(next(stream).text is not None)\n")
+    out = subprocess.run([sys.executable, str(script)], capture_output=True, text=True, timeout=120)
+    assert out.returncode == 0, out.stderr
+    assert out.stdout.strip() == "True"
