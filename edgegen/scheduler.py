@@ -52,6 +52,8 @@ class Request:
     sampler: Any
     cancel: threading.Event
     job: Optional[Callable[[int], Any]] = None  # run_exclusive: fn(free slot) on the scheduler thread
+    adapters: Any = ()       # LoRA: what Model.set_adapters takes for this request's slot
+    adapter_key: tuple = ()  # ...and the key prefixes are shared under (same key: same K/V)
     id: int = 0
     slot: Optional[int] = None
     evaluated: list[int] = field(default_factory=list)  # tokens in this slot's KV, in order
@@ -115,6 +117,7 @@ class BatchScheduler:
         self.n_ctx = n_ctx
         self._saved = list(range(n_slots, n_slots + max(0, n_saved)))  # saved-prefix sequences
         self.seq_tokens: dict[int, list[int]] = {s: [] for s in range(n_slots + len(self._saved))}
+        self.seq_keys: dict[int, tuple] = {s: () for s in self.seq_tokens}  # LoRA selection per sequence
         self._cond = threading.Condition()
         self._waiting: "collections.deque[Request]" = collections.deque()
         self._active: list[Request] = []  # admission order
@@ -128,8 +131,10 @@ class BatchScheduler:
 
     # ---- callers --------------------------------------------------------------------------------
     def submit(self, prompt: Sequence[int], sampler: Any, cancel: threading.Event, *,
-               job: Optional[Callable[[int], Any]] = None) -> Request:
-        req = Request([int(t) for t in prompt], sampler, cancel, job=job)
+               job: Optional[Callable[[int], Any]] = None, adapters: tuple[Any, tuple] = ((), ())) -> Request:
+        """Queue a generation; `adapters` = (engine selection, key) from AdapterSet.resolve."""
+        req = Request([int(t) for t in prompt], sampler, cancel, job=job, adapters=adapters[0],
+                      adapter_key=tuple(adapters[1]))
         req._scheduler = self
         with self._cond:
             if self._closed:
@@ -220,6 +225,7 @@ class BatchScheduler:
         if req.slot is not None:
             self._cache.seq_clear(req.slot)
             self.seq_tokens[req.slot] = []
+            self.seq_keys[req.slot] = ()
             self._free.append(req.slot)
             self._free.sort()
             req.slot = None
@@ -250,6 +256,12 @@ class BatchScheduler:
                 continue
             req.slot = self._free.pop(0)
             self._active.append(req)
+            try:
+                self._model.set_adapters(req.slot, list(req.adapters))
+            except BaseException as exc:  # noqa: BLE001 - an adapter the engine refuses ends this request
+                self._finish(req, exc)
+                continue
+            self.seq_keys[req.slot] = req.adapter_key
             admitted = True
         return admitted
 
@@ -258,8 +270,8 @@ class BatchScheduler:
         limit = len(req.prompt) - 1  # the last prompt token is always evaluated (its logits sample)
         best_seq, best = -1, len(req.evaluated)
         for seq, toks in self.seq_tokens.items():
-            if seq == req.slot or not toks:
-                continue
+            if seq == req.slot or not toks or self.seq_keys[seq] != req.adapter_key:
+                continue  # (another LoRA selection computed other K/V)
             n = min(common_prefix(toks, req.prompt), limit)
             if n > best and n >= self._cache.seq_resume_min(seq):
                 best_seq, best = seq, n
@@ -284,7 +296,7 @@ class BatchScheduler:
         for other in self._active:
             if other is req:
                 return False
-            if not other.prefilling:
+            if not other.prefilling or other.adapter_key != req.adapter_key:
                 continue
             c = min(common_prefix(other.prompt, req.prompt), need_end)
             if c > len(req.evaluated) and len(other.evaluated) < c and c >= 32:
@@ -359,16 +371,20 @@ class BatchScheduler:
         if not self._saved:
             return
         work = req.prompt
-        if any(self.seq_tokens[s] == work for s in self._saved):
+        if any(self.seq_tokens[s] == work and self.seq_keys[s] == req.adapter_key for s in self._saved):
             return
         slot = min(self._saved, key=lambda s: (len(self.seq_tokens[s]) > 0, common_prefix(self.seq_tokens[s], work)))
         self._cache.seq_fork(req.slot, slot, len(work))
         self.seq_tokens[slot] = list(work)
+        self.seq_keys[slot] = req.adapter_key
 
-    def holder_of(self, tokens: Sequence[int]) -> Optional[int]:
-        """A sequence whose evaluated tokens start with all of `tokens` (and can be forked there)."""
+    def holder_of(self, tokens: Sequence[int], key: tuple = ()) -> Optional[int]:
+        """A sequence whose evaluated tokens start with all of `tokens` (and can be forked there),
+        computed under LoRA selection `key` (() = the base model)."""
         n = len(tokens)
         for seq, toks in self.seq_tokens.items():
+            if self.seq_keys[seq] != key:
+                continue
             if len(toks) >= n and toks[:n] == list(tokens) and self._cache.seq_resume_min(seq) <= n:
                 return seq
         return None
@@ -402,19 +418,21 @@ class BatchScheduler:
         for s in self._saved:
             self._cache.seq_clear(s)
             self.seq_tokens[s] = []
+            self.seq_keys[s] = ()
 
     def adopt_prefix(self, tokens: Sequence[int], load: Callable[[int], None]) -> int:
-        """Scheduler thread (run_exclusive): load(seq) fills a saved-prefix sequence with `tokens`
-        (a prompt cache file); returns the sequence."""
+        """Scheduler thread (run_exclusive): load(seq) fills a saved-prefix sequence with the base
+        model's K/V of `tokens` (a prompt cache file); returns the sequence."""
         if not self._saved:
             raise EdgegenError("this model keeps no saved prefixes (n_saved_prefixes=0)")
         toks = list(tokens)
         for s in self._saved:
-            if self.seq_tokens[s] == toks:
+            if self.seq_tokens[s] == toks and self.seq_keys[s] == ():
                 return s
         slot = min(self._saved, key=lambda s: (len(self.seq_tokens[s]) > 0, common_prefix(self.seq_tokens[s], toks)))
         self._cache.seq_clear(slot)
         self.seq_tokens[slot] = []
         load(slot)
         self.seq_tokens[slot] = toks
+        self.seq_keys[slot] = ()  # prompt cache files hold the base model's K/V
         return slot

@@ -159,6 +159,10 @@ void Model::forward_segments(KVCache& kv, const Segment* segs, int32_t n_segs, c
     be.get_rows(tok_embd_, tokens, n, x_.data());  // x: (n, d)
     if (s.embd_scale != 0.0f)
         for (int64_t i = 0; i < n * d; ++i) x_[i] *= s.embd_scale;
+    // LoRA: each sequence's adapters on its own rows
+    std::vector<LoraRunner::Rows> lora_rows;
+    for (int32_t i = 0; i < n_segs; ++i) lora_rows.push_back({segs[i].row0, segs[i].n, adapters(segs[i].seq)});
+    lora_.begin(lora_rows);
     for (int32_t l = 0; l < s.hp.n_layer; ++l) {
         attention_block(kv, l, segs, n_segs, n);
         ffn_block(l, n);
@@ -175,6 +179,17 @@ void Model::forward_segments(KVCache& kv, const Segment* segs, int32_t n_segs, c
     }
     be.rms_norm(src, output_norm_, xn_.data(), n_out, d, s.norm_eps);
     be.matmul({{&output_, logits_out, 0}}, xn_.data(), n_out);  // (n_out, n_vocab)
+    lora_rows.clear();  // output row i belongs to the segment holding out_rows[i]
+    for (int64_t i = 0, g = 0; i < n_out; ++i) {
+        while (out_rows[i] >= segs[g].row0 + segs[g].n) ++g;
+        const LoraSelection* sel = adapters(segs[g].seq);
+        if (!lora_rows.empty() && lora_rows.back().sel == sel && lora_rows.back().row0 + lora_rows.back().n == i)
+            ++lora_rows.back().n;
+        else
+            lora_rows.push_back({i, 1, sel});
+    }
+    lora_.begin(lora_rows);
+    lora_.apply(be, -1, xn_.data(), d, {{LoraSlot::Output, logits_out, s.hp.n_vocab}});
     if (s.final_logit_softcap > 0.0f) {
         const float c = s.final_logit_softcap;
         for (int64_t i = 0; i < n_out * s.hp.n_vocab; ++i) logits_out[i] = std::tanh(logits_out[i] / c) * c;
@@ -190,6 +205,7 @@ void Model::attention_block(KVCache& kv, int32_t l, const Segment* segs, int32_t
 
     be.rms_norm(x_.data(), L.attn_norm, xn_.data(), n, d, s.norm_eps);
     be.matmul({{&L.wq, q_.data(), 0}, {&L.wk, k_.data(), 0}, {&L.wv, v_.data(), 0}}, xn_.data(), n);
+    lora_.apply(be, l, xn_.data(), d, {{LoraSlot::Q, q_.data(), q_dim}, {LoraSlot::K, k_.data(), kv_dim}, {LoraSlot::V, v_.data(), kv_dim}});
     // ---- qwen2: q/k/v biases
     auto add_bias = [n](float* y, const float* b, int64_t dim) {
         for (int64_t i = 0; i < n; ++i)
@@ -226,6 +242,7 @@ void Model::attention_block(KVCache& kv, int32_t l, const Segment* segs, int32_t
     else
         be.attention_batch(args, n_segs);
     be.matmul({{&L.wo, tmp_.data(), 0}}, attn_.data(), n);
+    lora_.apply(be, l, attn_.data(), q_dim, {{LoraSlot::O, tmp_.data(), d}});
     // ---- gemma3: norm of the block output before the residual add
     if (L.post_attn_norm) be.rms_norm(tmp_.data(), L.post_attn_norm, tmp_.data(), n, d, s.norm_eps);
     for (int64_t i = 0; i < n * d; ++i) x_[i] += tmp_[i];
@@ -238,8 +255,10 @@ void Model::ffn_block(int32_t l, int64_t n) {
     const int64_t d = s.hp.n_embd;
     be.rms_norm(x_.data(), L.ffn_norm, xn_.data(), n, d, s.norm_eps);
     be.matmul({{&L.w_gate, gate_.data(), 0}, {&L.w_up, up_.data(), 0}}, xn_.data(), n);  // (n, n_ff) each
+    lora_.apply(be, l, xn_.data(), d, {{LoraSlot::Gate, gate_.data(), s.hp.n_ff}, {LoraSlot::Up, up_.data(), s.hp.n_ff}});
     be.glu(s.act, gate_.data(), up_.data(), n * s.hp.n_ff);  // SwiGLU, or GELU-tanh GLU (gemma3)
     be.matmul({{&L.w_down, tmp_.data(), 0}}, gate_.data(), n);  // (n, d)
+    lora_.apply(be, l, gate_.data(), s.hp.n_ff, {{LoraSlot::Down, tmp_.data(), d}});
     if (L.post_ffn_norm) be.rms_norm(tmp_.data(), L.post_ffn_norm, tmp_.data(), n, d, s.norm_eps);
     for (int64_t i = 0; i < n * d; ++i) x_[i] += tmp_[i];
 }

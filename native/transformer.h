@@ -12,6 +12,7 @@
 #pragma once
 
 #include <cstdint>
+#include <map>
 #include <memory>
 #include <string>
 #include <vector>
@@ -20,6 +21,7 @@
 #include "compute_backend.h"
 #include "gguf.h"
 #include "kv_cache.h"
+#include "lora.h"
 #include "model_spec.h"
 #include "sampler.h"
 
@@ -65,6 +67,11 @@ public:
     // hold every sequence's new rows. A single sequence's rows get exactly forward()'s arithmetic.
     void step(KVCache& kv, SeqStep* steps, int32_t n_steps);
 
+    // LoRA adapters for sequence `seq`'s rows from now on (lora.cpp; empty or all scales 0: the
+    // base model). The KV cache does not know: callers keep prefixes of different selections apart.
+    void set_adapters(int32_t seq, LoraSelection sel);
+    const LoraSelection* adapters(int32_t seq) const;  // nullptr: none
+
     // Context shift with every layer's rope (see KVCache::seq_shift).
     void shift(KVCache& kv, int32_t seq, int64_t n_keep, int64_t n_discard);
 
@@ -97,6 +104,8 @@ private:
     std::vector<LayerWeights> layers_;
     std::vector<float> logits_;  // (n_vocab) decode's last logits
     std::vector<float> step_logits_;  // (sampled rows, n_vocab) of step()
+    std::map<int32_t, LoraSelection> seq_lora_;  // per sequence: adapters and scales
+    LoraRunner lora_;                            // the low-rank products of the current batch
 
     // activations, sized for kMaxBatch tokens
     std::vector<float> x_;      // (batch, n_embd)  residual stream

@@ -22,17 +22,16 @@ import os
 import random
 import threading
 import weakref
-from typing import Any, Iterator, Optional, Sequence
+from typing import Any, Iterator, Mapping, Optional, Sequence
 
 from .. import _native
+from ..adapters import AdapterInfo, AdapterSet, Selection
 from ..errors import MemoryBudgetError, UnsupportedModelError
 from ..gguf import GGUFFile
 from ..scheduler import BatchScheduler
 from ..sampling import SamplingParams
 from ..tokenizer import Tokenizer
-from .base import Backend, check_max_parallel, check_open_options
-
-KV_TYPES = ("f16", "q8_0")
+from .base import KV_TYPES, Backend, check_max_parallel, check_open_options
 
 
 def supported_architectures() -> tuple[str, ...]:
@@ -67,6 +66,7 @@ class NativeBackend(Backend):
         max_parallel: int = 1,
         verbose: bool = False,
         gguf_file: Optional[GGUFFile] = None,
+        adapters: Optional[Mapping[str, Any]] = None,
     ) -> None:
         del n_batch, verbose  # the engine batches internally; it never logs
         check_open_options(path, backend=self.name, n_ctx=n_ctx, n_threads=n_threads, kv_type=kv_type, kv_types=KV_TYPES)
@@ -91,6 +91,12 @@ class NativeBackend(Backend):
         # needs their room
         self._cache = self._model.new_cache(self._n_ctx * max_parallel, kv_type, max_parallel + n_saved)
         self._kv_type = kv_type
+        # LoRA: the adapters of each request are set on its slot's sequence when it is admitted;
+        # prefixes are shared only between sequences computed under the same selection
+        self._adapters = AdapterSet(self._model, path)
+        for name, where in (adapters or {}).items():
+            self._adapters.load(name, where)
+        self._adapter_lock = threading.Lock()
         self._sched = BatchScheduler(self._model, self._cache, n_slots=max_parallel, n_ctx=self._n_ctx,
                                      n_saved=n_saved)
         self.stats = self._sched.stats
@@ -138,6 +144,23 @@ class NativeBackend(Backend):
     def is_eog(self, token_id: int) -> bool:
         return self._tok.is_eog(token_id)
 
+    # ---- LoRA adapters (edgegen.adapters) -------------------------------------------------------
+    def load_adapter(self, name: str, path: Any) -> AdapterInfo:
+        # between steps: no forward pass runs while the model's adapter list changes
+        with self._adapter_lock:
+            return self._sched.between_steps(lambda: self._adapters.load(name, path))
+
+    def adapter_info(self) -> list[AdapterInfo]:
+        return self._adapters.info()
+
+    def check_adapters(self, selection: Selection) -> None:
+        self._adapters.check(selection)
+
+    def _resolve_adapters(self, selection: Selection) -> tuple[Any, Selection]:
+        """(what Model.set_adapters takes, the key prefixes are shared under)."""
+        with self._adapter_lock:
+            return self._adapters.resolve(selection)
+
     # ---- tokenizer ------------------------------------------------------------------------------
     def tokenize(self, text: str, add_special: bool, parse_special: bool) -> list[int]:
         return self._tok.encode(text, add_special=add_special, parse_special=parse_special)
@@ -171,17 +194,21 @@ class NativeBackend(Backend):
         prompt = [int(t) for t in prompt_ids]
         if not prompt:
             prompt = [self.bos_id if self.bos_id is not None else 0]
-        req = self._sched.submit(prompt, self.make_sampler(params), cancel)
+        req = self._sched.submit(prompt, self.make_sampler(params), cancel,
+                                 adapters=self._resolve_adapters(tuple(params.adapters or ())))
         try:
             yield from req.tokens()
         finally:
             req.close()  # the slot and its KV are free when this returns
 
-    def eval_logits(self, tokens: Sequence[int]) -> Any:
-        """Logits (n, n_vocab) of every position of `tokens` evaluated from an empty context."""
+    def eval_logits(self, tokens: Sequence[int], adapters: Selection = ()) -> Any:
+        """Logits (n, n_vocab) of every position of `tokens` evaluated from an empty context
+        (through `adapters`, ((name, scale), ...), when given)."""
         toks = [int(t) for t in tokens]
+        engine, _ = self._resolve_adapters(tuple(adapters))
 
         def run(slot: int) -> Any:
+            self._model.set_adapters(slot, engine)
             try:
                 return self._model.eval(self._cache, slot, toks, all_logits=True)
             finally:
@@ -207,6 +234,7 @@ class NativeBackend(Backend):
         sched, cache = self._sched, self._cache
 
         def job(slot: int) -> bytes:
+            self._model.set_adapters(slot, [])  # prompt cache files hold the base model's K/V
             try:
                 src = sched.holder_of(toks)
                 if src is None:
