@@ -84,6 +84,16 @@ class ChecksumError(StoreError):
     """A downloaded or registered file does not match its manifest's sha256."""
 
 
+class PromptCacheError(EdgegenError):
+    """A prompt cache file cannot be used: `reason` is "truncated", "corrupt", "model" (made for
+    another model file), "engine" (another engine version or instruction set), "kv" (another KV
+    type or layout) or "io". The prefix is then computed again; the file is never trusted."""
+
+    def __init__(self, message: str, *, reason: str) -> None:
+        super().__init__(message)
+        self.reason = reason
+
+
 class EdgegenWarning(UserWarning):
     """Something works, but not as asked (e.g. a context longer than the model was trained for);
     the CLI prints these as one `edgegen CMD: warning: ...` line."""

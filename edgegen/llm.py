@@ -23,7 +23,7 @@ from dataclasses import dataclass, field
 from typing import Any, Iterator, Mapping, Optional, Sequence, Union
 
 from .backends import open_backend
-from .backends.base import Backend, check_kv_type, check_n_ctx, check_n_threads
+from .backends.base import Backend, check_kv_type, check_max_parallel, check_n_ctx, check_n_threads
 from .chat import TemplateLimits, render_chat
 from .chat_formats import FORMATS, chat_format_for, completion_prompt, family_template
 from .fit import fit_context
@@ -61,20 +61,27 @@ def load(
     template_limits: TemplateLimits = TemplateLimits(),
     defaults: Optional[SamplingParams] = None,
     adapters: Optional[Mapping[str, Union[str, os.PathLike]]] = None,
+    max_parallel: int = 1,
     **backend_options: Any,
 ) -> "LLM":
     """Load a local model. `backend`: "auto" (native when it supports the file, else llama.cpp),
     "native" or "llama.cpp". Weights + KV cache + scratch must fit `memory_budget` (bytes or "2G";
     default $EDGEGEN_MEMORY_BUDGET, else available RAM) or MemoryBudgetError is raised before loading.
     `adapters`: LoRA adapters to load, {name: .gguf path or store name}; a request picks them with
-    `adapters={name: scale}` (edgegen.adapters)."""
+    `adapters={name: scale}` (edgegen.adapters).
+    `max_parallel`: generations that run at once in one shared batch on the native engine (each
+    with n_ctx of KV, counted by the fit check); more wait their turn. llama.cpp runs one."""
     check_n_ctx(n_ctx, model_window_ok=False)  # the fit check needs the window's size
     check_n_threads(n_threads)
     check_kv_type(kv_type)  # one set for every backend: a refusal here never depends on `auto`'s choice
+    check_max_parallel(max_parallel)
     path = resolve_model_path(model)
     gguf = _open_gguf(path)  # mapped once: the fit check and the native engine share it
     n_ctx = fit_context(n_ctx, gguf, os.path.basename(path))  # warns above the trained context
-    _check_fit(path, n_ctx, kv_type, memory_budget, gguf)
+    one_at_a_time = backend in ("llama.cpp", "llamacpp", "llama_cpp")  # it ignores max_parallel
+    _check_fit(path, n_ctx, kv_type, memory_budget, gguf, 1 if one_at_a_time else max_parallel)
+    if max_parallel > 1:
+        backend_options["max_parallel"] = max_parallel
     be = open_backend(path, backend, gguf_file=gguf, n_ctx=n_ctx, n_threads=n_threads, kv_type=kv_type,
                       **backend_options)
     try:
@@ -98,7 +105,8 @@ def _open_gguf(path: str) -> Any:
         return None
 
 
-def _check_fit(path: str, n_ctx: int, kv_type: str, budget: Union[None, int, str], gguf: Any = None) -> None:
+def _check_fit(path: str, n_ctx: int, kv_type: str, budget: Union[None, int, str], gguf: Any = None,
+               n_parallel: int = 1) -> None:
     try:
         from .fit import check_model_fit
     except ImportError:  # fit estimates not in this build: weights alone must fit an explicit budget
@@ -106,7 +114,7 @@ def _check_fit(path: str, n_ctx: int, kv_type: str, budget: Union[None, int, str
             raise MemoryBudgetError(f"{os.path.basename(path)} weights exceed the {budget}-byte memory budget") from None
         return
     try:
-        check_model_fit(path, n_ctx, kv_type, budget=budget, gguf_file=gguf)
+        check_model_fit(path, n_ctx, kv_type, budget=budget, gguf_file=gguf, n_parallel=n_parallel)
     except MemoryBudgetError:
         raise
     except (ModelNotFoundError, ValueError, OSError) as exc:
@@ -130,7 +138,9 @@ class PreparedPrompt:
 
 
 class LLM:
-    """A loaded local model. One generation runs at a time; calls from other threads wait."""
+    """A loaded local model. A backend with `max_parallel` > 1 (the native engine loaded with
+    `max_parallel=N`) runs up to N generations from any threads at once in one shared batch;
+    otherwise one runs at a time and calls from other threads wait."""
 
     def __init__(
         self,
@@ -154,6 +164,7 @@ class LLM:
         self.defaults = (defaults or SamplingParams()).validate()
         self._lock = threading.Lock()
         self._owner: Optional[int] = None
+        self._open_streams: dict[int, int] = {}  # thread id -> open streams (parallel backends)
 
     # ---- facts ----------------------------------------------------------------------------------
     @property
@@ -284,6 +295,28 @@ class LLM:
                 f"prompt is {len(ids)} tokens; the context window is {self.n_ctx} (leaving no room to generate)"
             )
 
+    # ---- prompt cache files (edgegen.prompt_cache) -----------------------------------------------
+    def save_prefix(self, prefix: Union[str, Sequence[Mapping[str, Any]]], path: Union[str, os.PathLike]) -> int:
+        """Compute the KV of a prefix (a text, or chat messages such as the system prompt) and write
+        it to `path` atomically; it also stays cached for this LLM. Returns its token count."""
+        from .prompt_cache import save_prefix
+
+        return save_prefix(self, prefix, path)
+
+    def load_prefix(self, path: Union[str, os.PathLike]) -> int:
+        """Load a prefix written by save_prefix (on this model file, engine and KV type): prompts
+        that start with it skip computing it. Raises PromptCacheError for a file it cannot trust."""
+        from .prompt_cache import load_prefix
+
+        return load_prefix(self, path)
+
+    def ensure_prefix(self, prefix: Union[str, Sequence[Mapping[str, Any]]], path: Union[str, os.PathLike]) -> str:
+        """Load `path` if it holds this prefix for this model ('loaded'); else compute the prefix
+        and (re)write the file ('computed')."""
+        from .prompt_cache import ensure_prefix
+
+        return ensure_prefix(self, prefix, path)
+
     # ---- generation -----------------------------------------------------------------------------
     def stream(
         self,
@@ -381,6 +414,21 @@ class LLM:
 
     def _run(self, prompt_ids: list[int], p: SamplingParams, cancel: threading.Event, mask: Any = None) -> Iterator[TextChunk]:
         me = threading.get_ident()
+        slots = int(getattr(self.backend, "max_parallel", 1))
+        if slots > 1:  # the backend schedules; one thread may hold several streams, up to the slots
+            with self._lock:
+                if self._open_streams.get(me, 0) >= slots:
+                    raise InvalidRequestError(
+                        f"this thread already holds {slots} open streams of this LLM (max_parallel); close() one first")
+                self._open_streams[me] = self._open_streams.get(me, 0) + 1
+            try:
+                yield from self._assemble(prompt_ids, p, cancel)
+            finally:
+                with self._lock:
+                    self._open_streams[me] -= 1
+                    if not self._open_streams[me]:
+                        del self._open_streams[me]
+            return
         if self._owner == me:
             raise InvalidRequestError("another stream of this LLM is still open in this thread; close() it first")
         with self._lock:

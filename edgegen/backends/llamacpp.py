@@ -43,7 +43,9 @@ class LlamaCppBackend(Backend):
         n_batch: int = 512,
         kv_type: str = "f16",
         verbose: bool = False,
+        max_parallel: int = 1,
     ) -> None:
+        del max_parallel  # llama-cpp-python's Llama runs one sequence: requests take turns (max_parallel = 1)
         check_open_options(path, backend=self.name, n_ctx=n_ctx, n_threads=n_threads, kv_type=kv_type, kv_types=_KV_TYPES)
         from ..extras import require
 

@@ -1,7 +1,7 @@
 """The OpenAI-compatible HTTP API over one loaded model (FastAPI).
 
 Routes: POST /v1/chat/completions, POST /v1/completions (JSON or SSE streams), GET /v1/models,
-POST /v1/audio/speech (Piper voice, loaded on first use), GET /health.
+POST /v1/audio/speech (Piper voice, loaded on first use), GET /health, GET /metrics (Prometheus).
 
 Every request is checked on the event loop side before it queues: body (UTF-8, JSON, types),
 model name, sampling ranges, and for local generation the tokenized prompt against the context.
@@ -61,6 +61,7 @@ class ServerConfig:
     voice: Optional[str] = None  # Piper voice name or path; None = the packaged default
     voice_threads: Optional[int] = None
     defaults: SamplingParams = field(default_factory=lambda: SamplingParams(max_tokens=1024))
+    prompt_cache: Any = None  # edgegen.prompt_cache.CacheDir: system prompts kept on disk
 
 
 # ---- security: Host check and API key, as plain ASGI middleware (keeps streaming untouched) --------
@@ -154,6 +155,8 @@ class _Server:
         prepared = self.llm.prepare_chat(messages, tools=structured.tools)
         self.llm.check_request(prepared, params)  # fail now with a 4xx rather than after queueing
         self.llm.check_structured(structured)  # compiles now (cached for the run)
+        if self.config.prompt_cache is not None:
+            self.config.prompt_cache.remember(messages)
         return prepared, params, route
 
     def prepare_completion(self, body: CompletionRequest) -> tuple[PreparedPrompt, SamplingParams]:
@@ -219,6 +222,13 @@ def create_app(llm: LLM, config: ServerConfig, router: Optional[Router] = None) 
     async def health() -> dict[str, Any]:
         return {"status": "ok", "model": config.model_id, "backend": llm.backend_name, "n_ctx": llm.n_ctx,
                 "queue": state.worker.stats(), "rss_bytes": _rss_bytes(), "threads": threading.active_count()}
+
+    @app.get("/metrics")
+    async def metrics() -> Response:
+        from .metrics import render_metrics
+
+        text = await run_in_threadpool(render_metrics, state.llm, state.worker, _rss_bytes())
+        return Response(text, media_type="text/plain; version=0.0.4; charset=utf-8")
 
     @app.get("/v1/models")
     async def models() -> dict[str, Any]:

@@ -161,6 +161,10 @@ class TokenMask:
             raise ConstraintError(f"the {_what(self.compiled.constraint)} stopped generation: "
                                   f"{_short(self._m.get_error())}", param=_param(self.compiled.constraint))
 
+    def ends(self, token: int) -> bool:
+        """True for an end-of-generation token (sampled only where the grammar accepts)."""
+        return int(token) in self.compiled.tokenizer.eog_ids
+
     def allows(self, token: int) -> bool:
         return bool(self.words[token >> 5] >> np.uint32(token & 31) & np.uint32(1))
 
