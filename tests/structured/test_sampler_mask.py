@@ -63,9 +63,15 @@ def test_model_decode_samples_under_the_mask(native_llm):
     n_vocab = be.n_vocab
     allowed = np.argsort(last)[: n_vocab // 2]  # the less likely half only
     model, cache = be._model, be.kv_cache
-    cache.seq_clear(0)
-    be._seq_tokens[0] = []
-    tok = model.decode(cache, 0, ids, _native.Sampler(n_vocab), mask_of(allowed.tolist(), n_vocab))
+    mask = mask_of(allowed.tolist(), n_vocab)
+
+    def decode_in_free_slot(slot: int) -> int:  # on the scheduler thread, in a slot it leaves empty
+        try:
+            return model.decode(cache, slot, ids, _native.Sampler(n_vocab), mask)
+        finally:
+            cache.seq_clear(slot)
+
+    tok = be.scheduler.run_exclusive(decode_in_free_slot)
     assert tok == int(allowed[np.argmax(last[allowed])])
 
 
