@@ -69,4 +69,8 @@ class ChecksumError(StoreError):
     """A downloaded or registered file does not match its manifest's sha256."""
 
 
+class AcceleratorError(EdgegenError, RuntimeError):
+    """An accelerator (NPU provider) was asked for but is missing, broken or cannot run the model."""
+
+
 __all__ = [name for name, obj in globals().items() if isinstance(obj, type) and issubclass(obj, EdgegenError)]

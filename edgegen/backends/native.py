@@ -21,6 +21,8 @@ from typing import Any, Iterator, Optional, Sequence
 
 from .. import _native
 from ..errors import MemoryBudgetError, UnsupportedModelError
+from ..accelerators import check_accelerator
+from ..accelerators import open_model as open_accelerated_model
 from ..gguf import GGUFFile
 from ..sampling import SamplingParams
 from ..tokenizer import Tokenizer
@@ -70,6 +72,8 @@ class NativeBackend(Backend):
         n_saved_prefixes: int = 3,
         verbose: bool = False,
         gguf_file: Optional[GGUFFile] = None,
+        accelerator: str = "auto",
+        accelerator_options: Optional[dict[str, Any]] = None,
     ) -> None:
         del n_batch, verbose  # the engine batches internally; it never logs
         check_open_options(path, backend=self.name, n_ctx=n_ctx, n_threads=n_threads, kv_type=kv_type, kv_types=KV_TYPES)
@@ -80,8 +84,12 @@ class NativeBackend(Backend):
             raise UnsupportedModelError(
                 f"architecture {arch!r} is not supported by the native engine "
                 f"(supported: {', '.join(supported_architectures())})")
-        self._model = _native.Model(self._file.native, n_threads or 0)  # the same mapping, not a second open
+        check_accelerator(accelerator)
         self._tok = Tokenizer.from_gguf(self._file)
+        # the same mapping, not a second open; batched products on an NPU when asked (accelerators/)
+        self._model, self.accelerator = open_accelerated_model(
+            self._file.native, n_threads or 0, accelerator, model_path=path, options=accelerator_options,
+            encode=lambda text: self._tok.encode(text, add_special=True, parse_special=False))
         cfg = self._model.spec
         self.config = cfg
         train_ctx = int(cfg["n_ctx_train"])
