@@ -122,8 +122,6 @@ def load_voice(
     `parallel_units`: after the first unit of a text, synthesise further units side by side on
     `threads` single-threaded lanes when that is faster (2-4 threads; a second onnxruntime
     session, opened on first use: ~100 MB more memory). `False`: every unit on the one session.
-    model_path, config_path = resolve_voice_files(name_or_path)
-    config = VoiceConfig.from_file(config_path)
     `providers`: onnxruntime execution providers, as `InferenceSession` takes them (names or
     `(name, options)` pairs; default CPU). "QNNExecutionProvider" (onnxruntime-qnn's plugin) is
     registered and attached through onnxruntime's plugin API; options such as `backend_path`
@@ -131,6 +129,8 @@ def load_voice(
     (they exist to spread work over CPU cores). See docs/accelerators.md for what runs where.
     """
     providers = _check_providers(providers)
+    model_path, config_path = resolve_voice_files(name_or_path)
+    config = VoiceConfig.from_file(config_path)
     session = _make_session(model_path, config, threads, providers)
     if providers != _CPU_ONLY:
         parallel_units = False
@@ -189,6 +189,9 @@ def _attach_providers(ort: Any, options: Any, providers: list[Any]) -> list[Any]
     for p in providers:
         name, opts = (p[0], dict(p[1])) if isinstance(p, tuple) else (p, {})
         if name != QNN_EP:
+            if name not in ort.get_available_providers():  # onnxruntime would fall back to CPU silently
+                raise InvalidRequestError(f"onnxruntime provider {name!r} is not available here (available: "
+                                          f"{', '.join(ort.get_available_providers() + [QNN_EP])})")
             builtin.append(p)
             continue
         try:
