@@ -8,12 +8,14 @@ from typing import Any
 
 
 def add_model_arguments(parser: argparse.ArgumentParser) -> None:
-    """--model, --backend, --threads, --ctx."""
+    """--model, --backend, --threads, --ctx, --accelerator."""
     g = parser.add_argument_group("model")
     g.add_argument("--model", "-m", default="smollm2", help="store name or .gguf path (default: smollm2)")
     g.add_argument("--backend", default="auto", choices=["auto", "native", "llama.cpp"], help="local backend")
     g.add_argument("--threads", "-t", type=int, default=None, help="CPU threads (default: the backend's choice)")
     g.add_argument("--ctx", type=int, default=2048, help="context window in tokens")
+    g.add_argument("--accelerator", default="auto", choices=["auto", "cpu", "qnn-htp"],
+                   help="prompt processing on an NPU (see `edgegen devices`); auto: a real one if present")
 
 
 def add_sampling_arguments(parser: argparse.ArgumentParser, *, max_tokens: int = 256) -> None:
@@ -30,7 +32,10 @@ def add_sampling_arguments(parser: argparse.ArgumentParser, *, max_tokens: int =
 
 def load_options(args: argparse.Namespace) -> dict[str, Any]:
     """`edgegen.load` keyword arguments from the model flags."""
-    return {"backend": args.backend, "n_ctx": args.ctx, "n_threads": args.threads}
+    opts = {"backend": args.backend, "n_ctx": args.ctx, "n_threads": args.threads}
+    if getattr(args, "accelerator", "auto") != "auto":
+        opts["accelerator"] = args.accelerator
+    return opts
 
 
 def sampling_overrides(args: argparse.Namespace) -> dict[str, Any]:
