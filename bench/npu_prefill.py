@@ -26,6 +26,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from edgegen import _native  # noqa: E402
 from edgegen.accelerators import open_model  # noqa: E402
+from edgegen.accelerators.reference import exact_model  # noqa: E402
 from edgegen.gguf import GGUFFile  # noqa: E402
 from edgegen.tokenizer import Tokenizer  # noqa: E402
 from tests.engine.conftest import GREEDY_PROMPTS, corpus_segments, log_softmax, smollm2_path  # noqa: E402
@@ -64,7 +65,6 @@ def main() -> int:
     ap.add_argument("--workdir", default="/tmp/edgegen-npu-bench", help="the model is copied here (its graph cache beside it)")
     ap.add_argument("--segments", type=int, default=6)
     ap.add_argument("--prompts", type=int, default=20)
-    ap.add_argument("--weight-bits", type=int, default=8)
     ap.add_argument("--threads", type=int, default=2)
     args = ap.parse_args()
     work = Path(args.workdir)
@@ -76,12 +76,12 @@ def main() -> int:
     tok = Tokenizer.from_gguf(f)
     encode = lambda text: tok.encode(text, add_special=True, parse_special=False)  # noqa: E731
     t0 = time.perf_counter()
-    npu, info = open_model(f.native, args.threads, "qnn-htp", model_path=str(path), encode=encode,
-                           options={"weight_bits": args.weight_bits})
+    npu, info = open_model(f.native, args.threads, "qnn-htp", model_path=str(path), encode=encode)
     print(f"prepare: {time.perf_counter() - t0:.1f}s (built={info['built']}, {info['graphs']} graphs, {info['device']})")
     cpu = _native.Model(f.native, args.threads)
+    exact = exact_model(f.native, args.threads)  # float64 products: separates the NPU's error from the CPU's
     spec = cpu.spec
-    result: dict = {"model": Path(args.model).name, "weight_bits": args.weight_bits, "prepare": info}
+    result: dict = {"model": Path(args.model).name, "prepare": info}
 
     # what crosses the seam for one PREFILL-token batch, and the CPU's time for the same batch
     segs = corpus_segments(lambda t: tok.encode(t, add_special=True, parse_special=True), args.segments * (PREFILL + FOLLOW),
@@ -104,25 +104,32 @@ def main() -> int:
                       "cpu_threads": args.threads}
     print(json.dumps(result["seam"], indent=1))
 
-    agree = total = 0
-    worst = 0.0
+    pairs = {"npu_vs_cpu": (0, 2), "npu_vs_exact": (0, 1), "exact_vs_cpu": (1, 2)}
+    agree = dict.fromkeys(pairs, 0)
+    worst = dict.fromkeys(pairs, 0.0)
+    total = 0
     for seg in segs[: args.segments]:
-        a, b = teacher_forced(npu, seg, True), teacher_forced(cpu, seg, False)
-        agree += int((a.argmax(-1) == b.argmax(-1)).sum())
-        total += len(a)
-        la, lb = log_softmax(a), log_softmax(b)
-        top = np.argsort(-lb, axis=-1)[:, :10]
-        worst = max(worst, float(np.abs(np.take_along_axis(la, top, -1) - np.take_along_axis(lb, top, -1)).max()))
-        print(f"teacher-forced: {agree}/{total} argmax agree so far, max dlogp(top10) {worst:.3f}", flush=True)
-    result["teacher_forced"] = {"positions": total, "argmax_agreement": agree / max(total, 1), "max_dlogp_top10": worst}
+        arms = [teacher_forced(m, seg, True) for m in (npu, exact)] + [teacher_forced(cpu, seg, False)]
+        total += len(arms[0])
+        for name, (i, j) in pairs.items():
+            a, b = arms[i], arms[j]
+            agree[name] += int((a.argmax(-1) == b.argmax(-1)).sum())
+            la, lb = log_softmax(a), log_softmax(b)
+            top = np.argsort(-lb, axis=-1)[:, :10]
+            worst[name] = max(worst[name], float(np.abs(np.take_along_axis(la, top, -1) -
+                                                        np.take_along_axis(lb, top, -1)).max()))
+        print(f"teacher-forced, {total} positions: " + ", ".join(f"{k} {agree[k]}" for k in pairs), flush=True)
+    result["teacher_forced"] = {"positions": total, **{k: {"argmax_agreement": agree[k] / max(total, 1),
+                                                          "max_dlogp_top10": worst[k]} for k in pairs}}
 
     llm_tmpl = __import__("edgegen").load(str(path), backend="native", accelerator="cpu", n_ctx=512)
     eos = {i for i in (tok.eos_id,) if i is not None} | {int(i) for i in range(spec["n_vocab"]) if tok.is_eog(i)}
-    same = identical32 = 0
+    same = identical32 = exact_identical = 0
     rows = []
     for p in GREEDY_PROMPTS[: args.prompts]:
         ids = llm_tmpl.chat_prompt_ids([{"role": "user", "content": p}])
         g_npu, g_cpu = greedy(npu, ids, True, eos), greedy(cpu, ids, False, eos)
+        exact_identical += greedy(exact, ids, True, eos) == g_cpu
         n_same = next((i for i, (x, y) in enumerate(zip(g_npu, g_cpu)) if x != y), min(len(g_npu), len(g_cpu)))
         same += n_same
         identical32 += g_npu == g_cpu
@@ -130,9 +137,10 @@ def main() -> int:
                      "npu": tok_text(tok, g_npu), "cpu": tok_text(tok, g_cpu)})
         print(json.dumps(rows[-1], ensure_ascii=False), flush=True)
     result["greedy"] = {"prompts": len(rows), "identical": identical32, "mean_same_prefix": same / max(len(rows), 1),
+                        "exact_prefill_identical_to_cpu": exact_identical,
                         "rows": rows}
     print(json.dumps({k: v for k, v in result.items() if k != "greedy"} | {"greedy": {k: v for k, v in result["greedy"].items() if k != "rows"}}, indent=1))
-    (work / f"result-w{args.weight_bits}.json").write_text(json.dumps(result, indent=1, ensure_ascii=False))
+    (work / "result.json").write_text(json.dumps(result, indent=1, ensure_ascii=False))
     return 0
 
 
