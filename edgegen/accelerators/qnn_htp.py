@@ -174,6 +174,7 @@ class QnnHtpProvider:
         xs, xz = act_q("x", x_lo * RANGE_MARGIN, x_hi * RANGE_MARGIN)
         nodes += [helper.make_node("QuantizeLinear", ["x", xs, xz], ["x_q"]),
                   helper.make_node("DequantizeLinear", ["x_q", xs, xz], ["x_dq"])]
+
         def int8_weight(name: str, w: np.ndarray) -> str:  # per-output-channel symmetric int8
             scale = np.maximum(np.abs(w).max(axis=1), 1e-30) / 127.0
             wq = np.clip(np.rint(w / scale[:, None]), -127, 127).astype(np.int8)
