@@ -204,7 +204,9 @@ def _attach_providers(ort: Any, options: Any, providers: list[Any]) -> list[Any]
 
 
 def _make_session(model_path: Path, config: VoiceConfig, threads: Optional[int], providers: Optional[list[Any]] = None):
-    import onnxruntime as ort
+    from edgegen.extras import require
+
+    ort = require("onnxruntime", "voice", "Piper voices")
 
     providers = providers or _CPU_ONLY
     options = ort.SessionOptions()
