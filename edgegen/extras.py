@@ -7,6 +7,7 @@
     edgegen[cloud]     cloud routing (httpx)
     edgegen[llamacpp]  the llama.cpp backend (llama-cpp-python)
     edgegen[qnn]       prompt processing on Qualcomm's Hexagon NPU (onnxruntime-qnn, onnx, filelock)
+    edgegen[wyoming]   `edgegen wyoming` for Home Assistant (wyoming, zeroconf; with edgegen[voice])
 
 Code that imports an optional package does it inside `needs_extra(...)` (or calls `require(...)`),
 so a user without it reads `edgegen serve needs fastapi, which is not installed: pip install
@@ -29,6 +30,7 @@ EXTRAS: dict[str, tuple[str, ...]] = {
     "cloud": ("httpx",),
     "llamacpp": ("llama_cpp",),
     "qnn": ("onnxruntime_qnn", "onnx", "filelock"),  # edgegen/accelerators: AcceleratorError names it
+    "wyoming": ("wyoming", "zeroconf"),
 }
 
 
