@@ -94,6 +94,10 @@ class PromptCacheError(EdgegenError):
         self.reason = reason
 
 
+class AcceleratorError(EdgegenError, RuntimeError):
+    """An accelerator (NPU provider) was asked for but is missing, broken or cannot run the model."""
+
+
 class EdgegenWarning(UserWarning):
     """Something works, but not as asked (e.g. a context longer than the model was trained for);
     the CLI prints these as one `edgegen CMD: warning: ...` line."""

@@ -6,6 +6,7 @@
     edgegen[server]    `edgegen serve` (fastapi, uvicorn)
     edgegen[cloud]     cloud routing (httpx)
     edgegen[llamacpp]  the llama.cpp backend (llama-cpp-python)
+    edgegen[qnn]       prompt processing on Qualcomm's Hexagon NPU (onnxruntime-qnn, onnx, filelock)
     edgegen[wyoming]   `edgegen wyoming` for Home Assistant (wyoming, zeroconf; with edgegen[voice])
     edgegen[structured] structured output and tool calls (llguidance)
 
@@ -29,6 +30,7 @@ EXTRAS: dict[str, tuple[str, ...]] = {
     "server": ("fastapi", "uvicorn", "starlette", "pydantic"),
     "cloud": ("httpx",),
     "llamacpp": ("llama_cpp",),
+    "qnn": ("onnxruntime_qnn", "onnx", "filelock"),  # edgegen/accelerators: AcceleratorError names it
     "wyoming": ("wyoming", "zeroconf"),
     "structured": ("llguidance",),
 }

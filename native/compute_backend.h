@@ -30,6 +30,7 @@ struct WeightView {
     int64_t cols = 0, rows = 0;
     const uint8_t* data = nullptr;
     size_t row_stride = 0;
+    std::string name;  // the tensor's name in the file (an offloading backend picks weights by it)
 };
 
 // A weight as a backend holds it: the mapped rows (every backend can fall back to them) and,

@@ -25,6 +25,7 @@ WeightView view_of(const GGUFFile& f, const std::string& name, int64_t cols, int
     v.cols = cols;
     v.rows = rows;
     v.data = t.data;
+    v.name = name;
     v.row_stride = row_size(v.type, cols);
     if (v.row_stride * static_cast<size_t>(rows) != t.nbytes) throw GGUFError("tensor " + name + " has the wrong byte size");
     return v;

@@ -18,7 +18,7 @@ import threading
 import time
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Iterator, Literal, Optional, Sequence, Union
+from typing import Any, Iterator, Literal, Optional, Sequence, Union
 
 import numpy as np
 
@@ -113,7 +113,8 @@ def _inside_named_dir(path: Path) -> Path:
 
 
 def load_voice(
-    name_or_path: Union[str, Path, None] = None, *, threads: Optional[int] = None, parallel_units: bool = True
+    name_or_path: Union[str, Path, None] = None, *, threads: Optional[int] = None, parallel_units: bool = True,
+    providers: Optional[Sequence[Any]] = None,
 ) -> "Voice":
     """Load a Piper voice: `None`/"joe"/"default" (packaged) or a path to `.onnx` (+ `.onnx.json`).
 
@@ -121,10 +122,18 @@ def load_voice(
     `parallel_units`: after the first unit of a text, synthesise further units side by side on
     `threads` single-threaded lanes when that is faster (2-4 threads; a second onnxruntime
     session, opened on first use: ~100 MB more memory). `False`: every unit on the one session.
+    `providers`: onnxruntime execution providers, as `InferenceSession` takes them (names or
+    `(name, options)` pairs; default CPU). "QNNExecutionProvider" (onnxruntime-qnn's plugin) is
+    registered and attached through onnxruntime's plugin API; options such as `backend_path`
+    (default: the package's libQnnHtp.so) pass through. With an accelerator the lanes are off
+    (they exist to spread work over CPU cores). See docs/accelerators.md for what runs where.
     """
+    providers = _check_providers(providers)
     model_path, config_path = resolve_voice_files(name_or_path)
     config = VoiceConfig.from_file(config_path)
-    session = _make_session(model_path, config, threads)
+    session = _make_session(model_path, config, threads, providers)
+    if providers != _CPU_ONLY:
+        parallel_units = False
     lanes = threads or os.cpu_count() or 1
     return Voice(session, config, model_path, lanes=lanes if parallel_units and lanes <= MAX_LANES else 1)
 
@@ -153,11 +162,53 @@ def _shared_arena(ort) -> bool:
         return _SHARED_ARENA
 
 
-def _make_session(model_path: Path, config: VoiceConfig, threads: Optional[int]):
+_CPU_ONLY: list[Any] = ["CPUExecutionProvider"]
+
+
+def _check_providers(providers: Optional[Sequence[Any]]) -> list[Any]:
+    if providers is None:
+        return _CPU_ONLY
+    if isinstance(providers, (str, bytes)) or not providers:
+        raise InvalidRequestError(f"providers must be a non-empty list of onnxruntime provider names, got {providers!r}")
+    out: list[Any] = []
+    for p in providers:
+        name = p[0] if isinstance(p, tuple) and len(p) == 2 and isinstance(p[1], dict) else p
+        if not isinstance(name, str):
+            raise InvalidRequestError(f"an onnxruntime provider is a name or a (name, options) pair, got {p!r}")
+        out.append(p)
+    return out
+
+
+def _attach_providers(ort: Any, options: Any, providers: list[Any]) -> list[Any]:
+    """Plugin providers (onnxruntime-qnn) go onto the session options through onnxruntime's plugin
+    API; the rest stay a list for InferenceSession (onnxruntime checks their names itself)."""
+    from ..accelerators.devices import QNN_EP, qnn_ep_devices, qnn_module
+    from ..errors import AcceleratorError
+
+    builtin = []
+    for p in providers:
+        name, opts = (p[0], dict(p[1])) if isinstance(p, tuple) else (p, {})
+        if name != QNN_EP:
+            if name not in ort.get_available_providers():  # onnxruntime would fall back to CPU silently
+                raise InvalidRequestError(f"onnxruntime provider {name!r} is not available here (available: "
+                                          f"{', '.join(ort.get_available_providers() + [QNN_EP])})")
+            builtin.append(p)
+            continue
+        try:
+            _, oq = qnn_module()
+            opts.setdefault("backend_path", oq.get_qnn_htp_path())
+            options.add_provider_for_devices(qnn_ep_devices(), {k: str(v) for k, v in opts.items()})
+        except AcceleratorError as exc:
+            raise InvalidRequestError(str(exc)) from None
+    return builtin
+
+
+def _make_session(model_path: Path, config: VoiceConfig, threads: Optional[int], providers: Optional[list[Any]] = None):
     from edgegen.extras import require
 
     ort = require("onnxruntime", "voice", "Piper voices")
 
+    providers = providers or _CPU_ONLY
     options = ort.SessionOptions()
     if _shared_arena(ort):
         options.add_session_config_entry("session.use_env_allocators", "1")
@@ -170,8 +221,11 @@ def _make_session(model_path: Path, config: VoiceConfig, threads: Optional[int])
     # time is taken from the lanes, the LLM thread or playback (a 180 ms run timed right after
     # another session's run took 22% longer). Spinning *within* a run is kept.
     options.add_session_config_entry("session.force_spinning_stop", "1")
+    builtin = _attach_providers(ort, options, providers) if providers != _CPU_ONLY else providers
     try:
-        session = ort.InferenceSession(str(model_path), sess_options=options, providers=["CPUExecutionProvider"])
+        session = ort.InferenceSession(str(model_path), sess_options=options, providers=builtin or None)
+    except ValueError as exc:  # an unknown or unavailable provider name
+        raise InvalidRequestError(f"onnxruntime cannot use providers {providers!r}: {exc}") from None
     except Exception as exc:  # onnxruntime raises its own Fail/InvalidProtobuf/... classes
         raise ModelFormatError(f"{model_path}: onnxruntime cannot load this voice model: {exc}") from exc
     inputs = {i.name for i in session.get_inputs()}

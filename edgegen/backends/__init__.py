@@ -52,6 +52,14 @@ def open_backend(path: str, backend: str = "auto", *, gguf_file: Any = None, **o
     """Open `path` with the named backend ("auto", "native", "llama.cpp"). `gguf_file`: the file
     already mapped by the caller (edgegen.gguf.GGUFFile), so the native engine does not map it again."""
     name = _ALIASES.get(backend, backend)
+    accel = options.get("accelerator", "auto")
+    if accel not in ("auto", "cpu"):  # an NPU provider drives the native engine only
+        if name == "llama.cpp":
+            raise UnsupportedModelError(f"accelerator {accel!r} needs the native backend, not llama.cpp")
+        name = "native"
+    if name == "llama.cpp":  # native-only options
+        options.pop("accelerator", None)
+        options.pop("accelerator_options", None)
     if name != "auto":
         if name not in BACKENDS:
             raise UnsupportedModelError(f"unknown backend {backend!r}; choose from {backend_names()}")
@@ -69,6 +77,8 @@ def open_backend(path: str, backend: str = "auto", *, gguf_file: Any = None, **o
         except UnsupportedModelError as exc:
             log.info("native backend declined %s (%s); using llama.cpp", path, exc)
             declined = str(exc)
+    options.pop("accelerator", None)
+    options.pop("accelerator_options", None)
     try:
         return _module("llama.cpp").open(path, **options)
     except (UnsupportedModelError, MissingExtraError) as exc:

@@ -27,6 +27,8 @@ from typing import Any, Iterator, Mapping, Optional, Sequence
 from .. import _native
 from ..adapters import AdapterInfo, AdapterSet, Selection
 from ..errors import MemoryBudgetError, UnsupportedModelError
+from ..accelerators import check_accelerator
+from ..accelerators import open_model as open_accelerated_model
 from ..gguf import GGUFFile
 from ..scheduler import BatchScheduler
 from ..sampling import SamplingParams
@@ -67,6 +69,8 @@ class NativeBackend(Backend):
         max_parallel: int = 1,
         verbose: bool = False,
         gguf_file: Optional[GGUFFile] = None,
+        accelerator: str = "auto",
+        accelerator_options: Optional[dict[str, Any]] = None,
         adapters: Optional[Mapping[str, Any]] = None,
     ) -> None:
         del n_batch, verbose  # the engine batches internally; it never logs
@@ -79,8 +83,12 @@ class NativeBackend(Backend):
             raise UnsupportedModelError(
                 f"architecture {arch!r} is not supported by the native engine "
                 f"(supported: {', '.join(supported_architectures())})")
-        self._model = _native.Model(self._file.native, n_threads or 0)  # the same mapping, not a second open
+        check_accelerator(accelerator)
         self._tok = Tokenizer.from_gguf(self._file)
+        # the same mapping, not a second open; batched products on an NPU when asked (accelerators/)
+        self._model, self.accelerator = open_accelerated_model(
+            self._file.native, n_threads or 0, accelerator, model_path=path, options=accelerator_options,
+            encode=lambda text: self._tok.encode(text, add_special=True, parse_special=False))
         cfg = self._model.spec
         self.config = cfg
         train_ctx = int(cfg["n_ctx_train"])

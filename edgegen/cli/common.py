@@ -21,12 +21,14 @@ def add_memory_arguments(group: Any, *, ctx_default: Optional[int] = 2048) -> No
 
 
 def add_model_arguments(parser: argparse.ArgumentParser) -> None:
-    """--model, --backend, --threads and the memory flags."""
+    """--model, --backend, --threads, --accelerator and the memory flags."""
     g = parser.add_argument_group("model")
     g.add_argument("--model", "-m", default="smollm2", help="store name or .gguf path (default: smollm2)")
     g.add_argument("--backend", default="auto", choices=["auto", "native", "llama.cpp"], help="local backend")
     g.add_argument("--threads", "-t", type=int, default=None, help="CPU threads (default: the backend's choice)")
     add_memory_arguments(g)
+    g.add_argument("--accelerator", default="auto", choices=["auto", "cpu", "qnn-htp"],
+                   help="prompt processing on an NPU (see `edgegen devices`); auto: a real one if present")
 
 
 def add_sampling_arguments(parser: argparse.ArgumentParser, *, max_tokens: int = 256) -> None:
@@ -46,8 +48,11 @@ def add_sampling_arguments(parser: argparse.ArgumentParser, *, max_tokens: int =
 
 def load_options(args: argparse.Namespace) -> dict[str, Any]:
     """`edgegen.load` keyword arguments from the model flags."""
-    return {"backend": args.backend, "n_ctx": args.ctx, "n_threads": args.threads, "kv_type": args.kv_type,
+    opts = {"backend": args.backend, "n_ctx": args.ctx, "n_threads": args.threads, "kv_type": args.kv_type,
             "memory_budget": args.memory_budget}
+    if getattr(args, "accelerator", "auto") != "auto":
+        opts["accelerator"] = args.accelerator
+    return opts
 
 
 def sampling_overrides(args: argparse.Namespace) -> dict[str, Any]:

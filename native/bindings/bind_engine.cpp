@@ -18,6 +18,7 @@
 #include "py_model.h"
 #include "gguf.h"
 #include "kv_cache.h"
+#include "py_offload.h"
 #include "sampler.h"
 #include "spec_dict.h"
 #include "transformer.h"
@@ -125,14 +126,22 @@ std::vector<int32_t> step(const std::shared_ptr<PyModel>& m, PyCache& c, const p
     return out;
 }
 
-std::shared_ptr<PyModel> load_model(std::shared_ptr<eg::GGUFFile> file, int n_threads, const std::string& compute) {
-    if (compute != "cpu" && compute != "counting") throw eg::Error("compute must be 'cpu' or 'counting', not '" + compute + "'");
+std::shared_ptr<PyModel> load_model(std::shared_ptr<eg::GGUFFile> file, int n_threads, const std::string& compute,
+                                    const py::object& provider, int64_t min_batch) {
+    if (compute != "cpu" && compute != "counting" && compute != "offload")
+        throw eg::Error("compute must be 'cpu', 'counting' or 'offload', not '" + compute + "'");
+    if ((compute == "offload") != !provider.is_none()) throw eg::Error("compute='offload' goes with a provider, and only it");
     auto pm = std::make_shared<PyModel>();
+    std::shared_ptr<eg::MatmulProvider> prov = provider.is_none() ? nullptr : make_py_provider(provider);
     py::gil_scoped_release nogil;
     std::unique_ptr<eg::ComputeBackend> be = eg::make_cpu_backend(n_threads);
     if (compute == "counting") {
         pm->op_counts = std::shared_ptr<int64_t[]>(new int64_t[eg::kOpCount]());
         be = eg::make_counting_backend(std::move(be), pm->op_counts);
+    }
+    if (compute == "offload") {  // see edgegen/accelerators
+        pm->offload = std::make_shared<eg::OffloadStats>();
+        be = eg::make_offload_backend(std::move(be), std::move(prov), min_batch, pm->offload);
     }
     pm->model = eg::Model::load(std::move(file), std::move(be));
     return pm;
@@ -156,20 +165,25 @@ void bind_engine(py::module_& m) {
     });
 
     py::class_<PyModel, std::shared_ptr<PyModel>>(m, "Model", "A GGUF model on edgegen's engine (see supported_architectures()).")
-        .def(py::init([](std::shared_ptr<eg::GGUFFile> file, int n_threads, const std::string& compute) {
-                 return load_model(std::move(file), n_threads, compute);
+        .def(py::init([](std::shared_ptr<eg::GGUFFile> file, int n_threads, const std::string& compute,
+                         const py::object& provider, int64_t min_batch) {
+                 return load_model(std::move(file), n_threads, compute, provider, min_batch);
              }),
-             py::arg("file"), py::arg("n_threads") = 0, py::arg("compute") = "cpu",
-             "Wire an open GGUFFile's weights (the file is mapped once, shared with the caller).")
-        .def(py::init([](const std::string& path, int n_threads, const std::string& compute) {
+             py::arg("file"), py::arg("n_threads") = 0, py::arg("compute") = "cpu", py::arg("provider") = py::none(),
+             py::arg("min_batch") = 16,
+             "Wire an open GGUFFile's weights (the file is mapped once, shared with the caller). "
+             "compute='offload': batched products of >= min_batch tokens go to `provider` (edgegen.accelerators).")
+        .def(py::init([](const std::string& path, int n_threads, const std::string& compute, const py::object& provider,
+                         int64_t min_batch) {
                  std::shared_ptr<eg::GGUFFile> f;
                  {
                      py::gil_scoped_release nogil;
                      f = eg::GGUFFile::open(path);
                  }
-                 return load_model(std::move(f), n_threads, compute);
+                 return load_model(std::move(f), n_threads, compute, provider, min_batch);
              }),
-             py::arg("path"), py::arg("n_threads") = 0, py::arg("compute") = "cpu")
+             py::arg("path"), py::arg("n_threads") = 0, py::arg("compute") = "cpu", py::arg("provider") = py::none(),
+             py::arg("min_batch") = 16)
         .def_property_readonly("spec", [](const PyModel& pm) { return spec_dict(pm.model->spec()); })
         .def_property_readonly("config", [](const PyModel& pm) { return spec_dict(pm.model->spec()); },
                                "Alias of spec (hyper-parameters and per-layer properties).")
@@ -182,6 +196,18 @@ void bind_engine(py::module_& m) {
             for (int i = 0; i < eg::kOpCount; ++i) d[names[i]] = pm.op_counts[i];
             return std::move(d);
         }, "Calls per backend operation (compute='counting'), else None.")
+        .def_property("offload_mode",
+            [](const PyModel& pm) -> py::object { return pm.offload ? py::object(py::str(offload_mode_name(*pm.offload))) : py::none(); },
+            [](PyModel& pm, const std::string& mode) {
+                if (!pm.offload) throw eg::Error("offload_mode needs a model made with compute='offload'");
+                py::gil_scoped_release nogil;  // a running forward pass may need the GIL for its provider
+                std::lock_guard<std::mutex> lock(pm.mu);  // not in the middle of a forward pass
+                set_offload_mode(*pm.offload, mode);
+            }, "'off', 'calibrate' (CPU results shown to the provider) or 'on' (compute='offload'), else None.")
+        .def_property_readonly("offload_stats", [](PyModel& pm) -> py::object {
+            return pm.offload ? py::object(offload_stats_dict(*pm.offload)) : py::none();
+        }, "What went to the provider (calls, products, tokens, macs, bytes_in/out), batched calls left on the CPU, "
+           "and the provider's error when it was switched off.")
         .def("cache_layout", [](const PyModel& pm, int64_t n_tokens, int32_t n_seq, const std::string& kv_type, int32_t block_tokens) {
             return layout_dict(pm.model->plan_cache(n_tokens, n_seq, kv_type_from(kv_type), block_tokens));
         }, py::arg("n_tokens"), py::arg("n_seq") = 1, py::arg("kv_type") = "f16", py::arg("block_tokens") = 32,

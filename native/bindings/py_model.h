@@ -6,10 +6,12 @@
 #include <memory>
 #include <mutex>
 
+#include "offload_backend.h"
 #include "transformer.h"
 
 struct PyModel {
     std::unique_ptr<eg::Model> model;
     std::shared_ptr<int64_t[]> op_counts;  // compute="counting" only
+    std::shared_ptr<eg::OffloadStats> offload;  // compute="offload" only
     std::mutex mu;  // one forward pass at a time per model (activation buffers are per model)
 };
