@@ -230,6 +230,24 @@ class NativeBackend(Backend):
                     return
                 tok = self._decode([tok], sampler)
 
+    def kv_stats(self) -> Optional[dict[str, int]]:
+        """KV blocks in all (total), free, and referenced by the cached sequences; total - free >
+        referenced would be a leak (bench/soak.py checks it). None while a generation holds the
+        cache (this never waits for one)."""
+        if not self._lock.acquire(blocking=False):
+            return None
+        try:
+            c = self._cache
+            total = free = referenced = 0
+            for gi, g in enumerate(c.layout["groups"]):
+                total += int(g["n_blocks"])
+                free += int(c.free_blocks(gi))
+                referenced += len({b for s in range(c.n_seq) for b in c.block_table(s, gi) if b >= 0})
+            return {"blocks_total": total, "blocks_free": free, "blocks_referenced": referenced,
+                    "tokens_cached": sum(int(c.seq_len(s)) for s in range(c.n_seq))}
+        finally:
+            self._lock.release()
+
     def eval_logits(self, tokens: Sequence[int]) -> Any:
         """Logits (n, n_vocab) of every position of `tokens` evaluated from an empty context."""
         with self._lock:

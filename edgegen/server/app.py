@@ -238,7 +238,8 @@ def create_app(llm: LLM, config: ServerConfig, router: Optional[Router] = None) 
     @app.get("/health")
     async def health() -> dict[str, Any]:
         return {"status": "ok", "model": config.model_id, "backend": llm.backend_name, "n_ctx": llm.n_ctx,
-                "queue": state.worker.stats(), "rss_bytes": _rss_bytes(), "threads": threading.active_count()}
+                "queue": state.worker.stats(), "rss_bytes": _rss_bytes(), "threads": threading.active_count(),
+                "kv": getattr(llm.backend, "kv_stats", lambda: None)()}
 
     @app.get("/v1/models")
     async def models() -> dict[str, Any]:
