@@ -11,7 +11,7 @@ want_test=0
 
 # --- Debian packages (only when something is missing) -------------------------------------------
 apt_pkgs=(libportaudio2 espeak-ng)
-[ "$want_test" = 1 ] && apt_pkgs+=(g++-aarch64-linux-gnu qemu-user)
+[ "$want_test" = 1 ] && apt_pkgs+=(g++-aarch64-linux-gnu qemu-user clang)  # clang: libFuzzer + sanitizers (tests/fuzz)
 missing=()
 for p in "${apt_pkgs[@]}"; do
     dpkg -s "$p" >/dev/null 2>&1 || missing+=("$p")
