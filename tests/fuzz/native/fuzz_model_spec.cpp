@@ -80,12 +80,12 @@ extern "C" int LLVMFuzzerTestOneInput(const uint8_t* data, size_t size) {
     static const char* archs[] = {"llama", "qwen2", "qwen3", "gemma3", "mistral", "gemma2", "granite"};
     const std::string arch = in.ConsumeBool() ? archs[in.ConsumeIntegralInRange<int>(0, 6)] : in.ConsumeRandomLengthString(12);
     // Plausible sizes the tensors are built from; the metadata may state them or lie.
-    const int64_t n_layer = in.ConsumeIntegralInRange<int64_t>(1, 4);
+    const int64_t n_layer = in.ConsumeIntegralInRange<int64_t>(1, 3);  // small files keep executions fast
     const int64_t head_dim = 32 * in.ConsumeIntegralInRange<int64_t>(1, 2);
     const int64_t n_head_kv = in.ConsumeIntegralInRange<int64_t>(1, 2);
     const int64_t n_head = n_head_kv * in.ConsumeIntegralInRange<int64_t>(1, 2);
-    const int64_t n_embd = in.ConsumeBool() ? n_head * head_dim : 32 * in.ConsumeIntegralInRange<int64_t>(1, 4);
-    const int64_t n_ff = 32 * in.ConsumeIntegralInRange<int64_t>(1, 3);
+    const int64_t n_embd = in.ConsumeBool() ? n_head * head_dim : 32 * in.ConsumeIntegralInRange<int64_t>(1, 2);
+    const int64_t n_ff = 32 * in.ConsumeIntegralInRange<int64_t>(1, 2);
     const int64_t n_vocab = in.ConsumeIntegralInRange<int64_t>(1, 8);
 
     struct Key {
