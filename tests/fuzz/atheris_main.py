@@ -20,6 +20,8 @@ def main() -> None:
     if len(sys.argv) < 2:
         sys.exit("usage: atheris_main.py TARGET [libFuzzer args]")
     name = sys.argv[1]
+    # Only modules imported inside this block get coverage: targets import what they test at the
+    # top of their module, not inside setup().
     with atheris.instrument_imports(include=["edgegen", "tests.fuzz.python"]):
         import edgegen  # noqa: F401  (every edgegen module the target pulls in gets coverage)
 

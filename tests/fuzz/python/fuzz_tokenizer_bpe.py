@@ -11,6 +11,7 @@ from __future__ import annotations
 import struct
 
 from edgegen.errors import TokenizerError
+from edgegen.tokenizer import Tokenizer, _bytes_to_unicode
 from tests.fuzz.python.common import smollm2_path
 
 tok = None
@@ -19,8 +20,6 @@ unmapped: frozenset[int] = frozenset()  # bytes without a byte-level token in th
 
 def setup() -> None:
     global tok, unmapped
-    from edgegen.tokenizer import Tokenizer, _bytes_to_unicode
-
     tok = Tokenizer.from_gguf(smollm2_path())
     unmapped = frozenset(b for b, ch in _bytes_to_unicode().items() if ch not in tok._token_to_id)
 

@@ -11,6 +11,7 @@ from __future__ import annotations
 import struct
 
 from edgegen.errors import TokenizerError
+from edgegen.tokenizer import Tokenizer
 from tests.fuzz.python.common import gemma3_path
 
 tok = None
@@ -18,8 +19,6 @@ tok = None
 
 def setup() -> None:
     global tok
-    from edgegen.tokenizer import Tokenizer
-
     tok = Tokenizer.from_gguf(gemma3_path())
 
 
