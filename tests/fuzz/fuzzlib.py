@@ -140,7 +140,7 @@ def run(name: str, seconds: float, runs: int | None = None, timeout_s: float = 1
     dirs = [str(d) for d in (work, seed_dir(name), regression_dir(name)) if d.is_dir()]
     args = [*command(name), *dirs, f"-max_total_time={int(seconds)}", "-print_final_stats=1",
             f"-artifact_prefix={artifacts}/", f"-timeout={int(timeout_s)}", "-rss_limit_mb=2560",
-            "-max_len=65536"]
+            f"-max_len={targets.MAX_LEN[targets.kind(name)]}"]
     if runs:
         args.append(f"-runs={runs}")
     t0 = time.monotonic()
