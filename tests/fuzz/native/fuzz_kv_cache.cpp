@@ -3,8 +3,9 @@
 // sequences), each checked against a plain model of what every sequence must hold: its length,
 // and for every stored position the row written for exactly that token of exactly that sequence
 // (so a row leaking between sequences, a lost copy-on-write or a stale ring slot is caught).
-// After every operation the block accounting is checked (reference counts equal table
-// references, free blocks unreferenced); at the end, clearing every sequence frees every block.
+// After every operation the touched sequences' rows and the block accounting are checked
+// (reference counts equal table references, free blocks unreferenced), every sequence's rows at
+// the end; then clearing every sequence must free every block.
 // A refused operation (eg::Error, KVCacheFullError) must leave the model state unchanged.
 #include <fuzzer/FuzzedDataProvider.h>
 
@@ -132,6 +133,7 @@ extern "C" int LLVMFuzzerTestOneInput(const uint8_t* data, size_t size) {
     const int32_t n_head_kv = shape.n_embd_kv / shape.head_dim;
     const std::vector<eg::RopeParams> rope(n_layer);  // n_rot 0: keys keep their values when moved
 
+    int32_t last_dst = 0;
     for (int op = 0; op < 48 && in.remaining_bytes() > 0; ++op) {
         const int kind = in.ConsumeIntegralInRange<int>(0, 5);
         const int32_t seq = in.ConsumeIntegralInRange<int32_t>(0, n_seq - 1);
@@ -160,6 +162,7 @@ extern "C" int LLVMFuzzerTestOneInput(const uint8_t* data, size_t size) {
                 }
                 case 3: {  // fork (share)
                     const int32_t dst = in.ConsumeIntegralInRange<int32_t>(0, n_seq - 1);
+                    last_dst = dst;
                     const int64_t n = arg(len);
                     cache.seq_fork(seq, dst, n);
                     FUZZ_REQUIRE(dst != seq && n >= 0 && n <= len);
@@ -178,8 +181,14 @@ extern "C" int LLVMFuzzerTestOneInput(const uint8_t* data, size_t size) {
         } catch (const eg::Error&) {
             // refused (KVCacheFullError included): the state must be the one before the call
         }
-        h.check_all();
+        // rows of the sequences this operation touched, and the block accounting, after every
+        // operation; every sequence's rows at the end (a write through a lost copy-on-write into
+        // another sequence stays visible until then)
+        h.check_rows(seq);
+        if (kind == 3) h.check_rows(static_cast<int32_t>(last_dst));
+        h.check_blocks();
     }
+    h.check_all();
     for (int32_t s = 0; s < n_seq; ++s) cache.seq_clear(s);
     for (int gi = 0; gi < cache.n_groups(); ++gi) FUZZ_REQUIRE(cache.n_free_blocks(gi) == lay.groups[gi].n_blocks);
     return 0;

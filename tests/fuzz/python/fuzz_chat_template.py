@@ -15,7 +15,7 @@ from edgegen.errors import InvalidRequestError, TemplateError
 from tests.fuzz.python.common import fields
 
 # Small limits keep one execution cheap; the limits themselves are what is tested.
-LIMITS = TemplateLimits(max_ops=20_000, max_output_chars=20_000, timeout_s=0.5, max_template_chars=20_000)
+LIMITS = TemplateLimits(max_ops=5_000, max_output_chars=8_000, timeout_s=0.5, max_template_chars=20_000)
 
 
 def test_one_input(data: bytes) -> None:
