@@ -12,6 +12,11 @@ class ModelFormatError(EdgegenError, ValueError):
     """A model or voice file is malformed, truncated or unsupported; the message names the problem."""
 
 
+class AdapterError(ModelFormatError):
+    """A LoRA adapter is malformed or does not fit the base model (architecture, missing target,
+    shapes, rank, scale); the message names the mismatch."""
+
+
 class ModelNotFoundError(EdgegenError, FileNotFoundError):
     """No model or voice by that name or path is installed."""
 
@@ -57,6 +62,11 @@ class InvalidRequestError(EdgegenError, ValueError):
         self.param = param
 
 
+class MissingExtraError(EdgegenError, ImportError):
+    """An optional dependency is not installed; the message names the `pip install 'edgegen[EXTRA]'`
+    that brings it (see edgegen/extras.py). An ImportError too, so "use it if present" code keeps working."""
+
+
 class RouteError(EdgegenError, ValueError):
     """The routing policy forbids what was asked (for example cloud without opt-in)."""
 
@@ -69,4 +79,10 @@ class ChecksumError(StoreError):
     """A downloaded or registered file does not match its manifest's sha256."""
 
 
-__all__ = [name for name, obj in globals().items() if isinstance(obj, type) and issubclass(obj, EdgegenError)]
+class EdgegenWarning(UserWarning):
+    """Something works, but not as asked (e.g. a context longer than the model was trained for);
+    the CLI prints these as one `edgegen CMD: warning: ...` line."""
+
+
+__all__ = [name for name, obj in globals().items()
+           if isinstance(obj, type) and issubclass(obj, (EdgegenError, EdgegenWarning))]

@@ -140,6 +140,10 @@ def describe_file(path: Path, kind: str) -> dict[str, Any]:
     if kind == "voice":
         check_onnx_file(path)
         return read_voice_config(Path(str(path) + ".json"))
+    if kind == "adapter":
+        from .adapter_facts import describe_adapter
+
+        return describe_adapter(path)
     summary = read_gguf_summary(path)
     shape = llm_shape(summary)
     md = summary.metadata

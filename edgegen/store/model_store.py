@@ -23,7 +23,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Iterator, Optional, Union
 
-from ..errors import ChecksumError, ModelFormatError, ModelNotFoundError, StoreError
+from ..errors import ChecksumError, EdgegenError, ModelFormatError, ModelNotFoundError, StoreError
 from . import fetch
 from .inspect import check_onnx_file, describe_file, read_gguf_summary, read_voice_config
 from .manifest import FileSpec, Manifest, builtin_manifest_dirs, dump_manifest, load_manifest, validate_name
@@ -149,7 +149,8 @@ class ModelStore:
         With verify, each file's sha256 is checked once and then cached by (path, size, mtime)."""
         m = self.manifest(name)
         if kind is not None and m.kind != kind:
-            raise ModelNotFoundError(f"{name!r} is a {m.kind}, not a{'n' if kind == 'llm' else ''} {kind}")
+            raise ModelNotFoundError(f"{name!r} is a{'n' if m.kind in ('llm', 'adapter') else ''} {m.kind}, "
+                                     f"not a{'n' if kind in ('llm', 'adapter') else ''} {kind}")
         where, paths = self.locate(m)
         if paths is None:
             raise ModelNotFoundError(f"{m.kind} {name!r} is not installed; run `edgegen models pull {name}`")
@@ -200,6 +201,16 @@ class ModelStore:
         if actual != spec.sha256:
             raise ChecksumError(f"{path}: sha256 {actual} does not match the manifest's {spec.sha256}")
         self._remember_digest(path, actual)
+
+    def file_digest(self, path: PathLike) -> str:
+        """sha256 of a file, from the digest cache when its (path, size, mtime) was hashed before."""
+        p = Path(path)
+        cached = self._read_digests().get(self._stat_key(p))
+        if cached:
+            return cached
+        digest = fetch.sha256_file(p)
+        self._remember_digest(p, digest)
+        return digest
 
     def verify(self, name: str) -> Path:
         """Re-hashes every file of an installed model, ignoring the digest cache."""
@@ -287,8 +298,9 @@ class ModelStore:
                 raise StoreError(f"{name!r} has no files in the store{hint}")
 
     def add(self, path: PathLike, name: str, kind: Optional[str] = None, copy: bool = True,
-            license: str = "", notes: str = "") -> Manifest:
-        """Registers a local GGUF model or Piper voice (.onnx with .onnx.json beside it).
+            license: str = "", notes: str = "", base: Optional[str] = None) -> Manifest:
+        """Registers a local GGUF model, GGUF LoRA adapter (`base`: the store name or path of the
+        model it was made for; its sha256 is recorded) or Piper voice (.onnx with .onnx.json beside it).
 
         The file is validated by reading its header/config only (nothing in it runs), hashed, and
         (with copy) copied into the store atomically; a user manifest records name, size, sha256.
@@ -298,8 +310,14 @@ class ModelStore:
         if not src.is_file():
             raise ModelNotFoundError(f"no such file: {src}")
         if kind is None:
-            kind = "voice" if src.suffix == ".onnx" else "llm"
-        if kind == "llm":
+            kind = "voice" if src.suffix == ".onnx" else "adapter" if _is_adapter(src) else "llm"
+        base_facts: dict[str, str] = {}
+        if kind == "adapter":
+            from .adapter_facts import adapter_manifest_facts
+
+            facts, base_facts = adapter_manifest_facts(self, src, base)
+            sources = [src]
+        elif kind == "llm":
             summary = read_gguf_summary(src)  # raises ModelFormatError on anything malformed
             facts = {"architecture": str(summary.metadata.get("general.architecture", "")), "format": "gguf",
                      "quantization": _gguf_quant_label(summary.tensor_types)}
@@ -311,7 +329,7 @@ class ModelStore:
             facts = {"architecture": "piper-vits", "format": "onnx", "quantization": ""}
             sources = [src, config]
         else:
-            raise StoreError(f"kind must be llm or voice, got {kind!r}")
+            raise StoreError(f"kind must be llm, voice or adapter, got {kind!r}")
         existing = self.manifests().get(name)
         if existing is not None and not existing.user:
             raise StoreError(f"{name!r} is a built-in model name; choose another --name")
@@ -322,7 +340,8 @@ class ModelStore:
             # copy the store serves the file where it is.
             files.append(FileSpec(file_name, p.stat().st_size, fetch.sha256_file(p), "weights" if i == 0 else "config",
                                   path=str(p.resolve())))
-        manifest = Manifest(name=name, kind=kind, files=tuple(files), license=license, notes=notes, user=True, **facts)
+        manifest = Manifest(name=name, kind=kind, files=tuple(files), license=license, notes=notes, user=True,
+                            **facts, **base_facts)
         with self._lock(name):
             if copy:
                 d = self.model_dir(name)
@@ -347,7 +366,7 @@ class ModelStore:
         """Manifest facts plus what the file itself says (when installed or given as a path)."""
         path = _as_existing_path(name_or_path)
         if path is not None:
-            k = kind or ("voice" if path.suffix == ".onnx" else "llm")
+            k = kind or ("voice" if path.suffix == ".onnx" else "adapter" if _is_adapter(path) else "llm")
             return {"name": path.name, "kind": k, "path": str(path), "size": path.stat().st_size,
                     "installed": True, "file": describe_file(path, k)}
         m = self.manifest(name_or_path)
@@ -358,6 +377,11 @@ class ModelStore:
             "default_context": m.default_context, "source": _describe_source(m), "notes": m.notes,
             "installed": paths is not None, "location": where,
         }
+        if m.kind == "adapter":
+            result.update(base=m.base, base_sha256=m.base_sha256)
+        if m.kind == "llm":
+            result["base_model"] = m.base_model
+            result["chat"] = _chat_description(m)
         if paths is not None:
             primary = paths[m.primary.name]
             result["path"] = str(primary)
@@ -365,11 +389,29 @@ class ModelStore:
         return result
 
 
+def _is_adapter(path: Path) -> bool:
+    """A GGUF file whose general.type says adapter (LoRA), read from its header only."""
+    if path.suffix != ".gguf":
+        return False
+    try:
+        return read_gguf_summary(path).metadata.get("general.type") == "adapter"
+    except EdgegenError:
+        return False
+
+
 def _gguf_quant_label(tensor_types: dict[str, int]) -> str:
     """The most common quantized tensor type (e.g. Q4_1), as a short label for `list`."""
     quant = {k: v for k, v in tensor_types.items() if k not in ("F32", "F16", "BF16")}
     pool = quant or tensor_types
     return max(pool, key=lambda k: pool[k]) if pool else ""
+
+
+def _chat_description(m: Manifest) -> str:
+    if m.chat_template:
+        return f"the {m.chat_template} chat template"
+    if m.base_model:
+        return "plain completion (base model: no chat template)"
+    return "the file's chat template"
 
 
 def _describe_source(m: Manifest) -> str:
@@ -401,8 +443,8 @@ def resolve_model(name_or_path: PathLike, kind: str = "llm", *, home: Optional[P
     (its .onnx.json sits beside it). Names resolve through the store (store copy, then an installed
     Python package); paths are returned as they are. Raises ModelNotFoundError, ChecksumError or
     StoreError (bad name). Never downloads."""
-    if kind not in ("llm", "voice"):
-        raise ValueError(f"kind must be 'llm' or 'voice', got {kind!r}")
+    if kind not in ("llm", "voice", "adapter"):
+        raise ValueError(f"kind must be 'llm', 'voice' or 'adapter', got {kind!r}")
     path = _as_existing_path(name_or_path)
     if path is not None:
         return path
