@@ -173,7 +173,30 @@ def request_seeds() -> dict[str, bytes]:
     return out
 
 
+def lora_seeds() -> dict[str, bytes]:
+    """Adapters for fuzz_lora's tiny base model: valid ones and tests/engine/tiny_lora.py's hostile
+    variants (each breaks one thing)."""
+    import tempfile
+
+    from tests.engine.tiny_lora import LoraConfig, write_lora
+    from tests.fuzz.python.fuzz_lora import base_config
+
+    out, tmp = {}, Path(tempfile.mkdtemp())
+    variants = {"q-rank1": LoraConfig(1, ("attn_q",), layers=(0,)),
+                "mlp-q8": LoraConfig(32, ("ffn_up",), fmt="Q8_0", layers=(1,)),  # Q8_0 rows: rank 32
+                "output-noalpha": LoraConfig(1, ("output",), fmt="F32", alpha=0.0)}
+    for h in ("missing_b", "transposed", "no_target", "rank", "nan_alpha", "q4_0", "rank_mismatch", "token_embd"):
+        variants[f"hostile-{h}"] = LoraConfig(32 if h == "q4_0" else 1, ("attn_q",), layers=(0,), hostile=h)
+    for name, cfg in variants.items():
+        try:
+            out[name] = write_lora(base_config(), cfg, tmp / f"{name}.gguf").read_bytes()
+        except Exception as exc:  # noqa: BLE001 - a variant this tiny base cannot express
+            print(f"lora seed {name} skipped: {exc}")
+    return out
+
+
 def main_python() -> None:
+    write("lora", lora_seeds())
     write("tokenizer_bpe", text_seeds())
     write("tokenizer_spm", text_seeds())
     write("chat_template", template_seeds())

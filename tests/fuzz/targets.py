@@ -23,6 +23,7 @@ PYTHON: tuple[str, ...] = (
     "chat_template",
     "server_request",
     "manifest",
+    "lora",
 )
 
 # Seconds of fuzzing per target in the test suite's smoke run (the corpus is replayed first).
