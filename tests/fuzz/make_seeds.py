@@ -183,10 +183,10 @@ def lora_seeds() -> dict[str, bytes]:
 
     out, tmp = {}, Path(tempfile.mkdtemp())
     variants = {"q-rank1": LoraConfig(1, ("attn_q",), layers=(0,)),
-                "mlp-q8": LoraConfig(32, ("ffn_up",), fmt="Q8_0", layers=(1,)),  # Q8_0 rows: rank 32
-                "output-noalpha": LoraConfig(1, ("output",), fmt="F32", alpha=0.0)}
-    for h in ("missing_b", "transposed", "no_target", "rank", "nan_alpha", "q4_0", "rank_mismatch", "token_embd"):
-        variants[f"hostile-{h}"] = LoraConfig(32 if h == "q4_0" else 1, ("attn_q",), layers=(0,), hostile=h)
+                "output-noalpha": LoraConfig(1, ("output",), fmt="F32", alpha=0.0),
+                "mlp-bf16": LoraConfig(1, ("ffn_up", "ffn_down"), fmt="BF16")}
+    for h in ("missing_b", "transposed", "no_target", "nan_alpha", "rank_mismatch", "token_embd"):
+        variants[f"hostile-{h}"] = LoraConfig(1, ("attn_q",), layers=(0,), hostile=h)
     for name, cfg in variants.items():
         try:
             out[name] = write_lora(base_config(), cfg, tmp / f"{name}.gguf").read_bytes()

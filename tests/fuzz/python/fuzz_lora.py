@@ -22,7 +22,7 @@ BASE = None  # the tiny base model's config (tests/engine/tiny_models.py)
 def base_config():
     from tests.engine.tiny_models import TinyConfig
 
-    return TinyConfig("llama", "F32", 2, 1, 32, n_layer=2, n_embd=64, n_ff=64)
+    return TinyConfig("llama", "F32", 8, 2, 32, n_layer=1, n_embd=256, n_ff=256)
 
 
 def setup() -> None:
