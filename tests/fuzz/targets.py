@@ -27,7 +27,7 @@ PYTHON: tuple[str, ...] = (
 )
 
 # Seconds of fuzzing per target in the test suite's smoke run (the corpus is replayed first).
-SMOKE_SECONDS = {"native": 4, "python": 4}
+SMOKE_SECONDS = {"native": 3, "python": 3}
 # Largest input: GGUF seeds are ~7 KB; Python targets run pure-Python code whose cost grows with the
 # input (SentencePiece merges, template rendering), so they stay at a few KB.
 MAX_LEN = {"native": 65536, "python": 8192}
