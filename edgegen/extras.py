@@ -6,6 +6,7 @@
     edgegen[server]    `edgegen serve` (fastapi, uvicorn)
     edgegen[cloud]     cloud routing (httpx)
     edgegen[llamacpp]  the llama.cpp backend (llama-cpp-python)
+    edgegen[wyoming]   `edgegen wyoming` for Home Assistant (wyoming, zeroconf; with edgegen[voice])
 
 Code that imports an optional package does it inside `needs_extra(...)` (or calls `require(...)`),
 so a user without it reads `edgegen serve needs fastapi, which is not installed: pip install
@@ -27,6 +28,7 @@ EXTRAS: dict[str, tuple[str, ...]] = {
     "server": ("fastapi", "uvicorn", "starlette", "pydantic"),
     "cloud": ("httpx",),
     "llamacpp": ("llama_cpp",),
+    "wyoming": ("wyoming", "zeroconf"),
 }
 
 

@@ -16,6 +16,7 @@ SUBCOMMANDS: dict[str, tuple[str, str]] = {
     "say": ("edgegen.cli.say", "speak text with a Piper voice (or write a WAV with -o)"),
     "serve": ("edgegen.cli.serve", "OpenAI-compatible HTTP server (127.0.0.1 by default)"),
     "models": ("edgegen.cli.models", "model store: list, pull, info, add, rm, verify"),
+    "wyoming": ("edgegen.cli.wyoming", "Wyoming server for Home Assistant: tts, asr, wake word, conversation"),
 }
 
 

@@ -108,6 +108,8 @@ class Manifest:
     user: bool = False  # registered with `edgegen models add`
     base: str = ""  # adapter: the base model it was made for (a store name or file name)
     base_sha256: str = ""  # adapter: sha256 of that base model's weights file
+    languages: tuple[str, ...] = ()  # what a recogniser understands (asr)
+    attribution: str = ""  # who made the weights, for `info()` and docs
 
     @property
     def size(self) -> int:
@@ -216,6 +218,9 @@ def parse_manifest(data: dict, where: str = "manifest", origin: Optional[Path] =
 
     if chat_template and chat_template not in FAMILIES:
         raise StoreError(f"{where}: chat_template must be one of {FAMILIES}, got {chat_template!r}")
+    languages = _get(data, "languages", list, where, [])
+    if not all(isinstance(x, str) and x for x in languages):
+        raise StoreError(f"{where}: languages must be a list of language codes")
     return Manifest(
         name=name,
         kind=kind,
@@ -235,6 +240,8 @@ def parse_manifest(data: dict, where: str = "manifest", origin: Optional[Path] =
         user=user,
         base=_get(data, "base", str, where, ""),
         base_sha256=base_sha256,
+        languages=tuple(languages),
+        attribution=_get(data, "attribution", str, where, ""),
     )
 
 
