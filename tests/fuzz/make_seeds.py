@@ -195,7 +195,32 @@ def lora_seeds() -> dict[str, bytes]:
     return out
 
 
+def wyoming_seeds() -> dict[str, bytes]:
+    import json
+
+    def ev(t: str, data: dict | None = None, extra: bytes = b"", payload: bytes = b"") -> bytes:
+        h = {"type": t, "data": data or {}}
+        if extra:
+            h["data_length"] = len(extra)
+        if payload:
+            h["payload_length"] = len(payload)
+        return json.dumps(h).encode() + b"\n" + extra + payload
+
+    return {
+        "describe": ev("describe"),
+        "synthesize": ev("synthesize", {"text": "Hello there."}),
+        "audio-chunk": ev("audio-start", {"rate": 16000, "width": 2, "channels": 1})
+        + ev("audio-chunk", {"rate": 16000, "width": 2, "channels": 1}, payload=b"\x00\x01" * 200) + ev("audio-stop"),
+        "data-length": ev("transcribe", extra=json.dumps({"language": "en"}).encode()),
+        "bad-length": b'{"type": "x", "data_length": -1}\n',
+        "huge-length": b'{"type": "x", "payload_length": 99999999999}\n',
+        "truncated": b'{"type": "x", "payload_length": 10}\nabc',
+        "not-json": b"\xff\xfe not json\n",
+    }
+
+
 def main_python() -> None:
+    write("wyoming", wyoming_seeds())
     write("lora", lora_seeds())
     write("tokenizer_bpe", text_seeds())
     write("tokenizer_spm", text_seeds())

@@ -24,6 +24,7 @@ PYTHON: tuple[str, ...] = (
     "server_request",
     "manifest",
     "lora",
+    "wyoming",
 )
 
 # Seconds of fuzzing per target in the test suite's smoke run (the corpus is replayed first).
