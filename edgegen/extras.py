@@ -7,6 +7,7 @@
     edgegen[cloud]     cloud routing (httpx)
     edgegen[llamacpp]  the llama.cpp backend (llama-cpp-python)
     edgegen[wyoming]   `edgegen wyoming` for Home Assistant (wyoming, zeroconf; with edgegen[voice])
+    edgegen[structured] structured output and tool calls (llguidance)
 
 Code that imports an optional package does it inside `needs_extra(...)` (or calls `require(...)`),
 so a user without it reads `edgegen serve needs fastapi, which is not installed: pip install
@@ -29,6 +30,7 @@ EXTRAS: dict[str, tuple[str, ...]] = {
     "cloud": ("httpx",),
     "llamacpp": ("llama_cpp",),
     "wyoming": ("wyoming", "zeroconf"),
+    "structured": ("llguidance",),
 }
 
 
