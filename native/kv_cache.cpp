@@ -8,6 +8,7 @@
 namespace eg {
 
 namespace {
+constexpr int64_t kMaxPositions = int64_t(1) << 40;  // far above any context; keeps sums in range
 int64_t blocks_for(int64_t tokens, int32_t block_tokens) { return (tokens + block_tokens - 1) / block_tokens; }
 }  // namespace
 
@@ -245,7 +246,10 @@ int64_t KVCache::blocks_needed(int gi, int32_t seq, int64_t n_new) const {
 
 void KVCache::check_room(int32_t seq, int64_t n_new) const {
     check_seq(seq);
-    EG_CHECK(n_new >= 0, "negative reservation");
+    // bounded so that len + n_new and the block arithmetic cannot overflow (found by fuzz_kv_cache)
+    EG_CHECK(n_new >= 0 && n_new <= kMaxPositions - lens_[seq],
+             "cannot reserve " + std::to_string(n_new) + " rows: a sequence holds at most " +
+                 std::to_string(kMaxPositions) + " positions");
     for (int gi = 0; gi < n_groups(); ++gi) {
         const int64_t need = blocks_needed(gi, seq, n_new);
         if (need > n_free_blocks(gi)) {
@@ -400,7 +404,10 @@ void KVCache::seq_shift(int32_t seq, int64_t n_keep, int64_t n_discard, const st
                         int32_t n_head_kv, const KernelTable& kt) {
     check_seq(seq);
     const int64_t len = lens_[seq];
-    EG_CHECK(n_keep >= 0 && n_discard >= 0 && n_keep + n_discard <= len, "context shift outside the sequence");
+    // n_discard <= len - n_keep, not n_keep + n_discard <= len: the sum overflows for huge
+    // arguments and a wrapped sum passed this check (found by fuzz_kv_cache)
+    EG_CHECK(n_keep >= 0 && n_discard >= 0 && n_keep <= len && n_discard <= len - n_keep,
+             "context shift outside the sequence");
     EG_CHECK(n_head_kv * lay_.shape.head_dim == lay_.shape.n_embd_kv, "n_head_kv does not match the cache rows");
     EG_CHECK(static_cast<int32_t>(layer_rope.size()) == n_layer(), "one rope setting per layer is needed");
     if (n_discard == 0) return;

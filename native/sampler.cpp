@@ -12,7 +12,9 @@ namespace eg {
 
 void SamplerParams::validate(int32_t n_vocab) const {
     EG_CHECK(std::isfinite(temperature) && temperature >= 0.0f, "temperature must be a finite number >= 0");
-    EG_CHECK(std::isfinite(top_p) && top_p > 0.0f && top_p <= 1.0f, "top_p must be in (0, 1]");
+    // top_p 0 keeps the most likely token (as llama.cpp, and as the API layer accepts: found by
+    // fuzz_server_request, where it was a 500)
+    EG_CHECK(std::isfinite(top_p) && top_p >= 0.0f && top_p <= 1.0f, "top_p must be in [0, 1]");
     EG_CHECK(std::isfinite(min_p) && min_p >= 0.0f && min_p <= 1.0f, "min_p must be in [0, 1]");
     EG_CHECK(std::isfinite(repeat_penalty) && repeat_penalty > 0.0f, "repeat_penalty must be > 0");
     EG_CHECK(std::isfinite(presence_penalty) && std::isfinite(frequency_penalty), "penalties must be finite");

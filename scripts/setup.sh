@@ -20,7 +20,7 @@ esac
 # --- Debian packages (only when something is missing; the demo's job needs none) -----------------
 apt_pkgs=()
 [ "$mode" != demo ] && apt_pkgs+=(libportaudio2 espeak-ng)
-[ "$mode" = test ] && apt_pkgs+=(g++-aarch64-linux-gnu qemu-user)
+[ "$mode" = test ] && apt_pkgs+=(g++-aarch64-linux-gnu qemu-user clang)  # clang: libFuzzer + sanitizers (tests/fuzz)
 missing=()
 for p in "${apt_pkgs[@]}"; do
     dpkg -s "$p" >/dev/null 2>&1 || missing+=("$p")

@@ -211,6 +211,21 @@ class NativeBackend(Backend):
         finally:
             req.close()  # the slot and its KV are free when this returns
 
+    def kv_stats(self) -> Optional[dict[str, int]]:
+        """KV blocks in all (total), free, and referenced by the cached sequences; total - free >
+        referenced would be a leak (bench/soak.py checks it). Read between scheduler steps."""
+        def count() -> dict[str, int]:
+            c = self._cache
+            total = free = referenced = 0
+            for gi, g in enumerate(c.layout["groups"]):
+                total += int(g["n_blocks"])
+                free += int(c.free_blocks(gi))
+                referenced += len({b for s in range(c.n_seq) for b in c.block_table(s, gi) if b >= 0})
+            return {"blocks_total": total, "blocks_free": free, "blocks_referenced": referenced,
+                    "tokens_cached": sum(int(c.seq_len(s)) for s in range(c.n_seq))}
+
+        return self._sched.between_steps(count)
+
     def eval_logits(self, tokens: Sequence[int], adapters: Selection = ()) -> Any:
         """Logits (n, n_vocab) of every position of `tokens` evaluated from an empty context
         (through `adapters`, ((name, scale), ...), when given)."""

@@ -221,7 +221,8 @@ def create_app(llm: LLM, config: ServerConfig, router: Optional[Router] = None) 
     @app.get("/health")
     async def health() -> dict[str, Any]:
         return {"status": "ok", "model": config.model_id, "backend": llm.backend_name, "n_ctx": llm.n_ctx,
-                "queue": state.worker.stats(), "rss_bytes": _rss_bytes(), "threads": threading.active_count()}
+                "queue": state.worker.stats(), "rss_bytes": _rss_bytes(), "threads": threading.active_count(),
+                "kv": getattr(llm.backend, "kv_stats", lambda: None)()}
 
     @app.get("/metrics")
     async def metrics() -> Response:
@@ -288,22 +289,28 @@ def create_app(llm: LLM, config: ServerConfig, router: Optional[Router] = None) 
     @app.post("/v1/audio/speech")
     async def speech(request: Request) -> Response:
         body = parse_body(SpeechRequest, await request.body())
-        fmt = body.response_format or "wav"  # no mp3 encoder on board: WAV is our default
-        if fmt not in ("wav", "pcm"):
-            raise APIError(400, f"response_format {fmt!r} is not supported; use 'wav' or 'pcm'", param="response_format")
-        if body.model not in TTS_MODELS and body.model != (config.voice or "joe"):
-            raise APIError(404, f"speech model {body.model!r} is not served here; use one of {sorted(TTS_MODELS)}", param="model", code="model_not_found")
-        voice_name = body.voice if isinstance(body.voice, str) else body.voice.get("id")
-        if voice_name not in OPENAI_VOICES | {"default", "joe", config.voice}:
-            raise APIError(400, f"voice {voice_name!r} is not available", param="voice")
-        speed = 1.0 if body.speed is None else body.speed
-        if not 0.25 <= speed <= 4.0:
-            raise APIError(400, "speed must be between 0.25 and 4.0", param="speed")
-        if not body.input.strip():
-            raise APIError(400, "input has nothing to say", param="input")
+        fmt, speed = check_speech(body, config)
         return await _speech_response(state, body.input, fmt, speed)
 
     return _Guard(app, config)
+
+
+def check_speech(body: SpeechRequest, config: ServerConfig) -> tuple[str, float]:
+    """(response format, speed) of a speech request, or APIError(4xx) naming the bad field."""
+    fmt = body.response_format or "wav"  # no mp3 encoder on board: WAV is our default
+    if fmt not in ("wav", "pcm"):
+        raise APIError(400, f"response_format {fmt!r} is not supported; use 'wav' or 'pcm'", param="response_format")
+    if body.model not in TTS_MODELS and body.model != (config.voice or "joe"):
+        raise APIError(404, f"speech model {body.model!r} is not served here; use one of {sorted(TTS_MODELS)}", param="model", code="model_not_found")
+    voice_name = body.voice if isinstance(body.voice, str) else body.voice.get("id")
+    if voice_name not in OPENAI_VOICES | {"default", "joe", config.voice}:
+        raise APIError(400, f"voice {voice_name!r} is not available", param="voice")
+    speed = 1.0 if body.speed is None else body.speed
+    if not 0.25 <= speed <= 4.0:
+        raise APIError(400, "speed must be between 0.25 and 4.0", param="speed")
+    if not body.input.strip():
+        raise APIError(400, "input has nothing to say", param="input")
+    return fmt, speed
 
 
 def _sse_response(events: AsyncIterator[str]) -> StreamingResponse:

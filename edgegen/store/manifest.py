@@ -290,7 +290,7 @@ def dump_manifest(m: Manifest) -> str:
     """TOML text for a manifest (the subset of TOML our schema uses)."""
     lines = ["# Registered with `edgegen models add`."]
     for key in ("name", "kind", "architecture", "format", "quantization", "license", "default_context", "notes",
-                "base", "base_sha256"):
+                "homepage", "base", "base_sha256"):
         value = getattr(m, key)
         if value not in ("", None) and not (key == "default_context" and value == 0):
             lines.append(f"{key} = {_toml_value(value)}")
@@ -302,4 +302,7 @@ def dump_manifest(m: Manifest) -> str:
             value = getattr(f, key)
             if value is not None:
                 lines.append(f"{key} = {_toml_value(value)}")
+        for c in f.chunks:  # written in full so that loading the text gives the same manifest back
+            lines += ["", "[[files.chunks]]", f"package = {_toml_value(c.package)}",
+                      f"version = {_toml_value(c.version)}", f"member = {_toml_value(c.member)}"]
     return "\n".join(lines) + "\n"

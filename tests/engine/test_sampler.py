@@ -81,7 +81,8 @@ def test_banned_tokens_and_bad_parameters() -> None:
     assert _native.Sampler(V, logit_bias=ban).sample(x) != int(np.argmax(x))
     with pytest.raises(ValueError, match="every token is banned"):
         _native.Sampler(V, temperature=1.0, logit_bias={i: float("-inf") for i in range(V)}).sample(x)
-    with pytest.raises(ValueError, match="top_p"):
-        _native.Sampler(V, top_p=0.0)
+    for top_p in (-0.1, 1.5, float("nan")):  # 0 is allowed: it keeps the top token (tests/fuzz)
+        with pytest.raises(ValueError, match="top_p"):
+            _native.Sampler(V, top_p=top_p)
     with pytest.raises(ValueError, match="outside the vocabulary"):
         _native.Sampler(V, logit_bias={V: 1.0})

@@ -1,0 +1,365 @@
+"""Server soak: many concurrent clients against `edgegen serve` on loopback for a bounded time,
+mixing well-behaved and hostile traffic, then checking the server is whole.
+
+Traffic (each client loops, picking one kind at random, until the deadline):
+  chat / stream / completion   greedy requests over a fixed prompt set; every answer must equal that
+                               prompt's reference answer (taken before the soak), so a reply mixed
+                               between clients, cut short or corrupted is caught; SSE streams must
+                               keep one id and end with [DONE]
+  disconnect                   a stream dropped after a few chunks (what arrived must be a prefix)
+  slow_reader                  a stream read with pauses between chunks
+  speech                       /v1/audio/speech: a well-formed WAV with samples
+  slowloris                    headers trickled one byte at a time, never finished, then dropped
+  big_body                     a 10 MB body (413 expected)
+  bad_utf8                     invalid UTF-8 in the JSON body (400 expected)
+  wrong_type                   a valid body sent as text/plain, and a form body (200 or 4xx)
+Transcription is not served by this server yet, so it is not part of the mix.
+
+Afterwards: the server process is alive, every answer was complete or a clean error (JSON error
+body, 4xx or 429), nothing was mixed, no slot is running or waiting, the KV cache holds only the
+blocks its cached sequences reference, and RSS is within --rss-tolerance of its level after
+warm-up. Exit status 0 only when all of that holds.
+
+    flock /tmp/edgegen-bench.lock python3 bench/soak.py --duration 600 --clients 64
+"""
+from __future__ import annotations
+
+import argparse
+import collections
+import json
+import os
+import random
+import socket
+import statistics
+import subprocess
+import sys
+import threading
+import time
+from typing import Any, Optional
+
+import httpx
+
+REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+PROMPTS = ["Name a fruit.", "What colour is the sky?", "Say hello.", "Count to five.", "Name a planet.",
+           "What is two plus two?", "Give me a word that rhymes with cat.", "Name an ocean."]
+KINDS = {"chat": 18, "stream": 18, "completion": 8, "disconnect": 10, "slow_reader": 8, "speech": 6,
+         "slowloris": 4, "big_body": 3, "bad_utf8": 6, "wrong_type": 6}
+CLEAN_4XX = {400, 404, 413, 415, 422, 429}
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+class Soak:
+    def __init__(self, args: argparse.Namespace) -> None:
+        self.args = args
+        self.port = free_port()
+        self.base = f"http://127.0.0.1:{self.port}"
+        self.deadline = 0.0
+        self.ref_chat: dict[str, str] = {}
+        self.ref_completion: dict[str, str] = {}
+        self.lock = threading.Lock()
+        self.outcomes: dict[str, collections.Counter] = collections.defaultdict(collections.Counter)
+        self.violations: list[str] = []
+        self.latency: dict[str, list[float]] = collections.defaultdict(list)
+        self.rss: list[tuple[float, int]] = []
+        self.proc: Optional[subprocess.Popen] = None
+
+    # ---- bookkeeping ---------------------------------------------------------------------------
+    def record(self, kind: str, outcome: str, detail: str = "", seconds: float = 0.0) -> None:
+        with self.lock:
+            self.outcomes[kind][outcome] += 1
+            if outcome == "violation":
+                self.violations.append(f"{kind}: {detail}"[:500])
+            elif outcome == "ok" and seconds:
+                self.latency[kind].append(seconds)
+
+    def clean_error(self, kind: str, r: httpx.Response) -> None:
+        try:
+            body = r.json()
+            ok = isinstance(body.get("error", {}).get("message"), str)
+        except (ValueError, AttributeError):
+            ok = False
+        if r.status_code in CLEAN_4XX and ok:
+            self.record(kind, "queue_full" if r.status_code == 429 else "clean_error")
+        else:
+            self.record(kind, "violation", f"status {r.status_code}: {r.text[:200]!r}")
+
+    # ---- server --------------------------------------------------------------------------------
+    def start_server(self) -> None:
+        a = self.args
+        cmd = [sys.executable, "-m", "edgegen", "serve", "--model", a.model, "--port", str(self.port),
+               "--max-queue", str(a.max_queue), "--ctx", "1024", "--model-id", "m"]
+        if a.threads:
+            cmd += ["--threads", str(a.threads)]
+        env = dict(os.environ, PYTHONPATH=REPO + os.pathsep + os.environ.get("PYTHONPATH", ""))
+        self.proc = subprocess.Popen(cmd, cwd=REPO, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
+        t_end = time.monotonic() + 180
+        while time.monotonic() < t_end:
+            if self.proc.poll() is not None:
+                raise RuntimeError(f"server exited with {self.proc.returncode}: {self.proc.stderr.read().decode()[-2000:]}")
+            try:
+                if httpx.get(self.base + "/health", timeout=2).status_code == 200:
+                    return
+            except httpx.HTTPError:
+                pass
+            time.sleep(0.3)
+        raise RuntimeError("server did not start")
+
+    def health(self) -> dict[str, Any]:
+        return httpx.get(self.base + "/health", timeout=30).json()
+
+    # ---- well-behaved requests -----------------------------------------------------------------
+    def chat_body(self, prompt: str, stream: bool) -> dict[str, Any]:
+        return {"model": "m", "messages": [{"role": "user", "content": prompt}], "max_tokens": self.args.max_tokens,
+                "temperature": 0, "stream": stream}
+
+    def completion_body(self, prompt: str, stream: bool) -> dict[str, Any]:
+        return {"model": "m", "prompt": prompt, "max_tokens": self.args.max_tokens, "temperature": 0, "stream": stream}
+
+    def read_stream(self, r: httpx.Response, pause: float = 0.0, stop_after: Optional[int] = None) -> tuple[str, bool]:
+        """(text, finished): concatenated deltas; finished when [DONE] arrived. Checks one id."""
+        text, ids, chunks = [], set(), 0
+        for line in r.iter_lines():
+            if not line.startswith("data: "):
+                continue
+            data = line[6:]
+            if data == "[DONE]":
+                return "".join(text), True
+            obj = json.loads(data)
+            if "error" in obj:
+                raise ValueError(f"error event in stream: {obj['error']}")
+            ids.add(obj["id"])
+            if len(ids) > 1:
+                raise ValueError(f"stream mixes response ids {ids}")
+            choice = obj["choices"][0] if obj.get("choices") else {}
+            text.append((choice.get("delta") or {}).get("content") or choice.get("text") or "")
+            chunks += 1
+            if stop_after is not None and chunks >= stop_after:
+                return "".join(text), False
+            if pause:
+                time.sleep(pause)
+        return "".join(text), False
+
+    def do_request(self, c: httpx.Client, kind: str) -> None:
+        prompt = random.choice(PROMPTS)
+        chat = kind != "completion"
+        stream = kind in ("stream", "disconnect", "slow_reader") or (kind == "completion" and random.random() < 0.5)
+        url = "/v1/chat/completions" if chat else "/v1/completions"
+        body = self.chat_body(prompt, stream) if chat else self.completion_body(prompt, stream)
+        ref = (self.ref_chat if chat else self.ref_completion)[prompt]
+        t0 = time.monotonic()
+        if not stream:
+            r = c.post(url, json=body)
+            if r.status_code != 200:
+                return self.clean_error(kind, r)
+            obj = r.json()
+            got = obj["choices"][0]["message"]["content"] if chat else obj["choices"][0]["text"]
+            if got != ref:
+                return self.record(kind, "violation", f"{prompt!r}: got {got!r}, expected {ref!r}")
+            return self.record(kind, "ok", seconds=time.monotonic() - t0)
+        with c.stream("POST", url, json=body) as r:
+            if r.status_code != 200:
+                r.read()
+                return self.clean_error(kind, r)
+            if kind == "disconnect":
+                text, _ = self.read_stream(r, stop_after=random.randint(1, 4))
+                if not ref.startswith(text):
+                    return self.record(kind, "violation", f"{prompt!r}: prefix {text!r} of {ref!r}")
+                return self.record(kind, "ok")  # leaving the block closes the connection mid-stream
+            text, done = self.read_stream(r, pause=random.uniform(0.1, 0.4) if kind == "slow_reader" else 0.0)
+        if not done or text != ref:
+            return self.record(kind, "violation", f"{prompt!r}: got {text!r} (done={done}), expected {ref!r}")
+        self.record(kind, "ok", seconds=time.monotonic() - t0)
+
+    def do_speech(self, c: httpx.Client) -> None:
+        r = c.post("/v1/audio/speech", json={"model": "tts-1", "voice": "alloy", "input": random.choice(PROMPTS)})
+        if r.status_code != 200:
+            return self.clean_error("speech", r)
+        b = r.content
+        if b[:4] != b"RIFF" or b[8:12] != b"WAVE" or len(b) < 44 + 1000:
+            return self.record("speech", "violation", f"not a WAV with samples ({len(b)} bytes)")
+        self.record("speech", "ok")
+
+    # ---- hostile requests ----------------------------------------------------------------------
+    def do_slowloris(self) -> None:
+        with socket.create_connection(("127.0.0.1", self.port), timeout=5) as s:
+            s.sendall(f"POST /v1/chat/completions HTTP/1.1\r\nHost: 127.0.0.1:{self.port}\r\n".encode())
+            end = min(self.deadline, time.monotonic() + random.uniform(5, 15))
+            try:
+                for ch in "X-Slow: " + "a" * 10_000:
+                    if time.monotonic() > end:
+                        break
+                    s.sendall(ch.encode())
+                    time.sleep(0.25)
+            except OSError:
+                pass  # the server may hang up on a client that never finishes its headers: fine
+        self.record("slowloris", "ok")
+
+    def do_big_body(self, c: httpx.Client) -> None:
+        body = b'{"model": "m", "prompt": "' + b"a" * (10 << 20) + b'"}'
+        r = c.post("/v1/completions", content=body, headers={"content-type": "application/json"})
+        if r.status_code != 413:
+            return self.record("big_body", "violation", f"10 MB body: status {r.status_code}")
+        self.clean_error("big_body", r)
+
+    def do_bad_utf8(self, c: httpx.Client) -> None:
+        body = b'{"model": "m", "messages": [{"role": "user", "content": "caf\xe9 \xff\xfe \xed\xa0\x80"}]}'
+        r = c.post("/v1/chat/completions", content=body, headers={"content-type": "application/json"})
+        if r.status_code != 400:
+            return self.record("bad_utf8", "violation", f"invalid UTF-8: status {r.status_code}")
+        self.clean_error("bad_utf8", r)
+
+    def do_wrong_type(self, c: httpx.Client) -> None:
+        prompt = random.choice(PROMPTS)
+        if random.random() < 0.5:  # valid JSON labelled text/plain: answered (or refused cleanly)
+            r = c.post("/v1/chat/completions", content=json.dumps(self.chat_body(prompt, False)),
+                       headers={"content-type": "text/plain"})
+            if r.status_code == 200:
+                got = r.json()["choices"][0]["message"]["content"]
+                if got != self.ref_chat[prompt]:
+                    return self.record("wrong_type", "violation", f"text/plain body: got {got!r}")
+                return self.record("wrong_type", "ok")
+            return self.clean_error("wrong_type", r)
+        r = c.post("/v1/chat/completions", data={"model": "m", "prompt": prompt})  # a form body
+        self.clean_error("wrong_type", r)
+
+    # ---- the run -------------------------------------------------------------------------------
+    def client_loop(self, seed: int) -> None:
+        rng = random.Random(seed)
+        kinds, weights = zip(*KINDS.items())
+        with httpx.Client(base_url=self.base, timeout=httpx.Timeout(300, connect=30)) as c:
+            while time.monotonic() < self.deadline:
+                kind = rng.choices(kinds, weights)[0]
+                random.seed(rng.random())
+                try:
+                    if kind in ("chat", "stream", "completion", "disconnect", "slow_reader"):
+                        self.do_request(c, kind)
+                    elif kind == "speech":
+                        self.do_speech(c)
+                    elif kind == "slowloris":
+                        self.do_slowloris()
+                    elif kind == "big_body":
+                        self.do_big_body(c)
+                    elif kind == "bad_utf8":
+                        self.do_bad_utf8(c)
+                    else:
+                        self.do_wrong_type(c)
+                except Exception as exc:  # noqa: BLE001 - every failure is counted and reported
+                    self.record(kind, "violation", f"{type(exc).__name__}: {exc}")
+
+    def monitor(self, t0: float) -> None:
+        while self.proc.poll() is None and time.monotonic() < self.deadline + 5:
+            try:
+                self.rss.append((time.monotonic() - t0, int(self.health()["rss_bytes"])))
+            except (httpx.HTTPError, ValueError, KeyError):
+                pass
+            time.sleep(5)
+
+    def run(self) -> dict[str, Any]:
+        a = self.args
+        self.start_server()
+        with httpx.Client(base_url=self.base, timeout=300) as c:  # references, which also warm up
+            for p in PROMPTS:
+                self.ref_chat[p] = c.post("/v1/chat/completions", json=self.chat_body(p, False)).json()["choices"][0]["message"]["content"]
+                self.ref_completion[p] = c.post("/v1/completions", json=self.completion_body(p, False)).json()["choices"][0]["text"]
+            c.post("/v1/audio/speech", json={"model": "tts-1", "voice": "alloy", "input": "Warm up."})
+        t0 = time.monotonic()
+        self.deadline = t0 + a.duration
+        threads = [threading.Thread(target=self.client_loop, args=(i,), daemon=True) for i in range(a.clients)]
+        mon = threading.Thread(target=self.monitor, args=(t0,), daemon=True)
+        for t in threads + [mon]:
+            t.start()
+        for t in threads:
+            t.join(timeout=max(1.0, self.deadline - time.monotonic()) + 600)
+        stuck = sum(t.is_alive() for t in threads)
+        return self.finish(t0, stuck)
+
+    def finish(self, t0: float, stuck: int) -> dict[str, Any]:
+        a = self.args
+        alive = self.proc.poll() is None
+        idle, kv, final_ok = None, None, False
+        if alive:
+            end = time.monotonic() + 120
+            while time.monotonic() < end:  # slots drain: running and waiting reach 0, the KV is readable
+                h = self.health()
+                q, kv = h["queue"], h.get("kv")
+                if q["running"] == 0 and q["waiting"] == 0 and kv is not None:
+                    idle = q
+                    break
+                time.sleep(1)
+            p = PROMPTS[0]
+            r = httpx.post(self.base + "/v1/chat/completions", json=self.chat_body(p, False), timeout=300)
+            final_ok = r.status_code == 200 and r.json()["choices"][0]["message"]["content"] == self.ref_chat[p]
+            time.sleep(1)
+            self.rss.append((time.monotonic() - t0, int(self.health()["rss_bytes"])))
+        warm_end = a.duration * a.warmup_fraction
+        warm = [v for t, v in self.rss if warm_end - 30 <= t <= warm_end] or [v for t, v in self.rss[:3]]
+        rss_warm = statistics.median(warm) if warm else 0
+        rss_end = self.rss[-1][1] if self.rss else 0
+        kv_leak = None if kv is None else kv["blocks_total"] - kv["blocks_free"] - kv["blocks_referenced"]
+        totals = collections.Counter()
+        for c in self.outcomes.values():
+            totals.update(c)
+        result = {
+            "duration_s": a.duration, "clients": a.clients, "model": a.model, "max_tokens": a.max_tokens,
+            "alive": alive, "stuck_clients": stuck, "final_request_ok": final_ok, "idle_queue": idle, "kv": kv,
+            "kv_leaked_blocks": kv_leak, "rss_after_warmup_mb": round(rss_warm / 2**20, 1),
+            "rss_end_mb": round(rss_end / 2**20, 1), "rss_change": round(rss_end / rss_warm - 1, 4) if rss_warm else None,
+            "rss_max_mb": round(max((v for _, v in self.rss), default=0) / 2**20, 1),
+            "outcomes": {k: dict(v) for k, v in sorted(self.outcomes.items())}, "totals": dict(totals),
+            "latency_p50_s": {k: round(statistics.median(v), 2) for k, v in self.latency.items() if v},
+            "violations": self.violations[:50], "n_violations": len(self.violations),
+        }
+        result["passed"] = bool(alive and not stuck and final_ok and idle is not None and kv_leak == 0
+                                and not self.violations and result["rss_change"] is not None
+                                and abs(result["rss_change"]) <= a.rss_tolerance)
+        return result
+
+    def stop(self) -> None:
+        if self.proc and self.proc.poll() is None:
+            self.proc.terminate()
+            try:
+                self.proc.wait(timeout=20)
+            except subprocess.TimeoutExpired:
+                self.proc.kill()
+
+
+def markdown(res: dict[str, Any]) -> str:
+    lines = ["| kind | ok | clean 4xx | 429 queue full | violations |", "|---|---:|---:|---:|---:|"]
+    for kind, c in res["outcomes"].items():
+        lines.append(f"| {kind} | {c.get('ok', 0)} | {c.get('clean_error', 0)} | {c.get('queue_full', 0)} | {c.get('violation', 0)} |")
+    return "\n".join(lines)
+
+
+def main() -> int:
+    ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    ap.add_argument("--duration", type=float, default=600, help="seconds of traffic (default 600)")
+    ap.add_argument("--clients", type=int, default=64)
+    ap.add_argument("--model", default="smollm2")
+    ap.add_argument("--threads", type=int, default=2)
+    ap.add_argument("--max-tokens", type=int, default=16)
+    ap.add_argument("--max-queue", type=int, default=64, help="the server's queue (beyond it: 429, a clean error)")
+    ap.add_argument("--warmup-fraction", type=float, default=0.2, help="RSS reference: the end of this share of the run")
+    ap.add_argument("--rss-tolerance", type=float, default=0.05)
+    ap.add_argument("--json", default=None, help="also write the result here")
+    a = ap.parse_args()
+    soak = Soak(a)
+    try:
+        res = soak.run()
+    finally:
+        soak.stop()
+    print(json.dumps(res, indent=1))
+    print(markdown(res))
+    if a.json:
+        with open(a.json, "w") as f:
+            json.dump(res, f, indent=1)
+    print("PASSED" if res["passed"] else "FAILED")
+    return 0 if res["passed"] else 1
+
+
+if __name__ == "__main__":
+    sys.exit(main())

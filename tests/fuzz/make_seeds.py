@@ -1,0 +1,239 @@
+"""Writes the generated seed files of tests/fuzz/corpus/ (run once; the files are committed).
+
+    PYTHONPATH=. python tests/fuzz/make_seeds.py
+
+GGUF seeds: the tiny llama of the malformed-file tests, and the shapes of llama.cpp's and
+Ollama's public GGUF crash reports (the descriptions are public; these files are rebuilt from
+them, on our tiny model):
+  * CVE-2024-23496 (gguf_fread_str): a string length of 2^64 - 1, whose +1 wrapped to a zero-byte
+    allocation that the read then overflowed;
+  * CVE-2024-21825 / 21836 / 21802 family (Talos, 2024): n_kv, n_tensors and n_dims so large that
+    count * size wraps or the per-tensor arrays overflow;
+  * CVE-2025-49847 (vocabulary): a token text longer than INT32_MAX bytes declared in the file,
+    whose length turned negative in token_to_piece's copy;
+  * llama.cpp #18674 (2026): a tensor dimension of 2^42 + 1 whose byte size wraps to 0 over 64 bits;
+  * CVE-2026-7482 (Ollama): tensor offset and size past the end of the file (read out of bounds
+    and exfiltrated);
+  * the 2026 PLaMo-2 tokenizer write: byte tokens "<0x-1>", "<0xZZ>" (type 6) in the vocabulary;
+  * llama.cpp #26690: tokenizer.ggml.scores / token_type declared with a 1-byte element type;
+  * general.alignment as INT32 and as 0 (assertion crash in llama.cpp).
+"""
+from __future__ import annotations
+
+import hashlib
+import struct
+import sys
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parents[2]
+sys.path.insert(0, str(ROOT / "tests" / "gguf"))
+sys.path.insert(0, str(ROOT))
+
+from gguf import GGUFValueType as VT  # noqa: E402
+from gguf_bytes import KV, Spec, Tensor, build, gstr  # noqa: E402
+from gguf_fixtures import tiny_llama_spec  # noqa: E402
+
+CORPUS = Path(__file__).resolve().parent / "corpus"
+
+
+def _replace_kv(spec: Spec, key: str, kv: KV) -> Spec:
+    spec.kvs = [kv if k.key == key else k for k in spec.kvs]
+    return spec
+
+
+def gguf_seeds() -> dict[str, bytes]:
+    out: dict[str, bytes] = {"tiny-llama": build(tiny_llama_spec())}
+    header = b"GGUF" + struct.pack("<I", 3)
+    # CVE-2024-23496: string length 2^64 - 1 for the first key
+    out["cve-2024-23496-string-len-wrap"] = header + struct.pack("<QQ", 0, 1) + struct.pack("<Q", 2**64 - 1) + b"general"
+    # Talos 2024 family: counts that wrap count * record size
+    out["talos-2024-n-kv-huge"] = header + struct.pack("<QQ", 0, 2**63 + 1) + gstr("a") + struct.pack("<IB", 0, 1)
+    out["talos-2024-n-tensors-huge"] = header + struct.pack("<QQ", 2**61, 0) + gstr("t") + struct.pack("<I", 1)
+    s = tiny_llama_spec()
+    s.tensors[0] = Tensor("token_embd.weight", [8, 6, 1, 1, 1, 1, 1, 1], 0, s.tensors[0].data)  # n_dims 8
+    out["talos-2024-n-dims-8"] = build(s)
+    # CVE-2025-49847: a vocabulary token whose declared length exceeds INT32_MAX
+    s = tiny_llama_spec()
+    raw = build(s)
+    at = raw.find(gstr("ab"))
+    out["cve-2025-49847-token-len-2g"] = raw[:at] + struct.pack("<Q", 2**31 + 5) + raw[at + 8:]
+    # llama.cpp #18674: dimension 2^42 + 1 whose byte size wraps over 64 bits
+    s = tiny_llama_spec()
+    s.tensors[0] = Tensor("token_embd.weight", [8, 2**42 + 1], 0, s.tensors[0].data, offset=0)
+    out["llamacpp-18674-dim-wrap"] = build(s)
+    # CVE-2026-7482 (Ollama): tensor data past the end of the file
+    s = tiny_llama_spec()
+    s.tensors[-1].offset = 1 << 20
+    out["cve-2026-7482-offset-past-eof"] = build(s)
+    # PLaMo-2 byte tokens (2026) and #26690 narrow per-token arrays
+    s = tiny_llama_spec()
+    _replace_kv(s, "tokenizer.ggml.tokens", KV("tokenizer.ggml.tokens", VT.ARRAY, ["<unk>", "<s>", "</s>", "<0x-1>", "<0xZZ>", "ab"], VT.STRING))
+    _replace_kv(s, "tokenizer.ggml.token_type", KV("tokenizer.ggml.token_type", VT.ARRAY, [2, 3, 3, 6, 6, 1], VT.INT32))
+    out["plamo2-byte-token-negative"] = build(s)
+    s = tiny_llama_spec()
+    _replace_kv(s, "tokenizer.ggml.scores", KV("tokenizer.ggml.scores", VT.ARRAY, [0] * 6, VT.UINT8))
+    out["llamacpp-26690-scores-uint8"] = build(s)
+    s = tiny_llama_spec()
+    _replace_kv(s, "general.alignment", KV("general.alignment", VT.INT32, 32))
+    out["alignment-int32"] = build(s)
+    s = tiny_llama_spec()
+    _replace_kv(s, "general.alignment", KV("general.alignment", VT.UINT32, 0))
+    out["alignment-zero"] = build(s)
+    return out
+
+
+def write(target: str, seeds: dict[str, bytes]) -> None:
+    d = CORPUS / target
+    d.mkdir(parents=True, exist_ok=True)
+    for name, data in seeds.items():
+        (d / name).write_bytes(data)
+    print(f"{target}: {len(seeds)} seeds")
+
+
+# ---- Python targets -----------------------------------------------------------------------------
+TEXTS = [
+    "Hello world", "  leading and trailing  ", "The capital of France is Paris.\n\n", "naïve café — “quotes” …",
+    "日本語のテキストと한국어", "emoji 👩‍👩‍👧‍👦🏳️‍🌈 and flags 🇫🇷", "tabs\tand\r\nnewlines\n\n\n", "12345678901234567890",
+    "don't won't I'll we've", "<|im_start|>user\nhi<|im_end|>\n<|im_start|>assistant\n",
+    "<start_of_turn>user\nhi<end_of_turn>\n<start_of_turn>model\n", "<|endoftext|><s></s><unk><pad>",
+    "\u2581\u2581spaces\u2581", "\x00\x01\x02 control \x7f", "a" * 300, " " * 64, "<0x41><0xFF>",
+    "ﬁ ligature Ω ω ẞ ß İ ı", "مرحبا بالعالم", "\ufeffBOM", "\U0010ffff\U0001f600",
+]
+
+
+def text_seeds() -> dict[str, bytes]:
+    out = {f"text-{i:02d}": t.encode("utf-8") for i, t in enumerate(TEXTS)}
+    out["special-parsed"] = b"\x01" + TEXTS[9].encode()  # odd first byte: parse_special=True
+    out["invalid-utf8"] = b"ab\xff\xfe\xc3\x28\xe2\x82 cd \xed\xa0\x80"  # lone surrogate via surrogateescape
+    out["ids-small"] = b"\xff\x00" + struct.pack("<8i", 0, 1, 2, 3, 100, 1000, 49151, 5)
+    out["ids-bad"] = b"\xff\x01" + struct.pack("<4i", -1, 2**31 - 1, 262144, 7)
+    out["ids-partial-utf8"] = b"\xff\x00" + struct.pack("<3i", 244, 245, 246)
+    return out
+
+
+HOSTILE_TEMPLATES = [
+    # CVE-2024-34359 (llama-cpp-python): server-side template injection through a model's template
+    "{{ self.__init__.__globals__.__builtins__.__import__('os').popen('id').read() }}",
+    "{% for c in [].__class__.__base__.__subclasses__() %}{% if c.__name__ == 'catch_warnings' %}"
+    "{{ c()._module.__builtins__['__import__']('os').system('id') }}{% endif %}{% endfor %}",
+    "{{ cycler.__init__.__globals__.os.popen('id').read() }}",
+    "{{ ''.__class__.__mro__[1].__subclasses__() }}",
+    "{{ messages.append(messages) }}{{ messages }}",
+    "{% for i in range(10**9) %}x{% endfor %}",
+    "{{ 'a' * 1000000000 }}", "{{ '%999999999d' % 1 }}", "{{ 'x'.center(10**9) }}",
+    "{% macro f(n) %}{{ f(n + 1) }}{% endmacro %}{{ f(0) }}",
+    "{% set x = namespace(a=1) %}{% for m in messages %}{% set x.a = x.a * 99999 %}{% endfor %}{{ x.a }}",
+    "{{ raise_exception('bad role') }}", "{{ messages[0]['content'] | tojson(indent=99999999) }}",
+    "{% for a in messages %}{% for b in messages %}{% for c in messages %}{{ a.content ~ b.content ~ c.content }}"
+    "{% endfor %}{% endfor %}{% endfor %}",
+    "{{ lipsum(10**6) }}", "{{ strftime_now('%Y' * 100000) }}", "{% generation %}x{% endgeneration %}",
+    "{{ (messages | map(attribute='content') | join('x')) * 999999 }}", "{% if %}", "{{ 1/0 }}", "{{ x.y.z }}",
+]
+CHATML = ("{% for message in messages %}{{ '<|im_start|>' + message['role'] + '\\n' + message['content'] + "
+          "'<|im_end|>' + '\\n' }}{% endfor %}{% if add_generation_prompt %}{{ '<|im_start|>assistant\\n' }}{% endif %}")
+
+
+def template_seeds() -> dict[str, bytes]:
+    from edgegen.gguf import GGUFFile
+    from tests.fuzz.python.common import gemma3_path, smollm2_path
+
+    msgs = b"\0system\0You are terse.\0user\0Hi <|im_end|> {{ 7*7 }}\0assistant\0Hello\0user\0\xff\xfe"
+    out = {"chatml": CHATML.encode() + msgs}
+    for name, path in (("smollm2", smollm2_path()), ("gemma3", gemma3_path())):
+        with GGUFFile(path) as f:
+            t = f.metadata.get("tokenizer.chat_template")
+        if t:
+            out[name] = t.encode() + msgs
+    for i, t in enumerate(HOSTILE_TEMPLATES):
+        out[f"hostile-{i:02d}"] = t.encode() + msgs
+    return out
+
+
+def request_seeds() -> dict[str, bytes]:
+    import json
+
+    bodies = {
+        "chat": {"model": "m", "messages": [{"role": "user", "content": "Hi"}], "max_tokens": 4},
+        "chat-full": {"model": "m", "messages": [{"role": "system", "content": "Be brief."},
+                                                 {"role": "user", "content": [{"type": "text", "text": "Hi"}]}],
+                      "stream": True, "stream_options": {"include_usage": True}, "temperature": 0.7, "top_p": 0.9,
+                      "top_k": 40, "min_p": 0.05, "repeat_penalty": 1.1, "presence_penalty": 0.5,
+                      "frequency_penalty": 0.5, "seed": 1, "stop": ["\n"], "logit_bias": {"42": -100}, "n": 1},
+        "completion": {"model": "m", "prompt": "Once upon a time", "max_tokens": 3, "stop": "."},
+        "completion-list": {"model": "m", "prompt": ["a"], "echo": False},
+        "speech": {"model": "tts-1", "input": "Hello there.", "voice": "alloy", "response_format": "wav", "speed": 1.0},
+        "speech-voice-obj": {"model": "tts-1", "input": "x", "voice": {"id": "joe"}, "response_format": "pcm"},
+        "edge-values": {"model": "m", "messages": [{"role": "user", "content": "x"}], "top_p": 0.0, "temperature": 0,
+                        "max_tokens": 16777216, "seed": 18446744073709551615, "logit_bias": {"2147483648": 1}},
+    }
+    out = {k: json.dumps(v).encode() for k, v in bodies.items()}
+    out["nan"] = b'{"model": "m", "messages": [{"role": "user", "content": "x"}], "temperature": NaN, "speed": Infinity}'
+    out["not-utf8"] = b'{"model": "m", "prompt": "\xff\xfe"}'
+    out["deep"] = b'{"model": "m", "prompt": ' + b"[" * 5000 + b"]" * 5000 + b"}"
+    return out
+
+
+def lora_seeds() -> dict[str, bytes]:
+    """Adapters for fuzz_lora's tiny base model: valid ones and tests/engine/tiny_lora.py's hostile
+    variants (each breaks one thing)."""
+    import tempfile
+
+    from tests.engine.tiny_lora import LoraConfig, write_lora
+    from tests.fuzz.python.fuzz_lora import base_config
+
+    out, tmp = {}, Path(tempfile.mkdtemp())
+    variants = {"q-rank1": LoraConfig(1, ("attn_q",), layers=(0,)),
+                "output-noalpha": LoraConfig(1, ("output",), fmt="F32", alpha=0.0),
+                "mlp-bf16": LoraConfig(1, ("ffn_up", "ffn_down"), fmt="BF16")}
+    for h in ("missing_b", "transposed", "no_target", "nan_alpha", "rank_mismatch", "token_embd"):
+        variants[f"hostile-{h}"] = LoraConfig(1, ("attn_q",), layers=(0,), hostile=h)
+    for name, cfg in variants.items():
+        try:
+            out[name] = write_lora(base_config(), cfg, tmp / f"{name}.gguf").read_bytes()
+        except Exception as exc:  # noqa: BLE001 - a variant this tiny base cannot express
+            print(f"lora seed {name} skipped: {exc}")
+    return out
+
+
+def wyoming_seeds() -> dict[str, bytes]:
+    import json
+
+    def ev(t: str, data: dict | None = None, extra: bytes = b"", payload: bytes = b"") -> bytes:
+        h = {"type": t, "data": data or {}}
+        if extra:
+            h["data_length"] = len(extra)
+        if payload:
+            h["payload_length"] = len(payload)
+        return json.dumps(h).encode() + b"\n" + extra + payload
+
+    return {
+        "describe": ev("describe"),
+        "synthesize": ev("synthesize", {"text": "Hello there."}),
+        "audio-chunk": ev("audio-start", {"rate": 16000, "width": 2, "channels": 1})
+        + ev("audio-chunk", {"rate": 16000, "width": 2, "channels": 1}, payload=b"\x00\x01" * 200) + ev("audio-stop"),
+        "data-length": ev("transcribe", extra=json.dumps({"language": "en"}).encode()),
+        "bad-length": b'{"type": "x", "data_length": -1}\n',
+        "huge-length": b'{"type": "x", "payload_length": 99999999999}\n',
+        "truncated": b'{"type": "x", "payload_length": 10}\nabc',
+        "not-json": b"\xff\xfe not json\n",
+    }
+
+
+def main_python() -> None:
+    write("wyoming", wyoming_seeds())
+    write("lora", lora_seeds())
+    write("tokenizer_bpe", text_seeds())
+    write("tokenizer_spm", text_seeds())
+    write("chat_template", template_seeds())
+    write("server_request", request_seeds())
+
+
+def main() -> None:
+    write("gguf", gguf_seeds())
+    main_python()
+
+
+if __name__ == "__main__":
+    main()
+
+
