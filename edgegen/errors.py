@@ -37,7 +37,13 @@ class TokenizerError(EdgegenError, ValueError):
 
 
 class AudioDeviceError(EdgegenError, RuntimeError):
-    """No audio output device, a busy device, or no PortAudio library."""
+    """No audio input/output device, a busy device, or no PortAudio library; the message names the
+    device that was looked for."""
+
+
+class AudioFormatError(EdgegenError, ValueError):
+    """Audio input that cannot be used: empty, not audio, truncated, too long, or samples of the
+    wrong type or range; the message names the problem."""
 
 
 class VoiceConfigError(ModelFormatError):
@@ -55,6 +61,10 @@ class InvalidRequestError(EdgegenError, ValueError):
     def __init__(self, message: str = "", *, param: Optional[str] = None) -> None:
         super().__init__(message)
         self.param = param
+
+
+class MissingDependencyError(EdgegenError, ImportError):
+    """An optional dependency is not installed; the message names the extra to install."""
 
 
 class RouteError(EdgegenError, ValueError):

@@ -113,7 +113,8 @@ def _inside_named_dir(path: Path) -> Path:
 
 
 def load_voice(
-    name_or_path: Union[str, Path, None] = None, *, threads: Optional[int] = None, parallel_units: bool = True
+    name_or_path: Union[str, Path, None] = None, *, threads: Optional[int] = None, parallel_units: bool = True,
+    memory_budget: Union[None, int, str] = None,
 ) -> "Voice":
     """Load a Piper voice: `None`/"joe"/"default" (packaged) or a path to `.onnx` (+ `.onnx.json`).
 
@@ -121,11 +122,16 @@ def load_voice(
     `parallel_units`: after the first unit of a text, synthesise further units side by side on
     `threads` single-threaded lanes when that is faster (2-4 threads; a second onnxruntime
     session, opened on first use: ~100 MB more memory). `False`: every unit on the one session.
+    The session(s) must fit `memory_budget` (edgegen.fit) or MemoryBudgetError is raised before loading.
     """
     model_path, config_path = resolve_voice_files(name_or_path)
+    lanes = threads or os.cpu_count() or 1
+    from edgegen.fit import check_fit, estimate_sessions
+
+    check_fit(estimate_sessions(voice_paths=(model_path,), voice_lanes=parallel_units and 1 < lanes <= MAX_LANES),
+              memory_budget, what=f"voice {model_path.name}")
     config = VoiceConfig.from_file(config_path)
     session = _make_session(model_path, config, threads)
-    lanes = threads or os.cpu_count() or 1
     return Voice(session, config, model_path, lanes=lanes if parallel_units and lanes <= MAX_LANES else 1)
 
 

