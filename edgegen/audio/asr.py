@@ -41,6 +41,12 @@ class TranscriptSegment:
     start: float  # seconds from the start of the audio
     end: float
     text: str
+    # faster-whisper's decoding facts (OpenAI's verbose_json carries them)
+    tokens: tuple[int, ...] = ()
+    avg_logprob: float = 0.0
+    no_speech_prob: float = 0.0
+    compression_ratio: float = 0.0
+    temperature: float = 0.0
 
 
 @dataclass(frozen=True)
@@ -133,7 +139,8 @@ class ASR:
         t0 = time.perf_counter()
         with self._lock:
             segments, info = self.model.transcribe(samples, **opts)
-            segs = [TranscriptSegment(round(s.start, 3), round(s.end, 3), s.text) for s in segments]
+            segs = [TranscriptSegment(round(s.start, 3), round(s.end, 3), s.text, tuple(s.tokens), s.avg_logprob,
+                                      s.no_speech_prob, s.compression_ratio, s.temperature or 0.0) for s in segments]
         text = "".join(s.text for s in segs).strip()
         return Transcript(text, segs, info.language, duration, time.perf_counter() - t0)
 

@@ -10,11 +10,11 @@ listening goes on, so the person can interrupt it.
 
 Barge-in. While the assistant speaks, the endpointer runs with a higher threshold
 (`barge_in_threshold`, default 0.8 instead of 0.5) and needs `barge_in_min_speech_ms` (240 ms)
-of speech; in addition every one of those windows must pass an echo gate: the microphone's RMS
-must exceed `echo_ratio` (0.5) times the RMS of what the speaker played in the last 300 ms. Our
-own voice reaching the microphone through the room is quieter than the speaker output by far
-more than 6 dB on the boards and speakers this targets, so echo alone fails the gate, while a
-person talking at the device passes it. (This is a playback-aware gate, not echo cancellation;
+of speech; in addition 60 % of the blocks of that speech must pass an echo gate: the
+microphone's RMS must exceed `echo_ratio` (0.2) times the RMS of what the speaker played in the
+last 300 ms. Echo of our own voice that reaches the microphone 14 dB or more below the playback
+level therefore never passes, while a person talking at the device (RMS 0.02-0.2 at the
+microphone against a playback RMS of ~0.1) does. (This is a playback-aware gate, not echo cancellation;
 with a loud speaker next to the microphone, raise `echo_ratio` or use a headset, or turn barge-in
 off.) When speech passes both: the player is aborted at once (on the listener's thread, so
 within one block: ≤ 32 ms plus PortAudio's stop), the generation is cancelled, and the
@@ -24,6 +24,7 @@ continues from exactly what the person heard. The interrupting speech is the nex
 """
 from __future__ import annotations
 
+import collections
 import threading
 import time
 from dataclasses import dataclass, field
@@ -32,10 +33,11 @@ from typing import Any, Callable, Iterable, Iterator, Optional, Union
 import numpy as np
 
 from edgegen.audio.reply import Reply, ReplyResult
-from edgegen.audio.vad import SAMPLE_RATE, Endpointer, SpeechEnd, SpeechStart, VADConfig
+from edgegen.audio.vad import SAMPLE_RATE, WINDOW, Endpointer, SpeechEnd, SpeechStart, VADConfig
 from edgegen.errors import InvalidRequestError
 
 MODES = ("wake", "always", "push_to_talk")
+GATE_FRACTION = 0.6  # of the barge-in window's blocks must be louder than the echo bound (speech has dips)
 DEFAULT_SYSTEM_PROMPT = ("You are a helpful voice assistant on a small device. Answer in one or two short "
                          "spoken sentences, without lists or markup.")
 
@@ -50,7 +52,7 @@ class AssistantConfig:
     barge_in: bool = True
     barge_in_threshold: float = 0.8
     barge_in_min_speech_ms: int = 240
-    echo_ratio: float = 0.5
+    echo_ratio: float = 0.2
     noise_floor: float = 0.003  # mic RMS below this is never speech (for the echo gate)
     lead_s: float = 0.2  # reply audio written ahead of the speaker
     max_history_turns: int = 8  # user+assistant pairs kept in the prompt
@@ -139,7 +141,9 @@ class Assistant:
         listening = cfg.mode == "always"  # the endpointer hears turns (always: yes; else after a wake)
         listen_until = float("inf")
         samples_in = turns = 0
-        gate_run = 0  # consecutive blocks of loud-enough audio that passed the echo gate
+        gate: collections.deque[bool] = collections.deque(maxlen=256)  # per block: passed the echo gate
+        normal_frames = endpointer.min_speech_frames
+        barge_frames = max(1, round(cfg.barge_in_min_speech_ms * SAMPLE_RATE / 1000 / WINDOW))
         try:
             for block in source:
                 if self._stop.is_set():
@@ -162,12 +166,13 @@ class Assistant:
                         yield AssistantEvent("wake", now)
                     continue
                 endpointer.threshold = cfg.barge_in_threshold if speaking else cfg.vad.threshold
-                gate_run = gate_run + 1 if (not speaking or self._passes_echo_gate(block)) else 0
+                endpointer.min_speech_frames = barge_frames if speaking else normal_frames
+                gate.append(not speaking or self._passes_echo_gate(block))
                 for event in endpointer.process(block):
                     if isinstance(event, SpeechStart):
                         if speaking:
-                            needed = cfg.barge_in_min_speech_ms * SAMPLE_RATE / 1000
-                            if not cfg.barge_in or gate_run * len(block) < needed:
+                            recent = list(gate)[-max(1, barge_frames * WINDOW // max(len(block), 1)):]
+                            if not cfg.barge_in or sum(recent) < GATE_FRACTION * len(recent):
                                 endpointer.reset()  # our own voice, or too short: not a barge-in
                                 continue
                             self.reply.interrupt(time.perf_counter())

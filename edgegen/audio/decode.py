@@ -23,6 +23,7 @@ SAMPLE_RATE = 16000
 DEFAULT_MAX_SECONDS = 3600.0  # one hour; `max_seconds=None` lifts the limit
 AudioInput = Union[str, os.PathLike, bytes, np.ndarray]
 
+_STREAMED_WAV_SIZE = 0x7FFF0000
 _WAV_FORMATS = {1: "PCM", 3: "IEEE float", 6: "A-law", 7: "mu-law", 0xFFFE: "extensible"}
 
 
@@ -122,10 +123,13 @@ def check_wav_header(head: bytes, file_size: int) -> Optional[float]:
             if tag in (1, 0xFFFE) and bits not in (8, 16, 24, 32):
                 raise AudioFormatError(f"WAV PCM with {bits}-bit samples is not supported (8, 16, 24 or 32)")
             held = file_size - body
-            if size not in (0, 0xFFFFFFFF) and head[:4] == b"RIFF" and size > held:  # 0 / ~0: streamed, size unknown
+            # Writers to a pipe (espeak-ng --stdout, sox, ffmpeg) cannot seek back to fill in the size:
+            # they leave 0, 0xFFFFFFFF or ~2 GiB placeholders. Those mean "until the end of the file".
+            streamed = size == 0 or size >= _STREAMED_WAV_SIZE or head[:4] == b"RF64"
+            if not streamed and size > held:
                 raise AudioFormatError(f"WAV is truncated: its header declares {size} bytes of samples, "
                                        f"the file holds {max(held, 0)}")
-            n = (size if size not in (0, 0xFFFFFFFF) else max(held, 0)) // block_align
+            n = (max(held, 0) if streamed else size) // block_align
             return n / rate
         pos = body + size + (size & 1)
     if fmt is None:

@@ -140,7 +140,8 @@ class Endpointer:
         self.in_speech = False
         self.last_probability = 0.0
         pad = _frames(self.config.speech_pad_ms)
-        self._preroll: "collections.deque[np.ndarray]" = collections.deque(maxlen=pad + self.min_speech_frames + 1)
+        # up to 2 s before the start is kept (min_speech_frames may be raised while running)
+        self._preroll: "collections.deque[np.ndarray]" = collections.deque(maxlen=pad + max(self.min_speech_frames, 64))
         self._speech_run = 0
         self._silence_run = 0
         self._utterance: list[np.ndarray] = []
@@ -178,7 +179,8 @@ class Endpointer:
             self.in_speech = True
             self._silence_run = 0
             first = self.frame_index - self._speech_run  # index of the first speech window
-            self._utterance = list(self._preroll)
+            keep = self._speech_run + _frames(cfg.speech_pad_ms)  # the speech plus its padding
+            self._utterance = list(self._preroll)[-keep:]
             self._start_frame = self.frame_index - len(self._utterance)
             self._preroll.clear()
             return SpeechStart(first * WINDOW / SAMPLE_RATE)

@@ -68,6 +68,8 @@ class ServerConfig:
     voice: Optional[str] = None  # Piper voice name or path; None = the packaged default
     voice_threads: Optional[int] = None
     defaults: SamplingParams = field(default_factory=lambda: SamplingParams(max_tokens=1024))
+    asr: Optional[str] = None  # recogniser for /v1/audio/transcriptions; None = whisper-tiny.en
+    asr_threads: Optional[int] = None
 
 
 # ---- security: Host check and API key, as plain ASGI middleware (keeps streaming untouched) --------
@@ -305,6 +307,12 @@ def create_app(llm: LLM, config: ServerConfig, router: Optional[Router] = None) 
         if not body.input.strip():
             raise APIError(400, "input has nothing to say", param="input")
         return await _speech_response(state, body.input, fmt, speed)
+
+    @app.post("/v1/audio/transcriptions")
+    async def transcriptions(request: Request) -> Response:
+        from .transcriptions import handle_transcription
+
+        return await handle_transcription(state, request)
 
     return _Guard(app, config)
 
