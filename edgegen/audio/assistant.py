@@ -263,6 +263,16 @@ def estimate_assistant(llm: str = "smollm2", voice: str = "joe", asr: str = "whi
     return estimate_for_gguf(resolve_model_path(llm), n_ctx, kv_type) + sessions
 
 
+def check_assistant_fit(llm: str = "smollm2", voice: str = "joe", asr: str = "whisper-tiny.en", *, n_ctx: int = 2048,
+                        kv_type: str = "f16", wake_words: int = 0, memory_budget: Union[None, int, str] = None) -> Any:
+    """The estimate when the whole set fits `memory_budget`; MemoryBudgetError with the numbers if not."""
+    from edgegen.fit import check_fit
+
+    estimate = estimate_assistant(llm, voice, asr, n_ctx=n_ctx, kv_type=kv_type, wake_words=wake_words)
+    return check_fit(estimate, memory_budget, what="the assistant (LLM + voice + speech recognition + VAD"
+                                                   + (" + wake word)" if wake_words else ")"))
+
+
 def load_assistant(llm: str = "smollm2", voice: str = "joe", asr: str = "whisper-tiny.en", *,
                    wake_words: Optional[list[str]] = None, threads: Optional[int] = None, n_ctx: int = 2048,
                    kv_type: str = "f16", memory_budget: Union[None, int, str] = None, **settings: Any) -> Assistant:
@@ -271,12 +281,9 @@ def load_assistant(llm: str = "smollm2", voice: str = "joe", asr: str = "whisper
     peaks while nothing else is resident), then the LLM, the voice, the VAD and the wake words."""
     import edgegen
     from edgegen.audio.vad import load_vad
-    from edgegen.fit import check_fit
 
     n_words = len(wake_words) if wake_words else (1 if settings.get("mode") == "wake" else 0)
-    estimate = estimate_assistant(llm, voice, asr, n_ctx=n_ctx, kv_type=kv_type, wake_words=n_words)
-    check_fit(estimate, memory_budget, what="the assistant (LLM + voice + speech recognition + VAD"
-                                            + (" + wake word)" if n_words else ")"))
+    check_assistant_fit(llm, voice, asr, n_ctx=n_ctx, kv_type=kv_type, wake_words=n_words, memory_budget=memory_budget)
     recogniser = edgegen.load_asr(asr, threads=threads, beam_size=settings.pop("beam_size", 1))
     model = edgegen.load(llm, n_ctx=n_ctx, n_threads=threads, kv_type=kv_type, memory_budget=memory_budget)
     speaker = edgegen.load_voice(voice, threads=threads, parallel_units=False)

@@ -16,6 +16,9 @@ SUBCOMMANDS: dict[str, tuple[str, str]] = {
     "say": ("edgegen.cli.say", "speak text with a Piper voice (or write a WAV with -o)"),
     "serve": ("edgegen.cli.serve", "OpenAI-compatible HTTP server (127.0.0.1 by default)"),
     "models": ("edgegen.cli.models", "model store: list, pull, info, add, rm"),
+    "transcribe": ("edgegen.cli.transcribe", "speech to text for audio files (Whisper, offline)"),
+    "listen": ("edgegen.cli.listen", "microphone -> text lines, one per spoken turn"),
+    "assistant": ("edgegen.cli.assistant", "offline voice assistant with wake word and barge-in"),
 }
 
 
