@@ -9,7 +9,7 @@ waiting for one) and the Silero endpointer. A reply speaks on its own thread (au
 listening goes on, so the person can interrupt it.
 
 Barge-in. While the assistant speaks, the endpointer runs with a higher threshold
-(`barge_in_threshold`, default 0.8 instead of 0.5) and needs `barge_in_min_speech_ms` (240 ms)
+(`barge_in_threshold`, default 0.8 instead of 0.5) and needs `barge_in_min_speech_ms` (160 ms)
 of speech; in addition 60 % of the blocks of that speech must pass an echo gate: the
 microphone's RMS must exceed `echo_ratio` (0.2) times the RMS of what the speaker played in the
 last 300 ms. Echo of our own voice that reaches the microphone 14 dB or more below the playback
@@ -51,7 +51,8 @@ class AssistantConfig:
     vad: VADConfig = field(default_factory=VADConfig)
     barge_in: bool = True
     barge_in_threshold: float = 0.8
-    barge_in_min_speech_ms: int = 240
+    barge_in_min_speech_ms: int = 160
+    barge_in_lookback_s: float = 1.0  # the interrupting turn starts this much before the barge-in decision
     echo_ratio: float = 0.2
     noise_floor: float = 0.003  # mic RMS below this is never speech (for the echo gate)
     lead_s: float = 0.2  # reply audio written ahead of the speaker
@@ -137,6 +138,7 @@ class Assistant:
         """Listen to `source` (float32 16 kHz blocks) and converse; yields AssistantEvents. Ends when
         the source ends (after the last reply has been spoken), after `max_turns` replies, or on stop()."""
         cfg = self.config
+        self._stop.clear()
         endpointer = Endpointer(self.vad, cfg.vad)
         listening = cfg.mode == "always"  # the endpointer hears turns (always: yes; else after a wake)
         listen_until = float("inf")
@@ -176,6 +178,7 @@ class Assistant:
                                 endpointer.reset()  # our own voice, or too short: not a barge-in
                                 continue
                             self.reply.interrupt(time.perf_counter())
+                            endpointer.include_lookback(cfg.barge_in_lookback_s)
                             yield AssistantEvent("barge_in", now)
                             yield from self._finish_reply(endpointer, wait=True)
                         listen_until = float("inf")

@@ -145,6 +145,7 @@ class Endpointer:
         self._speech_run = 0
         self._silence_run = 0
         self._utterance: list[np.ndarray] = []
+        self._lookback: list[np.ndarray] = []
         self._start_frame = 0
         self._pending = np.zeros(0, dtype=np.float32)
 
@@ -163,6 +164,16 @@ class Endpointer:
             if event is not None:
                 yield event
 
+    def include_lookback(self, seconds: float) -> None:
+        """Start the running utterance up to `seconds` earlier than the endpointer decided (a barge-in
+        decided on stricter settings may have let a short first word, "Stop!", go by)."""
+        if self.in_speech and self._lookback:
+            n = min(len(self._lookback), _frames(seconds * 1000))
+            if n:
+                self._utterance = self._lookback[-n:] + self._utterance
+                self._start_frame -= n
+            self._lookback = []
+
     def current_audio(self) -> np.ndarray:
         """The running utterance so far (padded start), for partial transcripts; empty outside speech."""
         return np.concatenate(self._utterance) if self.in_speech and self._utterance else np.zeros(0, np.float32)
@@ -180,6 +191,7 @@ class Endpointer:
             self._silence_run = 0
             first = self.frame_index - self._speech_run  # index of the first speech window
             keep = self._speech_run + _frames(cfg.speech_pad_ms)  # the speech plus its padding
+            self._lookback = list(self._preroll)[:-keep] if keep < len(self._preroll) else []
             self._utterance = list(self._preroll)[-keep:]
             self._start_frame = self.frame_index - len(self._utterance)
             self._preroll.clear()
