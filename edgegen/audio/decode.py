@@ -103,6 +103,8 @@ def check_wav_header(head: bytes, file_size: int) -> Optional[float]:
     """For RIFF/WAVE data: raise AudioFormatError if the header is inconsistent with the file
     (truncated data, unknown sample format); returns the duration the header declares, or None
     when `head` is not a WAV. `head` must hold the header up to the data chunk (4 KiB does)."""
+    if head[:4] in (b"RIFF", b"RF64") and len(head) < 12:
+        raise AudioFormatError(f"WAV header is truncated ({len(head)} bytes)")
     if len(head) < 12 or head[:4] not in (b"RIFF", b"RF64") or head[8:12] != b"WAVE":
         return None
     pos, fmt = 12, None
@@ -164,7 +166,8 @@ def decode_audio(source: Union[str, os.PathLike, bytes, BinaryIO], max_seconds: 
     try:
         container = av.open(opened, mode="r", metadata_errors="ignore")
     except (av.error.FFmpegError, ValueError, OSError) as exc:
-        raise AudioFormatError(f"{what} is not an audio file FFmpeg can read ({exc})") from None
+        reason = getattr(exc, "strerror", None) or str(exc)
+        raise AudioFormatError(f"{what} is not an audio file FFmpeg can read ({reason})") from None
     with container:
         if not container.streams.audio:
             raise AudioFormatError(f"{what} has no audio stream")
