@@ -176,5 +176,5 @@ def read_ctranslate2_config(directory: Path) -> dict[str, Any]:
         raise ModelFormatError(f"{directory}: unreadable config.json: {exc}") from exc
     if not isinstance(config, dict):
         raise ModelFormatError(f"{directory}: config.json is not an object")
-    return {"format": "ctranslate2", "multilingual": len(config.get("lang_ids") or []) > 1,
+    return {"format": "ctranslate2", "alignment_heads": len(config.get("alignment_heads") or []),
             "files": sorted(p.name for p in directory.iterdir() if p.is_file())}

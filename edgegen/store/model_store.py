@@ -149,7 +149,8 @@ class ModelStore:
         With verify, each file's sha256 is checked once and then cached by (path, size, mtime)."""
         m = self.manifest(name)
         if kind is not None and m.kind != kind:
-            raise ModelNotFoundError(f"{name!r} is a {m.kind}, not a{'n' if kind in ('llm', 'asr') else ''} {kind}")
+            an = lambda k: "an" if k in ("llm", "asr") else "a"  # noqa: E731
+            raise ModelNotFoundError(f"{name!r} is {an(m.kind)} {m.kind}, not {an(kind)} {kind}")
         where, paths = self.locate(m)
         if paths is None:
             raise ModelNotFoundError(f"{m.kind} {name!r} is not installed; run `edgegen models pull {name}`")
@@ -358,6 +359,8 @@ class ModelStore:
             "default_context": m.default_context, "source": _describe_source(m), "notes": m.notes,
             "installed": paths is not None, "location": where,
         }
+        if m.languages or m.attribution:
+            result.update(languages=list(m.languages), attribution=m.attribution)
         if paths is not None:
             primary = paths[m.primary.name]
             result["path"] = str(primary)
