@@ -139,6 +139,8 @@ class Assistant:
         the source ends (after the last reply has been spoken), after `max_turns` replies, or on stop()."""
         cfg = self.config
         self._stop.clear()
+        if self.wake is not None:
+            self.wake.reset()
         endpointer = Endpointer(self.vad, cfg.vad)
         listening = cfg.mode == "always"  # the endpointer hears turns (always: yes; else after a wake)
         listen_until = float("inf")
