@@ -66,20 +66,20 @@ def test_language_checks(asr, clips):
 
 @pytest.mark.slow
 def test_word_error_rate_on_piper_and_espeak(asr, clips, record_property):
-    """WER of whisper-tiny.en (int8, greedy: the assistant's setting) on SENTENCES; docs/speech.md
-    states the measured figures. Bounds leave room for CPU-dependent int8 rounding, not for a
-    broken pipeline."""
+    """WER of whisper-tiny.en (int8, faster-whisper's default beam 5) on SENTENCES; docs/listening.md
+    states the measured figures (and the greedy ones). Bounds leave room for CPU-dependent int8
+    rounding, not for a broken pipeline."""
     rates = {}
     for kind, paths in clips.items():
         edits = words = 0
         for text, path in zip(SENTENCES, paths):
-            e, n = word_error_rate(text, asr.transcribe(path, beam_size=1).text)
+            e, n = word_error_rate(text, asr.transcribe(path).text)
             edits, words = edits + e, words + n
         rates[kind] = edits / words
         record_property(f"wer_{kind}", rates[kind])
     print("WER", rates)
     assert rates["piper"] <= 0.05
-    assert rates["espeak"] <= 0.15
+    assert rates["espeak"] <= 0.2
 
 
 def test_load_errors():
