@@ -28,8 +28,9 @@ operation raises, which Jinja takes as "not constant", so nothing guarded runs o
 Any failure (syntax error, `raise_exception(...)` from the template, sandbox violation, limit
 hit, RecursionError) becomes `edgegen.TemplateError`.
 
-Models without a template use `CHATML_TEMPLATE`, the ChatML format (`<|im_start|>role\\n...
-<|im_end|>\\n`), which is what most small instruct models without metadata were trained on.
+`render_chat(None, ...)` renders `CHATML_TEMPLATE`, the ChatML format (`<|im_start|>role\\n...
+<|im_end|>\\n`). `LLM` never passes None: a model without a template runs chat as a plain
+completion, or with its family's template (edgegen.chat_formats).
 """
 from __future__ import annotations
 

@@ -163,6 +163,9 @@ class Cloud:
         for name, value in (("timeout", timeout), ("idle_timeout", idle_timeout), ("connect_timeout", connect_timeout)):
             if not isinstance(value, (int, float)) or value <= 0:
                 raise InvalidRequestError(f"{name} must be a positive number of seconds")
+        from .extras import require
+
+        require("httpx", "cloud", "the cloud route")  # now, not at the first request
         self.base_url = base_url.rstrip("/")
         self.model = model
         self.api_key_env = api_key_env

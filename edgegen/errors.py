@@ -63,8 +63,9 @@ class InvalidRequestError(EdgegenError, ValueError):
         self.param = param
 
 
-class MissingDependencyError(EdgegenError, ImportError):
-    """An optional dependency is not installed; the message names the extra to install."""
+class MissingExtraError(EdgegenError, ImportError):
+    """An optional dependency is not installed; the message names the `pip install 'edgegen[EXTRA]'`
+    that brings it (see edgegen/extras.py). An ImportError too, so "use it if present" code keeps working."""
 
 
 class RouteError(EdgegenError, ValueError):
@@ -79,4 +80,10 @@ class ChecksumError(StoreError):
     """A downloaded or registered file does not match its manifest's sha256."""
 
 
-__all__ = [name for name, obj in globals().items() if isinstance(obj, type) and issubclass(obj, EdgegenError)]
+class EdgegenWarning(UserWarning):
+    """Something works, but not as asked (e.g. a context longer than the model was trained for);
+    the CLI prints these as one `edgegen CMD: warning: ...` line."""
+
+
+__all__ = [name for name, obj in globals().items()
+           if isinstance(obj, type) and issubclass(obj, (EdgegenError, EdgegenWarning))]

@@ -11,11 +11,12 @@ from __future__ import annotations
 
 import os
 import re
+import warnings
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Optional, Union
 
-from .errors import MemoryBudgetError, StoreError
+from .errors import EdgegenWarning, MemoryBudgetError, StoreError
 
 # bytes per cached K or V element: f16 = 2; q8_0 = a 2-byte scale + 32 int8 per 32-element block.
 KV_BYTES_PER_ELEMENT = {"f32": 4.0, "f16": 2.0, "q8_0": 34 / 32}
@@ -244,12 +245,41 @@ def check_fit(estimate: MemoryEstimate, budget: Union[None, str, int] = None, wh
     """Returns the estimate if it fits the budget; raises MemoryBudgetError with the numbers if not."""
     limit = resolve_budget(budget)
     if limit is not None and estimate.total_bytes > limit:
-        hint = " Try a shorter context" + (" or a q8_0 KV cache" if estimate.kv_type != "q8_0" and estimate.kv_bytes else "")
+        # the CLI flags and the edgegen.load() arguments have the same names (--kv-type / kv_type=)
+        fixes = ["a shorter context (--ctx)"] if estimate.kv_bytes else []
+        if estimate.kv_bytes and estimate.kv_type != "q8_0":
+            fixes.append("a q8_0 KV cache (--kv-type q8_0)")
+        fixes.append("a larger --memory-budget (or $EDGEGEN_MEMORY_BUDGET)")
         raise MemoryBudgetError(
             f"{what} needs {estimate.describe()}, but the memory budget is {fmt_bytes(limit)} "
-            f"({estimate.total_bytes} > {limit} bytes).{hint} or raise --memory-budget."
+            f"({estimate.total_bytes} > {limit} bytes). Try {', '.join(fixes[:-1]) + ' or ' if len(fixes) > 1 else ''}"
+            f"{fixes[-1]}."
         )
     return estimate
+
+
+def trained_context(gguf_file: Any) -> Optional[int]:
+    """The context length the model was trained with (GGUF `<arch>.context_length`), or None
+    when the file does not say (or cannot be read here)."""
+    if gguf_file is None:
+        return None
+    try:
+        n = int(gguf_file.hparams()["n_ctx_train"])
+    except Exception:  # an architecture without llama-style hyper-parameters
+        return None
+    return n if n > 0 else None
+
+
+def fit_context(n_ctx: int, gguf_file: Any, model: str) -> int:
+    """`n_ctx`, or the trained context when `n_ctx` is above it, with an EdgegenWarning: positions
+    past the trained context were never seen in training (the native engine cannot run them at
+    all, llama.cpp runs them into garbage)."""
+    trained = trained_context(gguf_file)
+    if trained is None or n_ctx <= trained:
+        return n_ctx
+    warnings.warn(f"context {n_ctx} is above {model}'s trained context ({trained} tokens); using {trained}",
+                  EdgegenWarning, stacklevel=3)
+    return trained
 
 
 def check_model_fit(model_path: Union[str, Path], n_ctx: int, kv_type: str = "f16",

@@ -23,8 +23,10 @@ from dataclasses import dataclass, field
 from typing import Any, Iterator, Mapping, Optional, Sequence, Union
 
 from .backends import open_backend
-from .backends.base import Backend, check_n_ctx, check_n_threads
+from .backends.base import Backend, check_kv_type, check_n_ctx, check_n_threads
 from .chat import TemplateLimits, render_chat
+from .chat_formats import FORMATS, chat_format_for, completion_prompt, family_template
+from .fit import fit_context
 from .errors import (
     ContextOverflowError,
     EdgegenError,
@@ -64,12 +66,15 @@ def load(
     default $EDGEGEN_MEMORY_BUDGET, else available RAM) or MemoryBudgetError is raised before loading."""
     check_n_ctx(n_ctx, model_window_ok=False)  # the fit check needs the window's size
     check_n_threads(n_threads)
+    check_kv_type(kv_type)  # one set for every backend: a refusal here never depends on `auto`'s choice
     path = resolve_model_path(model)
     gguf = _open_gguf(path)  # mapped once: the fit check and the native engine share it
+    n_ctx = fit_context(n_ctx, gguf, os.path.basename(path))  # warns above the trained context
     _check_fit(path, n_ctx, kv_type, memory_budget, gguf)
     be = open_backend(path, backend, gguf_file=gguf, n_ctx=n_ctx, n_threads=n_threads, kv_type=kv_type,
                       **backend_options)
-    return LLM(be, path, template_limits=template_limits, defaults=defaults)
+    chat_format, name = chat_format_for(model, be.chat_template is not None)
+    return LLM(be, path, template_limits=template_limits, defaults=defaults, chat_format=chat_format, name=name)
 
 
 def _open_gguf(path: str) -> Any:
@@ -123,9 +128,17 @@ class LLM:
         *,
         template_limits: TemplateLimits = TemplateLimits(),
         defaults: Optional[SamplingParams] = None,
+        chat_format: str = "template",
+        name: Optional[str] = None,
     ) -> None:
+        if chat_format not in FORMATS:
+            raise InvalidRequestError(f"chat_format must be one of {', '.join(FORMATS)}, got {chat_format!r}")
         self.backend = backend
         self.model_path = model_path
+        # "template": the file's chat template (a file without one runs chat as completion);
+        # "completion": a base model; or a family whose known template the file lacks
+        self.chat_format = chat_format if chat_format != "template" or backend.chat_template else "completion"
+        self._name = name
         self.template_limits = template_limits
         self.defaults = (defaults or SamplingParams()).validate()
         self._lock = threading.Lock()
@@ -139,6 +152,16 @@ class LLM:
     @property
     def model(self) -> str:
         return self.backend.model_name or os.path.basename(self.model_path)
+
+    @property
+    def name(self) -> str:
+        """A short name for people: the store name, else the file's name without .gguf."""
+        return self._name or os.path.splitext(os.path.basename(self.model_path))[0] or self.model
+
+    @property
+    def is_base_model(self) -> bool:
+        """True when chat runs as a plain completion (no chat template to follow)."""
+        return self.chat_format == "completion"
 
     @property
     def n_ctx(self) -> int:
@@ -169,10 +192,14 @@ class LLM:
         return "" if token_id is None else self.backend.token_bytes(token_id, special=True).decode("utf-8", "replace")
 
     def render_chat(self, messages: Sequence[Mapping[str, Any]], *, add_generation_prompt: bool = True) -> str:
-        """The prompt text the chat template makes of `messages` (ChatML when the file has none)."""
+        """The prompt text the chat template makes of `messages`; for a base model (no template,
+        see edgegen.chat_formats) the messages' plain text."""
         be = self.backend
+        if self.chat_format == "completion":
+            return completion_prompt(validate_messages(messages))
+        template = be.chat_template if self.chat_format == "template" else family_template(self.chat_format)
         return render_chat(
-            be.chat_template, messages, bos_token=self._special_text(be.bos_id), eos_token=self._special_text(be.eos_id),
+            template, messages, bos_token=self._special_text(be.bos_id), eos_token=self._special_text(be.eos_id),
             add_generation_prompt=add_generation_prompt, limits=self.template_limits,
         )
 

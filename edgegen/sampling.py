@@ -47,23 +47,23 @@ class SamplingParams:
         _finite_range("min_p", self.min_p, 0.0, 1.0)
         _finite_range("repeat_penalty", self.repeat_penalty, 0.0, 100.0)
         if self.repeat_penalty == 0.0:
-            raise InvalidRequestError("repeat_penalty must be > 0 (1.0 disables it)")
+            raise InvalidRequestError("repeat_penalty must be > 0 (1.0 disables it)", param="repeat_penalty")
         _finite_range("presence_penalty", self.presence_penalty, -2.0, 2.0)
         _finite_range("frequency_penalty", self.frequency_penalty, -2.0, 2.0)
         if not isinstance(self.logit_bias, Mapping):
-            raise InvalidRequestError("logit_bias must be a mapping of token id -> bias")
+            raise InvalidRequestError("logit_bias must be a mapping of token id -> bias", param="logit_bias")
         if len(self.logit_bias) > MAX_LOGIT_BIAS:
-            raise InvalidRequestError(f"logit_bias has more than {MAX_LOGIT_BIAS} entries")
+            raise InvalidRequestError(f"logit_bias has more than {MAX_LOGIT_BIAS} entries", param="logit_bias")
         for token, bias in self.logit_bias.items():
             _int_range("logit_bias token id", token, 0, 1 << 31)
             _finite_range("logit_bias value", bias, -100.0, 100.0)
         if self.seed is not None:
             _int_range("seed", self.seed, 0, MAX_SEED)
         if not isinstance(self.stop, tuple) or len(self.stop) > MAX_STOP_STRINGS:
-            raise InvalidRequestError(f"stop must be at most {MAX_STOP_STRINGS} strings")
+            raise InvalidRequestError(f"stop must be at most {MAX_STOP_STRINGS} strings", param="stop")
         for s in self.stop:
             if not isinstance(s, str) or not s or len(s) > MAX_STOP_CHARS:
-                raise InvalidRequestError(f"each stop string must be a non-empty str of at most {MAX_STOP_CHARS} chars")
+                raise InvalidRequestError(f"each stop string must be a non-empty str of at most {MAX_STOP_CHARS} chars", param="stop")
         if self.max_tokens is not None:
             _int_range("max_tokens", self.max_tokens, 1, 1 << 24)
         return self
@@ -73,7 +73,7 @@ class SamplingParams:
         known = {f.name for f in fields(self)}
         unknown = sorted(set(overrides) - known)
         if unknown:
-            raise InvalidRequestError(f"unknown sampling parameter(s): {', '.join(unknown)}")
+            raise InvalidRequestError(f"unknown sampling parameter(s): {', '.join(unknown)}", param=unknown[0])
         changes = {k: v for k, v in overrides.items() if v is not None or k in ("seed", "max_tokens")}
         # seed/max_tokens accept an explicit None only when passed; other fields treat None as "default"
         if "stop" in changes:
@@ -107,30 +107,30 @@ def _normalize_stop(stop: Any) -> tuple[str, ...]:
         return (stop,)
     if isinstance(stop, (list, tuple)):
         return tuple(stop)
-    raise InvalidRequestError("stop must be a string or a list of strings")
+    raise InvalidRequestError("stop must be a string or a list of strings", param="stop")
 
 
 def _normalize_bias(bias: Any) -> dict[int, float]:
     if not isinstance(bias, Mapping):
-        raise InvalidRequestError("logit_bias must be a mapping of token id -> bias")
+        raise InvalidRequestError("logit_bias must be a mapping of token id -> bias", param="logit_bias")
     out: dict[int, float] = {}
     for k, v in bias.items():
         try:
             out[int(k)] = float(v)  # JSON bodies carry ids as strings
         except (TypeError, ValueError):
-            raise InvalidRequestError(f"logit_bias entry {k!r}: {v!r} is not id -> number") from None
+            raise InvalidRequestError(f"logit_bias entry {k!r}: {v!r} is not id -> number", param="logit_bias") from None
     return out
 
 
 def _finite_range(name: str, value: Any, lo: float, hi: float) -> None:
     if isinstance(value, bool) or not isinstance(value, (int, float)):
-        raise InvalidRequestError(f"{name} must be a number, got {type(value).__name__}")
+        raise InvalidRequestError(f"{name} must be a number, got {type(value).__name__}", param=name.split()[0])
     if not math.isfinite(value) or not lo <= value <= hi:
-        raise InvalidRequestError(f"{name} must be in [{lo}, {hi}], got {value}")
+        raise InvalidRequestError(f"{name} must be in [{lo}, {hi}], got {value}", param=name.split()[0])
 
 
 def _int_range(name: str, value: Any, lo: int, hi: int) -> None:
     if isinstance(value, bool) or not isinstance(value, int):
-        raise InvalidRequestError(f"{name} must be an integer, got {type(value).__name__}")
+        raise InvalidRequestError(f"{name} must be an integer, got {type(value).__name__}", param=name.split()[0])
     if not lo <= value <= hi:
-        raise InvalidRequestError(f"{name} must be in [{lo}, {hi}], got {value}")
+        raise InvalidRequestError(f"{name} must be in [{lo}, {hi}], got {value}", param=name.split()[0])

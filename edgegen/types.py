@@ -109,24 +109,24 @@ def validate_messages(messages: Sequence[Mapping[str, Any]]) -> list[dict[str, A
     """Check OpenAI-style messages; return plain dicts. Content must be a string (or None for
     assistant turns with tool calls); a list of text parts is joined."""
     if isinstance(messages, (str, bytes)) or not isinstance(messages, Sequence) or not messages:
-        raise InvalidRequestError("messages must be a non-empty list of {'role', 'content'} objects")
+        raise InvalidRequestError("messages must be a non-empty list of {'role', 'content'} objects", param="messages")
     out: list[dict[str, Any]] = []
     for i, m in enumerate(messages):
         if not isinstance(m, Mapping):
-            raise InvalidRequestError(f"messages[{i}] is not an object")
+            raise InvalidRequestError(f"messages[{i}] is not an object", param="messages")
         role = m.get("role")
         if not isinstance(role, str) or not role:
-            raise InvalidRequestError(f"messages[{i}].role must be a non-empty string")
+            raise InvalidRequestError(f"messages[{i}].role must be a non-empty string", param="messages")
         content = m.get("content")
         if isinstance(content, list):  # OpenAI content parts: keep the text ones
             try:
                 content = "".join(p["text"] for p in content if isinstance(p, Mapping) and p.get("type") == "text")
             except (KeyError, TypeError):
-                raise InvalidRequestError(f"messages[{i}].content parts must carry 'text'") from None
+                raise InvalidRequestError(f"messages[{i}].content parts must carry 'text'", param="messages") from None
         if content is None:
             content = ""
         if not isinstance(content, str):
-            raise InvalidRequestError(f"messages[{i}].content must be a string")
+            raise InvalidRequestError(f"messages[{i}].content must be a string", param="messages")
         d = dict(m)
         d["role"], d["content"] = role, content
         out.append(d)

@@ -245,7 +245,7 @@ void vec_mad_f32(int64_t n, float* y, const void* row, float s) {
     int64_t i = 0;
     for (; i + 8 <= n; i += 8)
         _mm256_storeu_ps(y + i, _mm256_fmadd_ps(sv, _mm256_loadu_ps(x + i), _mm256_loadu_ps(y + i)));
-    for (; i < n; ++i) y[i] += s * x[i];
+    for (; i < n; ++i) y[i] = std::fma(s, x[i], y[i]);
 }
 void vec_mad_f16(int64_t n, float* y, const void* row, float s) {
     const auto* x = static_cast<const fp16_t*>(row);
@@ -255,7 +255,7 @@ void vec_mad_f16(int64_t n, float* y, const void* row, float s) {
         const __m256 v = _mm256_cvtph_ps(_mm_loadu_si128(reinterpret_cast<const __m128i*>(x + i)));
         _mm256_storeu_ps(y + i, _mm256_fmadd_ps(sv, v, _mm256_loadu_ps(y + i)));
     }
-    for (; i < n; ++i) y[i] += s * fp16_to_f32(x[i]);
+    for (; i < n; ++i) y[i] = std::fma(s, fp16_to_f32(x[i]), y[i]);
 }
 void vec_mad_q8_0(int64_t n, float* y, const void* row, float s) {
     const auto* x = static_cast<const block_q8_0*>(row);

@@ -10,6 +10,9 @@
 #if defined(__aarch64__)
 #include <arm_neon.h>
 
+#include <cmath>
+#include <cstring>
+
 namespace eg {
 namespace {
 
@@ -97,12 +100,78 @@ void quantize_row_q8_1(const float* x, void* vy, int64_t n) {
     }
 }
 
+// Q8_K (activations of the k-quant products), bit-identical to quant_k_ref.cpp's
+// quantize_row_q8_K: the value of largest magnitude (the first one on ties) sets the scale
+// -127/max; FCVTNS rounds half to even as ggml's nearest_int does for these magnitudes.
+void quantize_row_q8_K(const float* x, void* vy, int64_t n) {
+    auto* y = static_cast<block_q8_K*>(vy);
+    for (int64_t i = 0; i < n / QK_K; ++i, x += QK_K) {
+        float32x4_t amax4 = vdupq_n_f32(0.0f);
+        for (int j = 0; j < QK_K; j += 4) amax4 = vmaxq_f32(amax4, vabsq_f32(vld1q_f32(x + j)));
+        const float amax = vmaxvq_f32(amax4);
+        if (!(amax > 0.0f)) {  // all zero (or NaN, which the reference's strict > also never picks)
+            std::memset(&y[i], 0, sizeof(block_q8_K));
+            continue;
+        }
+        int first = 0;
+        while (std::fabs(x[first]) != amax) ++first;
+        const float iscale = -127.f / x[first];
+        const float32x4_t vs = vdupq_n_f32(iscale);
+        for (int j = 0; j < QK_K; j += 16) {
+            int32x4_t q[4];
+            for (int k = 0; k < 4; ++k)
+                q[k] = vminq_s32(vcvtnq_s32_f32(vmulq_f32(vs, vld1q_f32(x + j + 4 * k))), vdupq_n_s32(127));
+            const int16x8_t lo = vcombine_s16(vqmovn_s32(q[0]), vqmovn_s32(q[1]));
+            const int16x8_t hi = vcombine_s16(vqmovn_s32(q[2]), vqmovn_s32(q[3]));
+            vst1q_s8(y[i].qs + j, vcombine_s8(vqmovn_s16(lo), vqmovn_s16(hi)));
+            y[i].bsums[j / 16] = static_cast<int16_t>(vaddvq_s32(vaddq_s32(vaddq_s32(q[0], q[1]), vaddq_s32(q[2], q[3]))));
+        }
+        y[i].d = 1 / iscale;
+    }
+}
+
+// ================================================================================================
+// y += s * row (attention over cached V rows), fused as the reference.
+// ================================================================================================
+void vec_mad_f32(int64_t n, float* y, const void* row, float s) {
+    const auto* x = static_cast<const float*>(row);
+    int64_t i = 0;
+    for (; i + 4 <= n; i += 4) vst1q_f32(y + i, vfmaq_n_f32(vld1q_f32(y + i), vld1q_f32(x + i), s));
+    for (; i < n; ++i) y[i] = std::fma(x[i], s, y[i]);
+}
+
+void vec_mad_f16(int64_t n, float* y, const void* row, float s) {
+    const auto* x = static_cast<const fp16_t*>(row);
+    int64_t i = 0;
+    for (; i + 4 <= n; i += 4) vst1q_f32(y + i, vfmaq_n_f32(vld1q_f32(y + i), load4_f16(x + i), s));
+    for (; i < n; ++i) y[i] = std::fma(s, h2f(x[i]), y[i]);
+}
+
+void vec_mad_q8_0(int64_t n, float* y, const void* row, float s) {
+    const auto* x = static_cast<const block_q8_0*>(row);
+    for (int64_t b = 0; b < n / QK8_0; ++b) {
+        const float ds = s * fp16_to_f32(x[b].d);
+        float* yb = y + b * QK8_0;
+        for (int j = 0; j < QK8_0; j += 8) {
+            const int16x8_t q = vmovl_s8(vld1_s8(x[b].qs + j));
+            const float32x4_t q0 = vcvtq_f32_s32(vmovl_s16(vget_low_s16(q)));
+            const float32x4_t q1 = vcvtq_f32_s32(vmovl_high_s16(q));
+            vst1q_f32(yb + j, vfmaq_n_f32(vld1q_f32(yb + j), q0, ds));
+            vst1q_f32(yb + j + 4, vfmaq_n_f32(vld1q_f32(yb + j + 4), q1, ds));
+        }
+    }
+}
+
 }  // namespace
 
 void fill_table_neon(KernelTable& t) {
     auto i = [](QType q) { return static_cast<int>(q); };
     fill_int8_block_kernels(t);
     fill_k_kernels(t);
+    t.quantize_row[i(QType::Q8_K)] = quantize_row_q8_K;  // before the activation layer copies it
+    t.vec_mad[i(QType::F32)] = vec_mad_f32;
+    t.vec_mad[i(QType::F16)] = vec_mad_f16;
+    t.vec_mad[i(QType::Q8_0)] = vec_mad_q8_0;
     fill_table_neon_act(t);
     t.vec_dot[i(QType::F32)] = vec_dot_float_rows<float, load4_f32, scalar_f32>;
     t.vec_dot[i(QType::F16)] = vec_dot_float_rows<fp16_t, load4_f16, scalar_f16>;

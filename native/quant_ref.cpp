@@ -388,7 +388,7 @@ void vec_dot_q8_0_q8_0(int64_t n, float* out, const void* w, size_t stride, int6
 }
 
 // ================================================================================================
-// y += s * row (attention over cached V rows)
+// y += s * row (attention over cached V rows), fused as ggml's SIMD vec_mad is on every ISA
 // ================================================================================================
 void vec_mad_f32(int64_t n, float* y, const void* row, float s) {
     const auto* x = static_cast<const float*>(row);
@@ -396,13 +396,13 @@ void vec_mad_f32(int64_t n, float* y, const void* row, float s) {
 }
 void vec_mad_f16(int64_t n, float* y, const void* row, float s) {
     const auto* x = static_cast<const fp16_t*>(row);
-    for (int64_t i = 0; i < n; ++i) y[i] += s * fp16_to_f32(x[i]);
+    for (int64_t i = 0; i < n; ++i) y[i] = std::fma(s, fp16_to_f32(x[i]), y[i]);
 }
 void vec_mad_q8_0(int64_t n, float* y, const void* row, float s) {
     const auto* x = static_cast<const block_q8_0*>(row);
     for (int64_t b = 0; b < n / QK8_0; ++b) {
         const float ds = s * fp16_to_f32(x[b].d);
-        for (int j = 0; j < QK8_0; ++j) y[b * QK8_0 + j] += ds * x[b].qs[j];
+        for (int j = 0; j < QK8_0; ++j) y[b * QK8_0 + j] = std::fma(ds, static_cast<float>(x[b].qs[j]), y[b * QK8_0 + j]);
     }
 }
 

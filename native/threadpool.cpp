@@ -1,10 +1,8 @@
 // threadpool.cpp — see threadpool.h for the design.
 #include "threadpool.h"
 
-#include <fstream>
-#include <set>
-#include <string>
-#include <utility>
+#include "cpu_topology.h"
+
 
 #if defined(__x86_64__)
 #include <immintrin.h>
@@ -29,19 +27,7 @@ void spin_wait_step(int& iteration) {
     }
 }
 
-int physical_core_count() {
-    std::set<std::pair<std::string, std::string>> cores;
-    const unsigned n = std::thread::hardware_concurrency();
-    for (unsigned cpu = 0; cpu < n; ++cpu) {
-        const std::string base = "/sys/devices/system/cpu/cpu" + std::to_string(cpu) + "/topology/";
-        std::ifstream core(base + "core_id"), pkg(base + "physical_package_id");
-        std::string c, p;
-        if (!(core >> c) || !(pkg >> p)) return n > 0 ? static_cast<int>(n) : 1;
-        cores.insert({p, c});
-    }
-    if (cores.empty()) return n > 0 ? static_cast<int>(n) : 1;
-    return static_cast<int>(cores.size());
-}
+int physical_core_count() { return default_thread_count(); }
 
 ThreadPool::ThreadPool(int n_threads) : n_threads_(n_threads > 0 ? n_threads : physical_core_count()) {
     workers_.reserve(n_threads_ - 1);

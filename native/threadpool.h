@@ -48,7 +48,8 @@ private:
 // runnable threads than cores) still makes progress instead of burning whole time slices.
 void spin_wait_step(int& iteration);
 
-// Physical cores (not SMT siblings) of this machine, at least 1.
+// Physical cores (not SMT siblings) to run on by default: the big ones on a big.LITTLE board
+// (cpu_topology.h), at least 1.
 int physical_core_count();
 
 // Splits [0, n) into nth nearly equal contiguous ranges aligned to `align`; returns thread ith's.

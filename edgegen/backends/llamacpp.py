@@ -18,7 +18,7 @@ from ..sampling import SamplingParams
 from .base import Backend, check_open_options
 
 # edgegen kv_type name -> ggml type id (llama.cpp's enum ggml_type)
-_KV_TYPES = {"f16": 1, "q8_0": 8, "q4_0": 2}
+_KV_TYPES = {"f16": 1, "q8_0": 8}  # keys: base.KV_TYPES
 
 
 def supports(path: str) -> bool:
@@ -44,20 +44,16 @@ class LlamaCppBackend(Backend):
         verbose: bool = False,
     ) -> None:
         check_open_options(path, backend=self.name, n_ctx=n_ctx, n_threads=n_threads, kv_type=kv_type, kv_types=_KV_TYPES)
-        try:
-            import llama_cpp
-        except ImportError as exc:  # pragma: no cover - depends on the install
-            raise UnsupportedModelError(
-                "the llama.cpp backend needs llama-cpp-python (pip install 'edgegen[llamacpp]')"
-            ) from exc
+        from ..extras import require
+
+        llama_cpp = require("llama_cpp", "llamacpp", "the llama.cpp backend")
         self._lib = llama_cpp
         if not verbose:
-            import logging
+            import llama_cpp._logger  # noqa: F401  (installs its callback at import: ours must come after)
 
-            import llama_cpp._logger as llama_logger
+            from .llamacpp_log import install
 
-            # The library logs through one global callback; keep it to real errors.
-            llama_logger.logger.setLevel(logging.CRITICAL)
+            install(llama_cpp)  # llama.cpp's lines go to logging ("edgegen.llama_cpp"), not stderr
         kv = _KV_TYPES[kv_type]
         try:
             self._llama = llama_cpp.Llama(
@@ -72,7 +68,10 @@ class LlamaCppBackend(Backend):
                 verbose=verbose,
             )
         except (ValueError, RuntimeError, OSError) as exc:
-            raise ModelFormatError(f"llama.cpp could not load {path!r}: {exc}") from exc
+            from .llamacpp_log import take_errors
+
+            cause = "; ".join(take_errors())
+            raise ModelFormatError(f"llama.cpp could not load {path!r}: {exc}" + (f" ({cause})" if cause else "")) from exc
         self._path = path
         # llama.cpp pads its window (to 256), but llama-cpp-python's token buffer holds only the
         # requested n_ctx: the smaller of the two is the window that works.

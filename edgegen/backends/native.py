@@ -24,9 +24,8 @@ from ..errors import MemoryBudgetError, UnsupportedModelError
 from ..gguf import GGUFFile
 from ..sampling import SamplingParams
 from ..tokenizer import Tokenizer
-from .base import Backend, check_open_options
+from .base import KV_TYPES, Backend, check_open_options
 
-KV_TYPES = ("f16", "q8_0")
 _WORK = 0  # the working sequence id
 
 

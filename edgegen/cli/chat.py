@@ -92,7 +92,8 @@ class ChatREPL:
     def reply(self, text: str) -> None:
         self.history.append({"role": "user", "content": text})
         parts: list[str] = []
-        timing: dict[str, Any] = {"start": time.perf_counter(), "first": None, "last_chunk": None}
+        timing: dict[str, Any] = {"start": time.perf_counter(), "first": None, "last_chunk": None, "tokens": 0,
+                                  "sent": self.messages()}
         stream = None
         interrupted = False
         try:
@@ -121,7 +122,7 @@ class ChatREPL:
             self.history.append({"role": "assistant", "content": reply})
         else:
             self.history.pop()  # nothing was said: the turn did not happen
-        self._record(timing)
+        self._record(timing, interrupted)
 
     def _print_deltas(self, stream: Any, parts: list[str], timing: dict[str, Any]) -> Iterator[Any]:
         for chunk in stream:
@@ -132,6 +133,7 @@ class ChatREPL:
                 self.out.write(chunk.text)
                 self.out.flush()
             timing["last_chunk"] = chunk
+            timing["tokens"] += len(chunk.token_ids)
             yield chunk
 
     def _speak(self, deltas: Iterator[Any], cancel: Any) -> None:
@@ -153,17 +155,31 @@ class ChatREPL:
         finally:
             speech.close(timeout=10.0)
 
-    def _record(self, timing: dict[str, Any]) -> None:
+    def _record(self, timing: dict[str, Any], interrupted: bool = False) -> None:
         last = timing["last_chunk"]
         end = time.perf_counter()
         usage = getattr(last, "usage", None)
+        route = getattr(last, "route", None)
+        tokens = usage.completion_tokens if usage else None
+        context = usage.total_tokens if usage else None
+        if usage is None and route == "local":  # interrupted before the final chunk and its usage
+            tokens = timing["tokens"]
+            context = self._prompt_tokens(timing["sent"])
+            context = None if context is None else context + tokens
         self.last = {
             "seconds": end - timing["start"],
             "ttft": None if timing["first"] is None else timing["first"] - timing["start"],
-            "tokens": usage.completion_tokens if usage else None,
-            "context": usage.total_tokens if usage else None,
-            "route": getattr(last, "route", None),
+            "tokens": tokens,
+            "context": context,
+            "route": route,
+            "interrupted": interrupted,
         }
+
+    def _prompt_tokens(self, messages: list[dict[str, str]]) -> Optional[int]:
+        try:
+            return len(self.router.local_llm().prepare_chat(messages).ids)
+        except Exception:  # stats are best effort: never fail a /stats over them
+            return None
 
     def stats_text(self) -> str:
         if self.last is None:
@@ -178,6 +194,8 @@ class ChatREPL:
         if s["context"] is not None:
             n_ctx = self._n_ctx() if s["route"] != "cloud" else None
             parts.append(f"context {s['context']}" + (f"/{n_ctx} tokens used" if n_ctx else " tokens used"))
+        if s.get("interrupted") and parts:
+            parts.append("interrupted")
         return "; ".join(parts) or "the last reply was interrupted before it finished"
 
     def _n_ctx(self) -> Optional[int]:
@@ -310,7 +328,8 @@ def run(args: argparse.Namespace) -> int:
     try:
         if router.route != "cloud":
             llm = router.local_llm()  # load now: a missing model is reported before the prompt
-            print(f"{llm.model} ({llm.backend_name}, n_ctx {llm.n_ctx}); /help for commands, Ctrl-D to leave",
+            base = "; a base model: it continues your text rather than answering it" if llm.is_base_model else ""
+            print(f"{llm.name} ({llm.backend_name}, n_ctx {llm.n_ctx}{base}); /help for commands, Ctrl-D to leave",
                   file=sys.stderr, flush=True)
         return ChatREPL(router, params, system=args.system, voice_name=args.voice_name).loop()
     finally:

@@ -4,16 +4,29 @@ for `--help` of those subcommands."""
 from __future__ import annotations
 
 import argparse
-from typing import Any
+from typing import Any, Optional
+
+
+def add_memory_arguments(group: Any, *, ctx_default: Optional[int] = 2048) -> None:
+    """--ctx, --kv-type, --memory-budget: what decides the memory a model needs. The same three
+    flags (and the advice of a MemoryBudgetError) for `run`, `chat`, `serve` and `models info`."""
+    from edgegen.backends.base import KV_TYPES
+
+    ctx_help = f"default {ctx_default}" if ctx_default else "default: the manifest's"
+    group.add_argument("--ctx", type=int, default=ctx_default,
+                       help=f"context window in tokens ({ctx_help}; at most the model's trained context)")
+    group.add_argument("--kv-type", default="f16", choices=KV_TYPES, help="KV cache element type (default f16)")
+    group.add_argument("--memory-budget", default=None, metavar="SIZE",
+                       help="e.g. 2G (default: $EDGEGEN_MEMORY_BUDGET, else available RAM minus a margin)")
 
 
 def add_model_arguments(parser: argparse.ArgumentParser) -> None:
-    """--model, --backend, --threads, --ctx."""
+    """--model, --backend, --threads and the memory flags."""
     g = parser.add_argument_group("model")
     g.add_argument("--model", "-m", default="smollm2", help="store name or .gguf path (default: smollm2)")
     g.add_argument("--backend", default="auto", choices=["auto", "native", "llama.cpp"], help="local backend")
     g.add_argument("--threads", "-t", type=int, default=None, help="CPU threads (default: the backend's choice)")
-    g.add_argument("--ctx", type=int, default=2048, help="context window in tokens")
+    add_memory_arguments(g)
 
 
 def add_sampling_arguments(parser: argparse.ArgumentParser, *, max_tokens: int = 256) -> None:
@@ -21,16 +34,20 @@ def add_sampling_arguments(parser: argparse.ArgumentParser, *, max_tokens: int =
     g = parser.add_argument_group("sampling (defaults: llama.cpp's)")
     g.add_argument("--max-tokens", "-n", type=int, default=max_tokens, help=f"tokens per reply (default {max_tokens})")
     g.add_argument("--temperature", type=float, default=None, help="0 = greedy (default 0.8)")
-    g.add_argument("--top-k", type=int, default=None)
-    g.add_argument("--top-p", type=float, default=None)
-    g.add_argument("--min-p", type=float, default=None)
-    g.add_argument("--repeat-penalty", type=float, default=None)
+    g.add_argument("--top-k", type=int, default=None, help="sample from the K likeliest tokens; 0 = all (default 40)")
+    g.add_argument("--top-p", type=float, default=None,
+                   help="sample from the likeliest tokens whose probabilities sum to P; 1 = off (default 0.95)")
+    g.add_argument("--min-p", type=float, default=None,
+                   help="drop tokens less likely than P times the likeliest; 0 = off (default 0.05)")
+    g.add_argument("--repeat-penalty", type=float, default=None,
+                   help="penalize tokens seen in the last 64 by this factor; 1 = off (default 1.0)")
     g.add_argument("--seed", type=int, default=None, help="fixed seed for reproducible sampling")
 
 
 def load_options(args: argparse.Namespace) -> dict[str, Any]:
     """`edgegen.load` keyword arguments from the model flags."""
-    return {"backend": args.backend, "n_ctx": args.ctx, "n_threads": args.threads}
+    return {"backend": args.backend, "n_ctx": args.ctx, "n_threads": args.threads, "kv_type": args.kv_type,
+            "memory_budget": args.memory_budget}
 
 
 def sampling_overrides(args: argparse.Namespace) -> dict[str, Any]:

@@ -15,7 +15,7 @@ SUBCOMMANDS: dict[str, tuple[str, str]] = {
     "run": ("edgegen.cli.run", "one-shot generation; streams to stdout (reads stdin if no prompt)"),
     "say": ("edgegen.cli.say", "speak text with a Piper voice (or write a WAV with -o)"),
     "serve": ("edgegen.cli.serve", "OpenAI-compatible HTTP server (127.0.0.1 by default)"),
-    "models": ("edgegen.cli.models", "model store: list, pull, info, add, rm"),
+    "models": ("edgegen.cli.models", "model store: list, pull, info, add, rm, verify"),
     "transcribe": ("edgegen.cli.transcribe", "speech to text for audio files (Whisper, offline)"),
     "listen": ("edgegen.cli.listen", "microphone -> text lines, one per spoken turn"),
     "assistant": ("edgegen.cli.assistant", "offline voice assistant with wake word and barge-in"),
@@ -48,13 +48,20 @@ def main(argv: list[str] | None = None) -> int:
         args = parser.parse_args(argv[1:])
         from edgegen.errors import EdgegenError
 
+        from edgegen.cli.console import closed_pipe_exit, flush_stdout, print_warnings_as_lines
+
+        print_warnings_as_lines(f"edgegen {name}")
         try:
-            return int(module.run(args) or 0)
+            code = int(module.run(args) or 0)
+            flush_stdout()
+            return code
         except EdgegenError as exc:
             print(f"edgegen {name}: error: {exc}", file=sys.stderr)
             return 1
         except KeyboardInterrupt:
             return 130
+        except BrokenPipeError:  # the reader went away (`| head -1`): stop quietly, like Unix tools
+            return closed_pipe_exit()
     parser = build_parser()
     args = parser.parse_args(argv)
     if args.version:

@@ -21,9 +21,9 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     p.add_argument("--quiet", "-q", action="store_true", help="no progress bars")
     p = sub.add_parser("info", help="facts from the file itself and a memory estimate")
     p.add_argument("name", help="model name or path to a .gguf / .onnx file")
-    p.add_argument("--ctx", type=int, help="context length for the memory estimate (default: the manifest's)")
-    p.add_argument("--kv-type", default="f16", choices=["f16", "q8_0", "f32"], help="KV cache element type")
-    p.add_argument("--memory-budget", help="e.g. 2G; default: available RAM minus a margin")
+    from edgegen.cli.common import add_memory_arguments
+
+    add_memory_arguments(p.add_argument_group("memory estimate (the flags of run, chat and serve)"), ctx_default=None)
     p.add_argument("--json", action="store_true", help="machine-readable output")
     p = sub.add_parser("add", help="register a local .gguf or Piper .onnx (+ .onnx.json) file")
     p.add_argument("path")

@@ -26,6 +26,9 @@ def run(args: argparse.Namespace) -> int:
     from edgegen.cli.common import load_options, sampling_overrides
     from edgegen.router import router_from_args
 
+    if args.prompt is None and sys.stdin.isatty():  # else a new user waits on a silent terminal
+        print("edgegen run: reading the prompt from stdin; end it with Ctrl-D (or pass it as an argument)",
+              file=sys.stderr, flush=True)
     prompt = args.prompt if args.prompt is not None else sys.stdin.read()
     sampling = sampling_overrides(args)
     router = router_from_args(args, args.model, **load_options(args))

@@ -6,6 +6,8 @@ starts speaking after the first clause, not after the whole answer.
 from __future__ import annotations
 
 import argparse
+import errno
+import os
 import sys
 from typing import Iterator
 
@@ -72,6 +74,12 @@ def run(args: argparse.Namespace) -> int:
     device = int(args.device) if args.device is not None and args.device.isdigit() else args.device
     speaker = int(args.speaker) if args.speaker is not None and args.speaker.isdigit() else args.speaker
 
+    if args.output:  # a path that cannot be written fails before the voice loads
+        parent = os.path.dirname(os.path.abspath(args.output))
+        problem = errno.ENOENT if not os.path.isdir(parent) else None if os.access(parent, os.W_OK) else errno.EACCES
+        if problem is not None:
+            print(f"edgegen say: error: cannot write {args.output}: {os.strerror(problem)}", file=sys.stderr)
+            return 1
     voice = load_voice(args.voice, threads=args.threads)
     settings = dict(length_scale=voice.config.length_scale / args.rate, speaker=speaker, volume=args.volume)
     voice.stream("", **settings)  # raises now on a bad speaker or scale, before any audio work
@@ -85,8 +93,14 @@ def run(args: argparse.Namespace) -> int:
         if args.output:
             from edgegen.audio.wav import write_wav
 
-            stream = speak_stream(deltas, voice, sentence_silence=args.sentence_silence, **settings)
-            seconds = write_wav(args.output, stream)
+            try:
+                target = open(args.output, "wb")  # before any synthesis: a bad path fails at once
+            except OSError as exc:
+                print(f"edgegen say: error: cannot write {args.output}: {exc.strerror or exc}", file=sys.stderr)
+                return 1
+            with target:
+                stream = speak_stream(deltas, voice, sentence_silence=args.sentence_silence, **settings)
+                seconds = write_wav(target, stream)
             print(f"wrote {args.output} ({seconds:.2f} s of audio)", file=sys.stderr)
             return 0
 

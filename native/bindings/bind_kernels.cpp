@@ -13,6 +13,7 @@
 #include <vector>
 
 #include "bindings.h"
+#include "cpu_topology.h"
 #include "kernels.h"
 #include "matmul.h"
 #include "membench.h"
@@ -203,6 +204,21 @@ void bind_kernels(py::module_& m) {
 
     m.def("default_pool", &default_pool, "The shared pool used when a call gets no pool (physical cores).");
     m.def("physical_cores", &eg::physical_core_count);
+    m.def("default_thread_count", &eg::default_thread_count, py::arg("cpu_root") = "/sys/devices/system/cpu",
+          "Threads used when none are given: physical cores, only the big ones where the kernel reports\n"
+          "differing cpu_capacity (big.LITTLE). `cpu_root` points at a sysfs-like tree (tests).");
+    m.def("cpu_topology", [](const std::string& cpu_root) {
+        py::list out;
+        for (const eg::CpuInfo& c : eg::read_cpu_topology(cpu_root)) {
+            py::dict d;
+            d["id"] = c.id;
+            d["online"] = c.online;
+            d["core"] = c.core_key;
+            d["capacity"] = c.capacity;
+            out.append(d);
+        }
+        return out;
+    }, py::arg("cpu_root") = "/sys/devices/system/cpu", "Per CPU: id, online, core (package:core), capacity (0 = not reported).");
 
     m.def("active_isa", &eg::active_isa, "Kernel set in use: scalar, avx2, neon or neon_dotprod.");
     m.def("set_isa", &eg::set_isa, py::arg("isa"), "Switch the kernel set (tests and benchmarks).");

@@ -379,6 +379,103 @@ void check_gelu_mul(const std::string& isa, const KernelTable& simd, const Kerne
     }
 }
 
+// Bit equality of two float arrays, NaN equal to NaN; reports the first difference.
+bool same_floats(const std::string& isa, const char* kernel, int64_t n, const float* got, const float* want) {
+    for (int64_t i = 0; i < n; ++i) {
+        if (std::isnan(got[i]) && std::isnan(want[i])) continue;
+        if (std::memcmp(&got[i], &want[i], 4) != 0) {
+            char d[160];
+            std::snprintf(d, sizeof d, "n=%lld i=%lld got=%.9g want=%.9g", (long long)n, (long long)i, got[i], want[i]);
+            fail(isa, kernel, d);
+            return false;
+        }
+    }
+    ++g_passed;
+    return true;
+}
+
+// The float kernels of the forward pass and the activation quantizers: bit-identical to the
+// scalar reference (which follows ggml's AVX2 arithmetic) on every ISA.
+void check_activation_kernels(const std::string& isa, const KernelTable& simd, const KernelTable& ref, Rng& rng) {
+    const int64_t lengths[] = {1, 3, 7, 8, 9, 17, 33, 256, 1023, 4096};
+    for (int64_t n : lengths) {
+        std::vector<float> gate(n), up(n), scores(n), v(n);
+        for (int64_t i = 0; i < n; ++i) {
+            gate[i] = rng.uniform() * (i % 7 == 0 ? 120.0f : 6.0f);  // exp's far range too
+            up[i] = rng.uniform() * 3.0f;
+            scores[i] = i % 5 == 2 ? -INFINITY : rng.uniform() * 40.0f;  // masked positions
+            v[i] = rng.uniform() * 70000.0f;  // past f16's range: rounds to inf
+        }
+        if (simd.silu_mul != ref.silu_mul) {
+            std::vector<float> got = gate, want = gate;
+            simd.silu_mul(n, got.data(), up.data());
+            ref.silu_mul(n, want.data(), up.data());
+            same_floats(isa, "silu_mul", n, got.data(), want.data());
+        }
+        if (simd.softmax != ref.softmax) {
+            std::vector<float> got = scores, want = scores;
+            simd.softmax(n, got.data());
+            ref.softmax(n, want.data());
+            same_floats(isa, "softmax", n, got.data(), want.data());
+        }
+        if (simd.round_f16 != ref.round_f16) {
+            std::vector<float> got = v, want = v;
+            simd.round_f16(n, got.data());
+            ref.round_f16(n, want.data());
+            same_floats(isa, "round_f16", n, got.data(), want.data());
+        }
+    }
+    // vec_mad over F32 / F16 / Q8_0 rows (V rows of the cache), accumulating into a running sum.
+    for (QType t : {QType::F32, QType::F16, QType::Q8_0}) {
+        const int id = static_cast<int>(t);
+        if (!simd.vec_mad[id] || simd.vec_mad[id] == ref.vec_mad[id]) continue;
+        for (int64_t n : {32, 64, 96, 256}) {
+            Row row = make_rows(t, n, 1);
+            ref.quantize_row[id](realistic_floats(rng, n).data(), row.at(0), n);
+            std::vector<float> got = realistic_floats(rng, n), want = got;
+            for (float s : {0.37f, -1.5f, 0.0f}) {
+                simd.vec_mad[id](n, got.data(), row.at(0), s);
+                ref.vec_mad[id](n, want.data(), row.at(0), s);
+            }
+            same_floats(isa, (std::string("vec_mad_") + type_traits(t).name).c_str(), n, got.data(), want.data());
+        }
+    }
+    // Activation quantizers: random data and exact rounding ties.
+    for (QType t : {QType::Q8_0, QType::Q8_1, QType::Q8_K}) {
+        const int id = static_cast<int>(t);
+        if (!simd.quantize_act[id] || simd.quantize_act[id] == ref.quantize_act[id]) continue;
+        const int64_t bs = type_traits(t).block_size;
+        for (int64_t nb : {1, 3, 17}) {
+            const int64_t n = nb * bs;
+            for (int data = 0; data < 2; ++data) {
+                const std::vector<float> x = data == 0 ? realistic_floats(rng, n) : tie_floats(rng, n);
+                Row got = make_rows(t, n, 1), want = make_rows(t, n, 1);
+                simd.quantize_act[id](x.data(), got.at(0), n);
+                ref.quantize_act[id](x.data(), want.at(0), n);
+                if (got.buf != want.buf) {
+                    fail(isa, std::string("quantize_act_") + type_traits(t).name,
+                         "blocks=" + std::to_string(nb) + (data ? " ties" : " random"));
+                } else {
+                    ++g_passed;
+                }
+            }
+        }
+    }
+    if (simd.dot_f16_chunks != ref.dot_f16_chunks) {
+        for (int64_t n_chunks : {1, 2, 4, 8}) {
+            std::vector<fp16_t> x(32 * n_chunks + 16), y(32 * n_chunks);
+            for (fp16_t& e : x) e = f32_to_fp16(rng.uniform() * 4.0f);
+            for (fp16_t& e : y) e = f32_to_fp16(rng.uniform());
+            std::vector<const uint8_t*> bases(n_chunks);
+            for (int64_t c = 0; c < n_chunks; ++c)  // chunks scattered, out of order (cache blocks)
+                bases[c] = reinterpret_cast<const uint8_t*>(x.data()) + (n_chunks - 1 - c) * 64;
+            const float got = simd.dot_f16_chunks(n_chunks, bases.data(), 6, y.data());
+            const float want = ref.dot_f16_chunks(n_chunks, bases.data(), 6, y.data());
+            same_floats(isa, "dot_f16_chunks", 1, &got, &want);
+        }
+    }
+}
+
 int main(int argc, char** argv) {
     std::vector<std::string> required;
     for (int i = 1; i < argc; ++i) {
@@ -426,6 +523,7 @@ int main(int argc, char** argv) {
         }
         if (simd.dot_f16t != ref.dot_f16t) check_transposed_keys(isa, simd, ref, rng);
         if (simd.gelu_mul != ref.gelu_mul) check_gelu_mul(isa, simd, ref, rng);
+        check_activation_kernels(isa, simd, ref, rng);
         if (simd.dot_f16_rows != ref.dot_f16_rows || simd.dot_f16_cols != ref.dot_f16_cols)
             check_attention_dots(isa, simd, ref, rng);
         const int checks = g_passed + g_failed - before;

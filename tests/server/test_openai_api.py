@@ -123,7 +123,7 @@ def _error(resp, status):
     (b'{"model": "smollm2", "messages": "hi"}', "messages"),
     (b'{"model": "smollm2", "messages": [{"role": "user", "content": "\xff\xfe"}]}', None),  # invalid UTF-8
     (b'{"model": "smollm2", "messages": [{"role": "user", "content": "\\ud800"}]}', None),  # lone surrogate
-    (b'{"model": "smollm2", "messages": [{"role": "user", "content": "hi"}], "top_p": 7}', None),
+    (b'{"model": "smollm2", "messages": [{"role": "user", "content": "hi"}], "top_p": 7}', "top_p"),
     (b'{"model": "smollm2", "messages": [{"role": "wizard", "content": "hi"}]}', "messages"),
 ])
 def test_bad_requests_are_400(server, body, param):
