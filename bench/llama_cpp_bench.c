@@ -6,6 +6,10 @@
  *
  *   llama_cpp_bench MODEL [--threads N] [--ctx N] [--prompt-file F | --prompt-tokens N]
  *                   [--ttft-tokens K] [--decode N] [--runs R] [--warmup W] [--verbose]
+ *                   [--lora ADAPTER.gguf [--lora-scale S]]
+ *
+ * --lora: a GGUF LoRA adapter applied to every run (llama_adapter_lora_init + llama_set_adapters_lora,
+ * as llama-server applies one), for bench/lora.py; adapter_ms is its load time.
  *
  * Parameters: llama_model_default_params() and llama_context_default_params(), except
  * n_threads = n_threads_batch = --threads and n_ctx = --ctx. So weight repacking is on
@@ -189,7 +193,8 @@ static void json_str(const char *s) {
 /* ---- main ------------------------------------------------------------------------------------- */
 
 int main(int argc, char **argv) {
-    const char *model_path = NULL, *prompt_file = NULL;
+    const char *model_path = NULL, *prompt_file = NULL, *lora_path = NULL;
+    float lora_scale = 1.0f;
     int32_t n_threads = 2, n_ctx = 8192, n_prompt_synth = 512, ttft_tokens = 16, n_decode = 128;
     int runs = 1, warmup = 1;
     bool verbose = false;
@@ -208,6 +213,8 @@ int main(int argc, char **argv) {
         else if (!strcmp(a, "--decode")) n_decode = atoi(v);
         else if (!strcmp(a, "--runs")) runs = atoi(v);
         else if (!strcmp(a, "--warmup")) warmup = atoi(v);
+        else if (!strcmp(a, "--lora")) lora_path = v;
+        else if (!strcmp(a, "--lora-scale")) lora_scale = (float)atof(v);
         else die("unknown option");
     }
     if (!model_path) die("usage: llama_cpp_bench MODEL [--threads N] [--ctx N] [--prompt-file F | --prompt-tokens N] "
@@ -236,6 +243,14 @@ int main(int argc, char **argv) {
     struct llama_context *ctx = llama_init_from_model(model, cp);
     double ctx_s = now_s() - t0;
     if (!ctx) die("llama_init_from_model failed");
+    double adapter_s = 0.0;
+    if (lora_path) {
+        t0 = now_s();
+        struct llama_adapter_lora *ad = llama_adapter_lora_init(model, lora_path);
+        if (!ad) die("llama_adapter_lora_init failed");
+        if (llama_set_adapters_lora(ctx, &ad, 1, &lora_scale) != 0) die("llama_set_adapters_lora failed");
+        adapter_s = now_s() - t0;
+    }
 
     const struct llama_vocab *vocab = llama_model_get_vocab(model);
     const int32_t n_vocab = llama_vocab_n_tokens(vocab);
@@ -292,6 +307,7 @@ int main(int argc, char **argv) {
     printf(", \"decode\": %.3f, \"prefill\": %.3f, \"ttft_ms\": %.3f", median(dec, runs), median(pre, runs),
            1000.0 * median(ttft, runs));
     printf(", \"load_ms\": %.3f, \"ctx_ms\": %.3f, \"rss_mb\": %.1f", 1000.0 * load_s, 1000.0 * ctx_s, rss);
+    printf(", \"adapter_ms\": %.3f", 1000.0 * adapter_s);
     printf(", \"kv_bytes\": %.0f, \"kv_source\": \"log: KV buffer size (%d buffers)\"", st.kv_mib * 1048576.0,
            st.n_kv_buffers);
     printf(", \"model_buffer_bytes\": %.0f, \"repack_bytes\": %.0f, \"compute_buffer_bytes\": %.0f",

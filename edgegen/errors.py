@@ -12,6 +12,11 @@ class ModelFormatError(EdgegenError, ValueError):
     """A model or voice file is malformed, truncated or unsupported; the message names the problem."""
 
 
+class AdapterError(ModelFormatError):
+    """A LoRA adapter is malformed or does not fit the base model (architecture, missing target,
+    shapes, rank, scale); the message names the mismatch."""
+
+
 class ModelNotFoundError(EdgegenError, FileNotFoundError):
     """No model or voice by that name or path is installed."""
 

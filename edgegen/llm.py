@@ -59,11 +59,14 @@ def load(
     memory_budget: Union[None, int, str] = None,
     template_limits: TemplateLimits = TemplateLimits(),
     defaults: Optional[SamplingParams] = None,
+    adapters: Optional[Mapping[str, Union[str, os.PathLike]]] = None,
     **backend_options: Any,
 ) -> "LLM":
     """Load a local model. `backend`: "auto" (native when it supports the file, else llama.cpp),
     "native" or "llama.cpp". Weights + KV cache + scratch must fit `memory_budget` (bytes or "2G";
-    default $EDGEGEN_MEMORY_BUDGET, else available RAM) or MemoryBudgetError is raised before loading."""
+    default $EDGEGEN_MEMORY_BUDGET, else available RAM) or MemoryBudgetError is raised before loading.
+    `adapters`: LoRA adapters to load, {name: .gguf path or store name}; a request picks them with
+    `adapters={name: scale}` (edgegen.adapters)."""
     check_n_ctx(n_ctx, model_window_ok=False)  # the fit check needs the window's size
     check_n_threads(n_threads)
     check_kv_type(kv_type)  # one set for every backend: a refusal here never depends on `auto`'s choice
@@ -73,6 +76,12 @@ def load(
     _check_fit(path, n_ctx, kv_type, memory_budget, gguf)
     be = open_backend(path, backend, gguf_file=gguf, n_ctx=n_ctx, n_threads=n_threads, kv_type=kv_type,
                       **backend_options)
+    try:
+        for name, where in (adapters or {}).items():
+            be.load_adapter(name, where)
+    except BaseException:
+        be.close()
+        raise
     chat_format, name = chat_format_for(model, be.chat_template is not None)
     return LLM(be, path, template_limits=template_limits, defaults=defaults, chat_format=chat_format, name=name)
 
@@ -174,6 +183,17 @@ class LLM:
     def __repr__(self) -> str:
         return f"LLM(model={self.model!r}, backend={self.backend_name!r}, n_ctx={self.n_ctx})"
 
+    # ---- LoRA adapters --------------------------------------------------------------------------
+    def load_adapter(self, name: str, path: Union[str, os.PathLike]) -> Any:
+        """Load a LoRA adapter (checked against this model) for requests to select by name."""
+        with self._lock:
+            return self.backend.load_adapter(name, path)
+
+    @property
+    def adapters(self) -> list[Any]:
+        """The loaded adapters (edgegen.adapters.AdapterInfo)."""
+        return self.backend.adapter_info()
+
     # ---- tokenizer ------------------------------------------------------------------------------
     def tokenize(self, text: str, *, add_special: bool = True, parse_special: bool = True) -> list[int]:
         """Text -> token ids, exactly as `stream(text)` tokenizes its prompt."""
@@ -235,6 +255,7 @@ class LLM:
         InvalidRequestError (empty prompt, logit_bias id outside the vocabulary) or
         ContextOverflowError (the prompt leaves no room in the window)."""
         ids = self._own(prompt).ids
+        self.backend.check_adapters(params.adapters)
         for token in params.logit_bias:
             if token >= self.backend.n_vocab:
                 raise InvalidRequestError(f"logit_bias token id {token} outside the vocabulary", param="logit_bias")

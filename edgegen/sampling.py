@@ -38,6 +38,9 @@ class SamplingParams:
     seed: Optional[int] = None
     stop: tuple[str, ...] = ()
     max_tokens: Optional[int] = 256
+    # LoRA adapters for this request, ((name, scale), ...) in the order applied (edgegen.adapters);
+    # a mapping {name: scale} is accepted by with_overrides.
+    adapters: tuple[tuple[str, float], ...] = ()
 
     def validate(self) -> "SamplingParams":
         """Raise InvalidRequestError on any out-of-range value; return self for chaining."""
@@ -66,6 +69,11 @@ class SamplingParams:
                 raise InvalidRequestError(f"each stop string must be a non-empty str of at most {MAX_STOP_CHARS} chars", param="stop")
         if self.max_tokens is not None:
             _int_range("max_tokens", self.max_tokens, 1, 1 << 24)
+        if self.adapters:
+            from .adapters import normalize_selection
+
+            if normalize_selection(self.adapters) != self.adapters:
+                raise InvalidRequestError("adapters must be a tuple of (name, scale) pairs", param="adapters")
         return self
 
     def with_overrides(self, **overrides: Any) -> "SamplingParams":
@@ -78,6 +86,10 @@ class SamplingParams:
         # seed/max_tokens accept an explicit None only when passed; other fields treat None as "default"
         if "stop" in changes:
             changes["stop"] = _normalize_stop(changes["stop"])
+        if "adapters" in changes:
+            from .adapters import normalize_selection
+
+            changes["adapters"] = normalize_selection(changes["adapters"])
         if "logit_bias" in changes and changes["logit_bias"] is not None:
             changes["logit_bias"] = _normalize_bias(changes["logit_bias"])
         return replace(self, **changes).validate()

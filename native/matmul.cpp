@@ -72,7 +72,7 @@ void matmul_multi(const KernelTable& kt, ThreadPool& pool, const MatmulJob* jobs
     const bool parallel_convert = convert && n_tok > 1;
     std::atomic<int> converted{0};
 
-    pool.run([&](int ith, int nth) {
+    auto body = [&](int ith, int nth) {
         if (parallel_convert) {
             int64_t t0, t1;
             split_range(n_tok, ith, nth, 1, &t0, &t1);
@@ -102,7 +102,14 @@ void matmul_multi(const KernelTable& kt, ThreadPool& pool, const MatmulJob* jobs
                     tiles[j](n_cols, jb.y + t * jb.y_stride + rt, wb + rt * jb.w_stride, jb.w_stride, nr, act + t * act_row);
             }
         }
-    });
+    };
+    // Small products (LoRA's low-rank A·x and B·u: a few thousand multiply-adds) run on the calling
+    // thread: a fork/join would cost more than the product. The rows' arithmetic is the same.
+    constexpr int64_t kInlineWork = 32768;
+    if (total_rows * n_cols * n_tok <= kInlineWork)
+        body(0, 1);
+    else
+        pool.run(body);
 }
 
 }  // namespace eg

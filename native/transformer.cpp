@@ -151,6 +151,7 @@ void Model::forward_chunk(KVCache& kv, int32_t seq, const int32_t* tokens, int64
     if (s.embd_scale != 0.0f)
         for (int64_t i = 0; i < n * d; ++i) x_[i] *= s.embd_scale;
     const int64_t start = kv.seq_len(seq);
+    lora_.begin_single(n, adapters(seq));  // LoRA: this sequence's adapters on every row
     for (int32_t l = 0; l < s.hp.n_layer; ++l) {
         attention_block(kv, l, seq, start, n);
         ffn_block(l, n);
@@ -162,6 +163,8 @@ void Model::forward_chunk(KVCache& kv, int32_t seq, const int32_t* tokens, int64
     const int64_t rows = n - first;
     be.rms_norm(&x_[first * d], output_norm_, xn_.data(), rows, d, s.norm_eps);
     be.matmul({{&output_, logits_out, 0}}, xn_.data(), rows);  // (rows, n_vocab)
+    lora_.begin_single(rows, adapters(seq));
+    lora_.apply(be, -1, xn_.data(), d, {{LoraSlot::Output, logits_out, s.hp.n_vocab}});
     if (s.final_logit_softcap > 0.0f) {
         const float c = s.final_logit_softcap;
         for (int64_t i = 0; i < rows * s.hp.n_vocab; ++i) logits_out[i] = std::tanh(logits_out[i] / c) * c;
@@ -178,6 +181,7 @@ void Model::attention_block(KVCache& kv, int32_t l, int32_t seq, int64_t start, 
 
     be.rms_norm(x_.data(), L.attn_norm, xn_.data(), n, d, s.norm_eps);
     be.matmul({{&L.wq, q_.data(), 0}, {&L.wk, k_.data(), 0}, {&L.wv, v_.data(), 0}}, xn_.data(), n);
+    lora_.apply(be, l, xn_.data(), d, {{LoraSlot::Q, q_.data(), q_dim}, {LoraSlot::K, k_.data(), kv_dim}, {LoraSlot::V, v_.data(), kv_dim}});
     // ---- qwen2: q/k/v biases
     auto add_bias = [n](float* y, const float* b, int64_t dim) {
         for (int64_t i = 0; i < n; ++i)
@@ -199,6 +203,7 @@ void Model::attention_block(KVCache& kv, int32_t l, int32_t seq, int64_t start, 
     (void)ls;
     be.attention(a);  // attn: (n, q_dim)
     be.matmul({{&L.wo, tmp_.data(), 0}}, attn_.data(), n);
+    lora_.apply(be, l, attn_.data(), q_dim, {{LoraSlot::O, tmp_.data(), d}});
     // ---- gemma3: norm of the block output before the residual add
     if (L.post_attn_norm) be.rms_norm(tmp_.data(), L.post_attn_norm, tmp_.data(), n, d, s.norm_eps);
     for (int64_t i = 0; i < n * d; ++i) x_[i] += tmp_[i];
@@ -211,8 +216,10 @@ void Model::ffn_block(int32_t l, int64_t n) {
     const int64_t d = s.hp.n_embd;
     be.rms_norm(x_.data(), L.ffn_norm, xn_.data(), n, d, s.norm_eps);
     be.matmul({{&L.w_gate, gate_.data(), 0}, {&L.w_up, up_.data(), 0}}, xn_.data(), n);  // (n, n_ff) each
+    lora_.apply(be, l, xn_.data(), d, {{LoraSlot::Gate, gate_.data(), s.hp.n_ff}, {LoraSlot::Up, up_.data(), s.hp.n_ff}});
     be.glu(s.act, gate_.data(), up_.data(), n * s.hp.n_ff);  // SwiGLU, or GELU-tanh GLU (gemma3)
     be.matmul({{&L.w_down, tmp_.data(), 0}}, gate_.data(), n);  // (n, d)
+    lora_.apply(be, l, gate_.data(), s.hp.n_ff, {{LoraSlot::Down, tmp_.data(), d}});
     if (L.post_ffn_norm) be.rms_norm(tmp_.data(), L.post_ffn_norm, tmp_.data(), n, d, s.norm_eps);
     for (int64_t i = 0; i < n * d; ++i) x_[i] += tmp_[i];
 }

@@ -12,6 +12,7 @@
 #pragma once
 
 #include <cstdint>
+#include <map>
 #include <memory>
 #include <string>
 #include <vector>
@@ -19,6 +20,7 @@
 #include "compute_backend.h"
 #include "gguf.h"
 #include "kv_cache.h"
+#include "lora.h"
 #include "model_spec.h"
 #include "sampler.h"
 
@@ -58,6 +60,11 @@ public:
     // from the last logits.
     int32_t decode(KVCache& kv, int32_t seq, const int32_t* tokens, int64_t n, Sampler& sampler);
 
+    // LoRA adapters for sequence `seq`'s rows from now on (lora.cpp; empty or all scales 0: the
+    // base model). The KV cache does not know: callers keep prefixes of different selections apart.
+    void set_adapters(int32_t seq, LoraSelection sel);
+    const LoraSelection* adapters(int32_t seq) const;  // nullptr: none
+
     // Context shift with every layer's rope (see KVCache::seq_shift).
     void shift(KVCache& kv, int32_t seq, int64_t n_keep, int64_t n_discard);
 
@@ -79,6 +86,8 @@ private:
     const float* output_norm_ = nullptr;
     std::vector<LayerWeights> layers_;
     std::vector<float> logits_;  // (n_vocab) decode's last logits
+    std::map<int32_t, LoraSelection> seq_lora_;  // per sequence: adapters and scales
+    LoraRunner lora_;                            // the low-rank products of the current batch
 
     // activations, sized for kMaxBatch tokens
     std::vector<float> x_;      // (batch, n_embd)  residual stream

@@ -146,6 +146,18 @@ class Backend(abc.ABC):
     ) -> Iterator[int]:
         """Yield sampled token ids; see the module docstring for the contract."""
 
+    # ---- LoRA adapters (edgegen.adapters); backends that apply them override these ------------
+    def load_adapter(self, name: str, path: Any) -> Any:
+        raise UnsupportedModelError(f"the {self.name} backend does not apply LoRA adapters; load the model with backend='native'")
+
+    def adapter_info(self) -> list[Any]:
+        return []
+
+    def check_adapters(self, selection: Sequence[tuple[str, float]]) -> None:
+        """InvalidRequestError when `selection` names an adapter that is not loaded."""
+        if selection:
+            raise InvalidRequestError(f"no LoRA adapters are loaded on the {self.name} backend", param="adapters")
+
     def close(self) -> None:
         """Free the model (idempotent)."""
 

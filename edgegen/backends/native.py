@@ -17,9 +17,10 @@ from __future__ import annotations
 import os
 import random
 import threading
-from typing import Any, Iterator, Optional, Sequence
+from typing import Any, Iterator, Mapping, Optional, Sequence
 
 from .. import _native
+from ..adapters import AdapterInfo, AdapterSet, Selection
 from ..errors import MemoryBudgetError, UnsupportedModelError
 from ..gguf import GGUFFile
 from ..sampling import SamplingParams
@@ -69,6 +70,7 @@ class NativeBackend(Backend):
         n_saved_prefixes: int = 3,
         verbose: bool = False,
         gguf_file: Optional[GGUFFile] = None,
+        adapters: Optional[Mapping[str, Any]] = None,
     ) -> None:
         del n_batch, verbose  # the engine batches internally; it never logs
         check_open_options(path, backend=self.name, n_ctx=n_ctx, n_threads=n_threads, kv_type=kv_type, kv_types=KV_TYPES)
@@ -92,6 +94,12 @@ class NativeBackend(Backend):
         self._cache = self._model.new_cache(self._n_ctx, kv_type, n_seq)
         self._kv_type = kv_type
         self._seq_tokens: list[list[int]] = [[] for _ in range(n_seq)]  # tokens evaluated per sequence
+        # LoRA: the adapters each sequence's tokens were computed under (a prefix is reused only
+        # under the same selection)
+        self._seq_adapters: list[Selection] = [() for _ in range(n_seq)]
+        self._adapters = AdapterSet(self._model, path)
+        for name, where in (adapters or {}).items():
+            self._adapters.load(name, where)
         self._lock = threading.Lock()
         self.stats: dict[str, int] = {"prompt_tokens_evaluated": 0, "prompt_tokens_reused": 0}
 
@@ -135,6 +143,22 @@ class NativeBackend(Backend):
     def is_eog(self, token_id: int) -> bool:
         return self._tok.is_eog(token_id)
 
+    # ---- LoRA adapters (edgegen.adapters) -------------------------------------------------------
+    def load_adapter(self, name: str, path: Any) -> AdapterInfo:
+        with self._lock:
+            return self._adapters.load(name, path)
+
+    def adapter_info(self) -> list[AdapterInfo]:
+        return self._adapters.info()
+
+    def check_adapters(self, selection: Selection) -> None:
+        self._adapters.check(selection)
+
+    def _select_adapters(self, selection: Selection) -> Selection:
+        engine, key = self._adapters.resolve(selection)
+        self._model.set_adapters(_WORK, engine)
+        return key
+
     # ---- tokenizer ------------------------------------------------------------------------------
     def tokenize(self, text: str, add_special: bool, parse_special: bool) -> list[int]:
         return self._tok.encode(text, add_special=add_special, parse_special=parse_special)
@@ -143,12 +167,14 @@ class NativeBackend(Backend):
         return self._tok.token_to_bytes(token_id, special)
 
     # ---- KV prefix reuse ------------------------------------------------------------------------
-    def _resume(self, prompt: Sequence[int]) -> int:
+    def _resume(self, prompt: Sequence[int], adapters: Selection = ()) -> int:
         """Points the working sequence at the longest cached prefix of `prompt`; returns its length.
         At least the last prompt token is always left to evaluate (its logits pick the next token)."""
         limit = len(prompt) - 1
         best_seq, best = _WORK, 0
         for s in range(len(self._seq_tokens)):
+            if self._seq_adapters[s] != adapters:
+                continue  # computed under other adapters: its K/V are not this request's
             n = min(_common_prefix(self._seq_tokens[s], prompt), limit)
             if n > 0 and n < self._cache.seq_resume_min(s):
                 n = 0  # a sliding-window ring no longer holds the window before that point
@@ -159,6 +185,7 @@ class NativeBackend(Backend):
         else:
             self._cache.seq_fork(best_seq, _WORK, best)
         self._seq_tokens[_WORK] = list(prompt[:best])
+        self._seq_adapters[_WORK] = adapters
         return best
 
     def _save_prefix(self, n: int) -> None:
@@ -167,17 +194,20 @@ class NativeBackend(Backend):
             return
         work = self._seq_tokens[_WORK][:n]
         slots = range(1, len(self._seq_tokens))
-        if any(self._seq_tokens[s] == work for s in slots):
+        key = self._seq_adapters[_WORK]
+        if any(self._seq_tokens[s] == work and self._seq_adapters[s] == key for s in slots):
             return
         # replace the slot sharing least with this prompt (empty slots first)
         slot = min(slots, key=lambda s: (len(self._seq_tokens[s]) > 0, _common_prefix(self._seq_tokens[s], work)))
         self._cache.seq_fork(_WORK, slot, n)
         self._seq_tokens[slot] = work
+        self._seq_adapters[slot] = key
 
     def _drop_saved_prefixes(self) -> None:
         for s in range(1, len(self._seq_tokens)):
             self._cache.seq_clear(s)
             self._seq_tokens[s] = []
+            self._seq_adapters[s] = ()
 
     def _decode(self, tokens: Sequence[int], sampler: Any) -> int:
         try:
@@ -214,7 +244,7 @@ class NativeBackend(Backend):
             prompt = [self.bos_id if self.bos_id is not None else 0]
         with self._lock:
             sampler = self.make_sampler(params)
-            reused = self._resume(prompt)
+            reused = self._resume(prompt, self._select_adapters(params.adapters))
             for t in prompt[:reused]:
                 sampler.accept(t)
             self.stats["prompt_tokens_reused"] += reused
@@ -243,11 +273,13 @@ class NativeBackend(Backend):
             self._cache.seq_truncate(_WORK, n)
             del self._seq_tokens[_WORK][n:]
 
-    def eval_logits(self, tokens: Sequence[int]) -> Any:
-        """Logits (n, n_vocab) of every position of `tokens` evaluated from an empty context."""
+    def eval_logits(self, tokens: Sequence[int], adapters: Selection = ()) -> Any:
+        """Logits (n, n_vocab) of every position of `tokens` evaluated from an empty context
+        (through `adapters`, ((name, scale), ...), when given)."""
         with self._lock:
             self._cache.seq_clear(_WORK)
             self._seq_tokens[_WORK] = []
+            self._seq_adapters[_WORK] = self._select_adapters(tuple(adapters))
             out = self._model.eval(self._cache, _WORK, list(tokens), all_logits=True)
             self._seq_tokens[_WORK] = list(tokens)
             return out

@@ -28,7 +28,9 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     p = sub.add_parser("add", help="register a local .gguf or Piper .onnx (+ .onnx.json) file")
     p.add_argument("path")
     p.add_argument("--name", required=True)
-    p.add_argument("--kind", choices=["llm", "voice"], help="default: voice for .onnx, llm otherwise")
+    p.add_argument("--kind", choices=["llm", "voice", "adapter"],
+                   help="default: voice for .onnx, adapter for a GGUF LoRA adapter, llm otherwise")
+    p.add_argument("--base", help="adapter: the store name or .gguf path of the model it was made for (its sha256 is recorded)")
     p.add_argument("--no-copy", action="store_true", help="register the file where it is instead of copying it")
     p.add_argument("--license", default="")
     p = sub.add_parser("rm", help="delete a model's files from the store")
@@ -51,7 +53,7 @@ def run(args: argparse.Namespace) -> int:
     if action == "info":
         return _info(store, args)
     if action == "add":
-        m = store.add(args.path, args.name, kind=args.kind, copy=not args.no_copy, license=args.license)
+        m = store.add(args.path, args.name, kind=args.kind, copy=not args.no_copy, license=args.license, base=args.base)
         print(f"added {m.kind} {m.name} ({_size(m.size)}, sha256 {m.primary.sha256[:16]}...)")
         return 0
     if action == "rm":

@@ -29,6 +29,8 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     g.add_argument("--max-queue", type=int, default=32, help="requests waiting for a slot before 429 (default 32)")
     g.add_argument("--model-id", default=None, help="the model name clients use (default: from --model)")
     g.add_argument("--voice", default=None, help="Piper voice for /v1/audio/speech (default: joe; loaded on first use)")
+    g.add_argument("--lora", action="append", default=None, metavar="NAME=PATH",
+                   help="load a LoRA adapter (GGUF) that requests select by name; repeatable (docs/adapters.md)")
     g.add_argument("--log-level", default="warning", choices=["critical", "error", "warning", "info", "debug"])
     add_model_arguments(parser)
     add_sampling_arguments(parser, max_tokens=1024)
@@ -79,7 +81,10 @@ def run(args: argparse.Namespace) -> int:
         import edgegen.server.app  # noqa: F401
     from edgegen.cli.common import default_params
 
+    from edgegen.adapters import parse_lora_options
+
     defaults = default_params(args)
+    args.lora_adapters = parse_lora_options(args.lora)  # a bad --lora is one line, before binding
     shown = f"[{args.host}]" if ":" in args.host else args.host
     try:
         sock = bind(args.host, args.port)
@@ -102,7 +107,7 @@ def _serve(args: argparse.Namespace, sock: socket.socket, shown: str, api_key: O
     from edgegen.router import router_from_args
     from edgegen.server.app import ServerConfig, create_app
 
-    llm = load(args.model, **load_options(args))
+    llm = load(args.model, adapters=args.lora_adapters, **load_options(args))
     router = router_from_args(args, llm)
     config = ServerConfig(
         model_id=args.model_id or model_id_for(args.model), api_key=api_key,

@@ -131,6 +131,9 @@ class _Server:
         if name not in self.model_names and not (cloud is not None and name == getattr(cloud, "model", None)):
             raise APIError(404, f"model {name!r} is not served here; GET /v1/models lists the models", param="model", code="model_not_found")
 
+    def adapter_names(self) -> tuple[str, ...]:
+        return tuple(a.name for a in self.llm.adapters)
+
     def voice(self) -> Any:
         if self._voice is None:
             from ..audio.voice import load_voice
@@ -143,7 +146,7 @@ class _Server:
         """(messages, or the prepared prompt on the local route; params; route)."""
         self.check_model(body.model)
         route = cap_route(body.route, self.config.route)
-        params = self.config.defaults.with_overrides(**body.sampling())
+        params = self.config.defaults.with_overrides(**body.sampling(self.adapter_names()))
         messages = [m.as_dict() for m in body.messages]
         if route != "local":  # a local failure may go to the cloud: the router decides, at run time
             return messages, params, route
@@ -153,7 +156,7 @@ class _Server:
 
     def prepare_completion(self, body: CompletionRequest) -> tuple[PreparedPrompt, SamplingParams]:
         self.check_model(body.model)
-        params = self.config.defaults.with_overrides(**body.sampling())
+        params = self.config.defaults.with_overrides(**body.sampling(self.adapter_names()))
         prepared = self.llm.prepare(body.prompt_text())
         self.llm.check_request(prepared, params)
         return prepared, params
@@ -214,7 +217,10 @@ def create_app(llm: LLM, config: ServerConfig, router: Optional[Router] = None) 
 
     @app.get("/v1/models")
     async def models() -> dict[str, Any]:
-        return {"object": "list", "data": [{"id": config.model_id, "object": "model", "created": 0, "owned_by": "edgegen"}]}
+        entry = {"id": config.model_id, "object": "model", "created": 0, "owned_by": "edgegen"}
+        if llm.adapters:  # LoRA adapters a request can select (docs/adapters.md)
+            entry["adapters"] = [dict(a.to_dict(), id=i) for i, a in enumerate(llm.adapters)]
+        return {"object": "list", "data": [entry]}
 
     @app.post("/v1/chat/completions")
     async def chat_completions(request: Request) -> Response:

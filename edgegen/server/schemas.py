@@ -44,6 +44,12 @@ class StreamOptions(_Strict):
     include_usage: bool = False
 
 
+class LoraRef(_Strict):
+    """llama-server's per-request adapter form: the id is the adapter's place in `--lora` order."""
+    id: int
+    scale: float
+
+
 class _Sampling(_Strict):
     model: str
     stream: bool = False
@@ -61,9 +67,12 @@ class _Sampling(_Strict):
     logit_bias: Optional[dict[str, float]] = None
     n: int = 1
     route: Optional[str] = None  # extension: ask for a cloud route, capped by the server's policy
+    adapters: Optional[dict[str, float]] = None  # extension: LoRA adapters {name: scale} (docs/adapters.md)
+    lora: Optional[list[LoraRef]] = None  # llama-server's form of the same: [{"id": i, "scale": s}]
 
-    def sampling(self) -> dict[str, Any]:
-        """Overrides for SamplingParams.with_overrides (None means the server default)."""
+    def sampling(self, adapter_names: tuple[str, ...] = ()) -> dict[str, Any]:
+        """Overrides for SamplingParams.with_overrides (None means the server default).
+        `adapter_names`: the loaded adapters in `--lora` order (what `lora` ids index)."""
         if self.n != 1:
             raise InvalidRequestError("only n=1 is supported", param="n")
         values = {
@@ -72,7 +81,17 @@ class _Sampling(_Strict):
             "presence_penalty": self.presence_penalty, "frequency_penalty": self.frequency_penalty,
             "seed": self.seed, "stop": self.stop, "logit_bias": self.logit_bias,
         }
-        return {k: v for k, v in values.items() if v is not None}
+        out = {k: v for k, v in values.items() if v is not None}
+        if self.adapters is not None and self.lora is not None:
+            raise InvalidRequestError("give adapters or lora, not both", param="adapters")
+        if self.adapters is not None:
+            out["adapters"] = self.adapters
+        elif self.lora is not None:
+            for ref in self.lora:
+                if not 0 <= ref.id < len(adapter_names):
+                    raise InvalidRequestError(f"lora id {ref.id} is not a loaded adapter (0..{len(adapter_names) - 1})", param="lora")
+            out["adapters"] = [(adapter_names[ref.id], ref.scale) for ref in self.lora]
+        return out
 
     @property
     def include_usage(self) -> bool:
@@ -83,8 +102,8 @@ class ChatCompletionRequest(_Sampling):
     messages: list[Message] = Field(min_length=1)
     max_completion_tokens: Optional[int] = None  # OpenAI's newer name for max_tokens
 
-    def sampling(self) -> dict[str, Any]:
-        out = super().sampling()
+    def sampling(self, adapter_names: tuple[str, ...] = ()) -> dict[str, Any]:
+        out = super().sampling(adapter_names)
         if self.max_completion_tokens is not None and self.max_tokens is None:
             out["max_tokens"] = self.max_completion_tokens
         return out

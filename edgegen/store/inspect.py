@@ -145,6 +145,10 @@ def describe_file(path: Path, kind: str) -> dict[str, Any]:
         return {"format": "onnx"}
     if kind == "asr":  # a CTranslate2 directory: model.bin plus config.json beside it
         return read_ctranslate2_config(path.parent)
+    if kind == "adapter":
+        from .adapter_facts import describe_adapter
+
+        return describe_adapter(path)
     summary = read_gguf_summary(path)
     shape = llm_shape(summary)
     md = summary.metadata

@@ -9,7 +9,8 @@ Where manifests live (first match of a name wins):
 
 Schema (see docs/store.md)::
 
-    name = "smollm2"            kind = "llm" | "voice" | "asr" | "vad"      architecture, format, quantization
+    name = "smollm2"            kind = "llm" | "voice" | "adapter" | "asr" | "vad"      architecture, format, quantization
+    base, base_sha256 (adapter) # the base model's name and its weights' sha256 (required for adapters)
     license, default_context (llm), notes, homepage, languages = ["en"] (asr), attribution
     base_model = true (llm)     # pre-trained only: chat runs as plain completion
     chat_template = "gemma"     # the family's known template, for a file without one
@@ -37,7 +38,7 @@ else:  # pragma: no cover - exercised only on 3.10
 
 from ..errors import StoreError
 
-KINDS = ("llm", "voice", "asr", "vad")  # asr: a CTranslate2 directory (primary file model.bin)
+KINDS = ("llm", "voice", "adapter", "asr", "vad")  # adapter: a GGUF LoRA adapter for one base model; asr: a CTranslate2 directory (primary file model.bin)
 ROLES = ("weights", "config", "extra")
 _NAME_RE = re.compile(r"[A-Za-z0-9][A-Za-z0-9._-]{0,63}")
 _SHA_RE = re.compile(r"[0-9a-f]{64}")
@@ -105,6 +106,8 @@ class Manifest:
     chat_template: str = ""  # a known family (edgegen.chat_formats.FAMILIES) when the file has none
     origin: Optional[Path] = None  # the TOML file it came from
     user: bool = False  # registered with `edgegen models add`
+    base: str = ""  # adapter: the base model it was made for (a store name or file name)
+    base_sha256: str = ""  # adapter: sha256 of that base model's weights file
     languages: tuple[str, ...] = ()  # what a recogniser understands (asr)
     attribution: str = ""  # who made the weights, for `info()` and docs
 
@@ -204,6 +207,9 @@ def parse_manifest(data: dict, where: str = "manifest", origin: Optional[Path] =
     files = tuple(_parse_file(t, where, package) for t in raw_files)
     if len({f.name for f in files}) != len(files):
         raise StoreError(f"{where}: duplicate file names")
+    base_sha256 = _get(data, "base_sha256", str, where, "")
+    if kind == "adapter" and not _SHA_RE.fullmatch(base_sha256):
+        raise StoreError(f"{where}: an adapter needs base_sha256, the base model's sha256 (64 hex digits)")
     default_context = _get(data, "default_context", int, where, 0)
     if default_context < 0:
         raise StoreError(f"{where}: default_context must be >= 0")
@@ -232,6 +238,8 @@ def parse_manifest(data: dict, where: str = "manifest", origin: Optional[Path] =
         version=version,
         origin=origin,
         user=user,
+        base=_get(data, "base", str, where, ""),
+        base_sha256=base_sha256,
         languages=tuple(languages),
         attribution=_get(data, "attribution", str, where, ""),
     )
@@ -281,7 +289,8 @@ def _toml_value(value: Any) -> str:
 def dump_manifest(m: Manifest) -> str:
     """TOML text for a manifest (the subset of TOML our schema uses)."""
     lines = ["# Registered with `edgegen models add`."]
-    for key in ("name", "kind", "architecture", "format", "quantization", "license", "default_context", "notes"):
+    for key in ("name", "kind", "architecture", "format", "quantization", "license", "default_context", "notes",
+                "base", "base_sha256"):
         value = getattr(m, key)
         if value not in ("", None) and not (key == "default_context" and value == 0):
             lines.append(f"{key} = {_toml_value(value)}")

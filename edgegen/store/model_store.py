@@ -23,7 +23,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Iterator, Optional, Union
 
-from ..errors import ChecksumError, ModelFormatError, ModelNotFoundError, StoreError
+from ..errors import ChecksumError, EdgegenError, ModelFormatError, ModelNotFoundError, StoreError
 from . import fetch
 from .inspect import check_onnx_file, describe_file, read_gguf_summary, read_voice_config
 from .manifest import KINDS, FileSpec, Manifest, builtin_manifest_dirs, dump_manifest, load_manifest, validate_name
@@ -149,7 +149,7 @@ class ModelStore:
         With verify, each file's sha256 is checked once and then cached by (path, size, mtime)."""
         m = self.manifest(name)
         if kind is not None and m.kind != kind:
-            an = lambda k: "an" if k in ("llm", "asr") else "a"  # noqa: E731
+            an = lambda k: "an" if k in ("llm", "adapter", "asr") else "a"  # noqa: E731
             raise ModelNotFoundError(f"{name!r} is {an(m.kind)} {m.kind}, not {an(kind)} {kind}")
         where, paths = self.locate(m)
         if paths is None:
@@ -201,6 +201,16 @@ class ModelStore:
         if actual != spec.sha256:
             raise ChecksumError(f"{path}: sha256 {actual} does not match the manifest's {spec.sha256}")
         self._remember_digest(path, actual)
+
+    def file_digest(self, path: PathLike) -> str:
+        """sha256 of a file, from the digest cache when its (path, size, mtime) was hashed before."""
+        p = Path(path)
+        cached = self._read_digests().get(self._stat_key(p))
+        if cached:
+            return cached
+        digest = fetch.sha256_file(p)
+        self._remember_digest(p, digest)
+        return digest
 
     def verify(self, name: str) -> Path:
         """Re-hashes every file of an installed model, ignoring the digest cache."""
@@ -288,8 +298,9 @@ class ModelStore:
                 raise StoreError(f"{name!r} has no files in the store{hint}")
 
     def add(self, path: PathLike, name: str, kind: Optional[str] = None, copy: bool = True,
-            license: str = "", notes: str = "") -> Manifest:
-        """Registers a local GGUF model or Piper voice (.onnx with .onnx.json beside it).
+            license: str = "", notes: str = "", base: Optional[str] = None) -> Manifest:
+        """Registers a local GGUF model, GGUF LoRA adapter (`base`: the store name or path of the
+        model it was made for; its sha256 is recorded) or Piper voice (.onnx with .onnx.json beside it).
 
         The file is validated by reading its header/config only (nothing in it runs), hashed, and
         (with copy) copied into the store atomically; a user manifest records name, size, sha256.
@@ -299,8 +310,14 @@ class ModelStore:
         if not src.is_file():
             raise ModelNotFoundError(f"no such file: {src}")
         if kind is None:
-            kind = "voice" if src.suffix == ".onnx" else "llm"
-        if kind == "llm":
+            kind = "voice" if src.suffix == ".onnx" else "adapter" if _is_adapter(src) else "llm"
+        base_facts: dict[str, str] = {}
+        if kind == "adapter":
+            from .adapter_facts import adapter_manifest_facts
+
+            facts, base_facts = adapter_manifest_facts(self, src, base)
+            sources = [src]
+        elif kind == "llm":
             summary = read_gguf_summary(src)  # raises ModelFormatError on anything malformed
             facts = {"architecture": str(summary.metadata.get("general.architecture", "")), "format": "gguf",
                      "quantization": _gguf_quant_label(summary.tensor_types)}
@@ -312,7 +329,7 @@ class ModelStore:
             facts = {"architecture": "piper-vits", "format": "onnx", "quantization": ""}
             sources = [src, config]
         else:
-            raise StoreError(f"kind must be llm or voice, got {kind!r}")
+            raise StoreError(f"kind must be llm, voice or adapter, got {kind!r}")
         existing = self.manifests().get(name)
         if existing is not None and not existing.user:
             raise StoreError(f"{name!r} is a built-in model name; choose another --name")
@@ -323,7 +340,8 @@ class ModelStore:
             # copy the store serves the file where it is.
             files.append(FileSpec(file_name, p.stat().st_size, fetch.sha256_file(p), "weights" if i == 0 else "config",
                                   path=str(p.resolve())))
-        manifest = Manifest(name=name, kind=kind, files=tuple(files), license=license, notes=notes, user=True, **facts)
+        manifest = Manifest(name=name, kind=kind, files=tuple(files), license=license, notes=notes, user=True,
+                            **facts, **base_facts)
         with self._lock(name):
             if copy:
                 d = self.model_dir(name)
@@ -348,7 +366,7 @@ class ModelStore:
         """Manifest facts plus what the file itself says (when installed or given as a path)."""
         path = _as_existing_path(name_or_path)
         if path is not None:
-            k = kind or ("voice" if path.suffix == ".onnx" else "llm")
+            k = kind or ("voice" if path.suffix == ".onnx" else "adapter" if _is_adapter(path) else "llm")
             return {"name": path.name, "kind": k, "path": str(path), "size": path.stat().st_size,
                     "installed": True, "file": describe_file(path, k)}
         m = self.manifest(name_or_path)
@@ -359,6 +377,8 @@ class ModelStore:
             "default_context": m.default_context, "source": _describe_source(m), "notes": m.notes,
             "installed": paths is not None, "location": where,
         }
+        if m.kind == "adapter":
+            result.update(base=m.base, base_sha256=m.base_sha256)
         if m.languages or m.attribution:
             result.update(languages=list(m.languages), attribution=m.attribution)
         if m.kind == "llm":
@@ -369,6 +389,16 @@ class ModelStore:
             result["path"] = str(primary)
             result["file"] = describe_file(primary, m.kind)
         return result
+
+
+def _is_adapter(path: Path) -> bool:
+    """A GGUF file whose general.type says adapter (LoRA), read from its header only."""
+    if path.suffix != ".gguf":
+        return False
+    try:
+        return read_gguf_summary(path).metadata.get("general.type") == "adapter"
+    except EdgegenError:
+        return False
 
 
 def _gguf_quant_label(tensor_types: dict[str, int]) -> str:

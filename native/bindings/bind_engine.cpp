@@ -14,6 +14,7 @@
 #include <vector>
 
 #include "bindings.h"
+#include "py_model.h"
 #include "gguf.h"
 #include "kv_cache.h"
 #include "sampler.h"
@@ -31,12 +32,6 @@ void set_typed_error(const char* cls, const char* msg) {
     py::object err = py::module_::import("edgegen.errors").attr(cls);
     PyErr_SetString(err.ptr(), msg);
 }
-
-struct PyModel {
-    std::unique_ptr<eg::Model> model;
-    std::shared_ptr<int64_t[]> op_counts;  // compute="counting" only
-    std::mutex mu;  // one forward pass at a time per model (activation buffers are per model)
-};
 
 struct PyCache {
     std::shared_ptr<PyModel> owner;  // a cache is tied to its model's shapes and lock

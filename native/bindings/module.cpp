@@ -7,4 +7,5 @@ PYBIND11_MODULE(_native, m) {
     bind_gguf(m);
     bind_spec(m);
     bind_engine(m);
+    bind_lora(m);
 }
