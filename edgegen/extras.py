@@ -8,6 +8,7 @@
     edgegen[llamacpp]  the llama.cpp backend (llama-cpp-python)
     edgegen[asr]       speech recognition (faster-whisper, CTranslate2, PyAV)
     edgegen[wake]      wake words (pymicro-wakeword)
+    edgegen[wyoming]   `edgegen wyoming` for Home Assistant (wyoming, zeroconf; with edgegen[voice])
 
 Code that imports an optional package does it inside `needs_extra(...)` (or calls `require(...)`),
 so a user without it reads `edgegen serve needs fastapi, which is not installed: pip install
@@ -31,6 +32,7 @@ EXTRAS: dict[str, tuple[str, ...]] = {
     "llamacpp": ("llama_cpp",),
     "asr": ("faster_whisper", "ctranslate2", "av"),
     "wake": ("pymicro_wakeword",),
+    "wyoming": ("wyoming", "zeroconf"),
 }
 
 

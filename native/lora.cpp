@@ -91,6 +91,26 @@ const float* activations_for(QType t, const float* x, int64_t n, std::vector<flo
     return buf.data();
 }
 
+// B (n_out rows of rank, any LoRA type) transposed into rank rows of n_out: F16 stays F16 (same
+// bytes to stream per token), F32 / BF16 / Q8_0 become F32; every value is exact.
+void transpose_b(const WeightView& b, LoraPair& p) {
+    const int64_t rank = b.cols, n_out = b.rows;
+    std::vector<float> row(rank);
+    const auto dequantize = kernels().dequantize_row[static_cast<int>(b.type)];
+    p.bt_type = b.type == QType::F16 ? QType::F16 : QType::F32;
+    const size_t elem = p.bt_type == QType::F16 ? sizeof(fp16_t) : sizeof(float);
+    p.bt.assign(static_cast<size_t>(rank * n_out) * elem, 0);
+    for (int64_t o = 0; o < n_out; ++o) {
+        dequantize(static_cast<const uint8_t*>(b.data) + o * b.row_stride, row.data(), rank);
+        for (int64_t k = 0; k < rank; ++k) {
+            if (p.bt_type == QType::F16)
+                reinterpret_cast<fp16_t*>(p.bt.data())[k * n_out + o] = f32_to_fp16(row[k]);  // exact: came from f16
+            else
+                reinterpret_cast<float*>(p.bt.data())[k * n_out + o] = row[k];
+        }
+    }
+}
+
 }  // namespace
 
 void check_lora_scale(float scale) {
@@ -178,12 +198,14 @@ std::shared_ptr<LoraAdapter> LoraAdapter::load(std::shared_ptr<GGUFFile> file, M
         p.b = model.backend().prepare(matrix_view(*b));
         p.rank = static_cast<int32_t>(rank);
         p.alpha = static_cast<float>(alpha);
+        transpose_b(matrix_view(*b), p);
         const int32_t i = slot == LoraSlot::Output ? ad->n_layer_ * kPerLayer : layer * kPerLayer + static_cast<int32_t>(slot);
         ad->index_[i] = static_cast<int32_t>(ad->pairs_.size());
-        ad->pairs_.push_back(p);
+        const size_t bt_bytes = p.bt.size();
+        ad->pairs_.push_back(std::move(p));
         ad->targets_.push_back(target);
-        ad->max_rank_ = std::max(ad->max_rank_, p.rank);
-        ad->nbytes_ += a->nbytes + b->nbytes;
+        ad->max_rank_ = std::max(ad->max_rank_, static_cast<int32_t>(rank));
+        ad->nbytes_ += a->nbytes + b->nbytes + bt_bytes;  // B^T is a heap copy
     }
     return ad;
 }
@@ -235,7 +257,17 @@ void LoraRunner::apply(ComputeBackend& be, int32_t layer, const float* x, int64_
             const int64_t n_out = pd.p->b.view.rows;
             if (v_.size() < static_cast<size_t>(g.n * n_out)) v_.resize(g.n * n_out);
             const float* u = activations_for(pd.p->b.view.type, u_.data() + pd.u_off, g.n * pd.p->rank, u_round_);
-            be.matmul({{&pd.p->b, v_.data(), 0}}, u, g.n);
+            if (g.n <= kAxpyRows) {
+                // v = sum_k u_k * (row k of B^T): `rank` streaming axpys, no per-output reduction.
+                const auto mad = kernels().vec_mad[static_cast<int>(pd.p->bt_type)];
+                const size_t row_bytes = pd.p->bt.size() / pd.p->rank;
+                std::fill(v_.begin(), v_.begin() + g.n * n_out, 0.0f);
+                for (int64_t r = 0; r < g.n; ++r)
+                    for (int32_t k = 0; k < pd.p->rank; ++k)
+                        mad(n_out, v_.data() + r * n_out, pd.p->bt.data() + k * row_bytes, u[r * pd.p->rank + k]);
+            } else {
+                be.matmul({{&pd.p->b, v_.data(), 0}}, u, g.n);
+            }
             for (int64_t r = 0; r < g.n; ++r) {
                 float* y = pd.t->y + (g.row0 + r) * pd.t->y_stride;
                 const float* v = v_.data() + r * n_out;

@@ -40,6 +40,10 @@ enum class LoraSlot : int32_t { Q, K, V, O, Gate, Up, Down, Output, Count };
 struct LoraPair {
     Weight a;             // (rank rows of n_in)
     Weight b;             // (n_out rows of rank)
+    // B transposed (rank rows of n_out), its exact values as F16 (F16 files) or F32 (the others):
+    // for a few rows B·u is rank long axpys instead of n_out dot products of length rank.
+    std::vector<uint8_t> bt;
+    QType bt_type = QType::F32;
     int32_t rank = 0;
     float alpha = 0.0f;   // the file's adapter.lora.alpha: scale = user_scale * alpha / rank (0: user_scale)
 };
@@ -62,7 +66,7 @@ public:
     int32_t max_rank() const { return max_rank_; }
     size_t n_pairs() const { return pairs_.size(); }
     const std::vector<std::string>& targets() const { return targets_; }  // base tensor names
-    size_t nbytes() const { return nbytes_; }  // bytes of A and B matrices
+    size_t nbytes() const { return nbytes_; }  // bytes of A and B (mapped) and B^T (heap)
     const GGUFFile& file() const { return *file_; }
 
 private:
@@ -105,6 +109,8 @@ public:
     void begin_single(int64_t n, const LoraSelection* sel) { begin({Rows{0, n, sel}}); }
     bool active() const { return active_; }
     // y_t += scale_i * B_i (A_i x) for every target, adapter i of each row group; x (rows, cols).
+    // Groups of up to kAxpyRows rows (decode) form B·u as axpys over B's transpose; larger ones
+    // (prompt chunks) as the backend's batched product, llama.cpp's arithmetic exactly.
     void apply(ComputeBackend& be, int32_t layer, const float* x, int64_t cols, std::initializer_list<LoraTarget> targets);
 
 private:
@@ -114,6 +120,7 @@ private:
         float scale;
         size_t u_off;
     };
+    static constexpr int64_t kAxpyRows = 2;
     std::vector<Rows> groups_;
     bool active_ = false;
     std::vector<Pending> pending_;

