@@ -89,6 +89,8 @@ class Reply:
                 yield chunk
         finally:
             stream.close()  # cancels a generation still running (the lock is released when it ends)
+            if self._finish is None and self.cancel.is_set():
+                self._finish = "cancelled"  # closed before its final chunk: we cancelled it
 
     def _run(self) -> None:
         speech: Optional[SpeechStream] = None
