@@ -5,7 +5,7 @@
  * backend uses. No Python runs in this process.
  *
  *   llama_cpp_bench MODEL [--threads N] [--ctx N] [--prompt-file F | --prompt-tokens N]
- *                   [--ttft-tokens K] [--decode N] [--runs R] [--warmup W] [--verbose]
+ *                   [--ttft-tokens K] [--decode N] [--runs R] [--warmup W] [--parallel S] [--verbose]
  *                   [--lora ADAPTER.gguf [--lora-scale S]]
  *
  * --lora: a GGUF LoRA adapter applied to every run (llama_adapter_lora_init + llama_set_adapters_lora,
@@ -22,6 +22,10 @@
  *   decode   then N greedy steps: one llama_decode of the previous token, argmax in C.
  *   prefill  memory cleared; the whole prompt in llama_decode calls of n_batch tokens (logits of
  *            the last position only), ending when the last call returns.
+ *   parallel (--parallel S > 1) memory cleared; S sequences each get the first K prompt tokens
+ *            (shifted ids, so they differ) in one llama_decode, then N steps of one
+ *            llama_decode holding S tokens (one per sequence, logits for each, argmax in C):
+ *            aggregate tok/s = S * N / time. The context has n_seq_max = S (n_ctx shared).
  * Not timed: tokenization (ids come in), context creation (reported as ctx_ms), memory clears.
  *
  * Output: one JSON object on stdout. kv_bytes is the sum of the "KV buffer size" lines llama.cpp
@@ -196,7 +200,7 @@ int main(int argc, char **argv) {
     const char *model_path = NULL, *prompt_file = NULL, *lora_path = NULL;
     float lora_scale = 1.0f;
     int32_t n_threads = 2, n_ctx = 8192, n_prompt_synth = 512, ttft_tokens = 16, n_decode = 128;
-    int runs = 1, warmup = 1;
+    int runs = 1, warmup = 1, n_par = 1;
     bool verbose = false;
     for (int i = 1; i < argc; ++i) {
         const char *a = argv[i];
@@ -213,13 +217,14 @@ int main(int argc, char **argv) {
         else if (!strcmp(a, "--decode")) n_decode = atoi(v);
         else if (!strcmp(a, "--runs")) runs = atoi(v);
         else if (!strcmp(a, "--warmup")) warmup = atoi(v);
+        else if (!strcmp(a, "--parallel")) n_par = atoi(v);
         else if (!strcmp(a, "--lora")) lora_path = v;
         else if (!strcmp(a, "--lora-scale")) lora_scale = (float)atof(v);
         else die("unknown option");
     }
     if (!model_path) die("usage: llama_cpp_bench MODEL [--threads N] [--ctx N] [--prompt-file F | --prompt-tokens N] "
                          "[--ttft-tokens K] [--decode N] [--runs R] [--warmup W] [--verbose]");
-    if (n_threads < 1 || n_ctx < 1 || runs < 1 || warmup < 0 || n_decode < 0 || ttft_tokens < 1)
+    if (n_threads < 1 || n_ctx < 1 || runs < 1 || warmup < 0 || n_decode < 0 || ttft_tokens < 1 || n_par < 1 || n_par > 64)
         die("bad numeric option");
 
     static log_state st;
@@ -239,6 +244,7 @@ int main(int argc, char **argv) {
     cp.n_ctx = (uint32_t)n_ctx;
     cp.n_threads = n_threads;
     cp.n_threads_batch = n_threads;
+    cp.n_seq_max = (uint32_t)n_par;
     t0 = now_s();
     struct llama_context *ctx = llama_init_from_model(model, cp);
     double ctx_s = now_s() - t0;
@@ -301,11 +307,48 @@ int main(int argc, char **argv) {
             pre[r] = n_prompt > 0 ? n_prompt / pre_s : 0.0;
         }
     }
+    double *par = calloc((size_t)runs, sizeof(double));
+    if (n_par > 1) {
+        struct llama_batch b = llama_batch_init(n_par * ttft_tokens, 0, 1);
+        llama_token *toks = malloc((size_t)n_par * sizeof *toks);
+        for (int r = -warmup; r < runs; ++r) {
+            llama_memory_clear(mem, true);
+            b.n_tokens = 0;
+            for (int s = 0; s < n_par; ++s)
+                for (int32_t i = 0; i < ttft_tokens; ++i) {
+                    const int k = b.n_tokens++;
+                    b.token[k] = (prompt[i] + 97 * s) % n_vocab;
+                    b.pos[k] = i;
+                    b.n_seq_id[k] = 1;
+                    b.seq_id[k][0] = s;
+                    b.logits[k] = i == ttft_tokens - 1;
+                }
+            if (llama_decode(ctx, b) != 0) die("llama_decode failed (parallel prompts)");
+            for (int s = 0; s < n_par; ++s) toks[s] = argmax(llama_get_logits_ith(ctx, (s + 1) * ttft_tokens - 1), n_vocab);
+            double t = now_s();
+            for (int32_t i = 0; i < n_decode; ++i) {
+                b.n_tokens = n_par;
+                for (int s = 0; s < n_par; ++s) {
+                    b.token[s] = toks[s];
+                    b.pos[s] = ttft_tokens + i;
+                    b.n_seq_id[s] = 1;
+                    b.seq_id[s][0] = s;
+                    b.logits[s] = 1;
+                }
+                if (llama_decode(ctx, b) != 0) die("llama_decode failed (parallel decode)");
+                for (int s = 0; s < n_par; ++s) toks[s] = argmax(llama_get_logits_ith(ctx, s), n_vocab);
+            }
+            if (r >= 0) par[r] = n_decode > 0 ? (double)n_par * n_decode / (now_s() - t) : 0.0;
+        }
+        llama_batch_free(b);
+        free(toks);
+    }
     const double rss = peak_rss_mb();
 
     printf("{\"engine\": \"llama.cpp\", \"api\": \"C\"");
     printf(", \"decode\": %.3f, \"prefill\": %.3f, \"ttft_ms\": %.3f", median(dec, runs), median(pre, runs),
            1000.0 * median(ttft, runs));
+    printf(", \"parallel\": %d, \"parallel_decode\": %.3f", n_par, n_par > 1 ? median(par, runs) : 0.0);
     printf(", \"load_ms\": %.3f, \"ctx_ms\": %.3f, \"rss_mb\": %.1f", 1000.0 * load_s, 1000.0 * ctx_s, rss);
     printf(", \"adapter_ms\": %.3f", 1000.0 * adapter_s);
     printf(", \"kv_bytes\": %.0f, \"kv_source\": \"log: KV buffer size (%d buffers)\"", st.kv_mib * 1048576.0,
@@ -332,5 +375,6 @@ int main(int argc, char **argv) {
     free(ttft);
     free(dec);
     free(pre);
+    free(par);
     return 0;
 }

@@ -6,7 +6,12 @@ For 1, 4 and 8 concurrent clients, each client sends streaming chat requests bac
 token per request (p50/p95). Each configuration runs `--runs` times; the medians are printed
 as a Markdown table.
 
-    python3 bench/server.py --threads 2 --max-tokens 32 --requests 16 --runs 3
+    python3 bench/server.py --threads 2 --max-tokens 32 --requests 16 --runs 3 [--parallel 8]
+
+Servers: `edgegen serve` on the native engine with `--parallel N` slots (one batched forward pass
+per step for all running requests), `edgegen serve` on llama.cpp (one stream at a time), and
+llama-cpp-python's `python -m llama_cpp.server` (one stream at a time). The last column is each
+server's p95 TTFT over its own single-client median TTFT.
 """
 from __future__ import annotations
 
@@ -107,12 +112,18 @@ def main() -> int:
     ap.add_argument("--requests", type=int, default=16, help="requests per round")
     ap.add_argument("--runs", type=int, default=3)
     ap.add_argument("--clients", default="1,4,8")
+    ap.add_argument("--parallel", type=int, default=8, help="slots of the native edgegen server")
     args = ap.parse_args()
     from edgegen.llm import resolve_model_path
 
     model = resolve_model_path("smollm2")
     servers = {}
-    p1, p2 = free_port(), free_port()
+    p0, p1, p2 = free_port(), free_port(), free_port()
+    servers[f"edgegen serve (native, --parallel {args.parallel})"] = (
+        [sys.executable, "-m", "edgegen", "serve", "--model", model, "--model-id", "smollm2", "--backend", "native",
+         "--threads", str(args.threads), "--ctx", str(args.ctx), "--port", str(p0), "--max-queue", "64",
+         "--parallel", str(args.parallel)],
+        f"http://127.0.0.1:{p0}")
     servers["edgegen serve (llama.cpp backend)"] = (
         [sys.executable, "-m", "edgegen", "serve", "--model", model, "--model-id", "smollm2", "--backend", "llama.cpp",
          "--threads", str(args.threads), "--ctx", str(args.ctx), "--port", str(p1), "--max-queue", "64"],
@@ -138,11 +149,13 @@ def main() -> int:
             p.wait(15)
     print(f"machine: {platform.machine()}, {os.cpu_count()} cpus; threads {args.threads}; max_tokens {args.max_tokens}; "
           f"{args.requests} requests per round; medians of {args.runs} runs")
-    print("| server | clients | requests/s | TTFT p50 (ms) | TTFT p95 (ms) |")
-    print("|---|---|---|---|---|")
-    for (name, clients), rows in results.items():
+    print("| server | clients | requests/s | TTFT p50 (ms) | TTFT p95 (ms) | p95 / single TTFT |")
+    print("|---|---|---|---|---|---|")
+    for (name, clients), rows in sorted(results.items()):
         med = [statistics.median(r[i] for r in rows) for i in range(3)]
-        print(f"| {name} | {clients} | {med[0]:.2f} | {med[1] * 1000:.0f} | {med[2] * 1000:.0f} |")
+        single = results.get((name, 1))
+        ratio = f"{med[2] / statistics.median(r[1] for r in single):.2f}x" if single else "–"
+        print(f"| {name} | {clients} | {med[0]:.2f} | {med[1] * 1000:.0f} | {med[2] * 1000:.0f} | {ratio} |")
     return 0
 
 

@@ -30,7 +30,7 @@ import time
 from typing import Any, Iterator, Mapping, Optional, Sequence, Union
 from urllib.parse import urlsplit
 
-from .errors import CloudError, InvalidRequestError
+from .errors import CloudError, ConstraintError, InvalidRequestError
 from .textstream import TextStream
 from .sampling import SamplingParams
 from .types import ChatMessage, ChatResult, TextChunk, Usage, validate_messages
@@ -267,9 +267,11 @@ class Cloud:
             resp.close()
         return self._scrub(raw[:MAX_ERROR_BODY].decode("utf-8", "replace").strip()) or "(no body)"
 
-    def _body(self, messages: Sequence[Mapping[str, Any]], params: SamplingParams, stream: bool) -> dict[str, Any]:
+    def _body(self, messages: Sequence[Mapping[str, Any]], params: SamplingParams, stream: bool,
+              structured: Optional[dict[str, Any]] = None) -> dict[str, Any]:
         body: dict[str, Any] = {"model": self.model, "messages": validate_messages(messages), "stream": stream}
         body.update(params.to_openai())
+        body.update(structured or {})  # response_format / tools: the endpoint enforces them
         if stream:
             body["stream_options"] = {"include_usage": True}
         return body
@@ -284,11 +286,12 @@ class Cloud:
         cancel: Optional[threading.Event] = None,
         **sampling: Any,
     ) -> Union[ChatResult, TextStream]:
+        structured = _structured_passthrough(sampling)
         p = (params or SamplingParams()).with_overrides(**sampling) if sampling else (params or SamplingParams()).validate()
         event = cancel if cancel is not None else threading.Event()
         if stream:
-            return TextStream(self._stream(self._body(messages, p, True), event), event)
-        return self._complete(self._body(messages, p, False), event)
+            return TextStream(self._stream(self._body(messages, p, True, structured), event), event)
+        return self._complete(self._body(messages, p, False, structured), event)
 
     def _complete(self, body: dict[str, Any], cancel: threading.Event) -> ChatResult:
         import httpx
@@ -313,12 +316,13 @@ class Cloud:
             content = choice["message"].get("content") or ""
             if not isinstance(content, str):
                 raise TypeError("content is not a string")
+            calls = tuple(_tool_call(c) for c in choice["message"].get("tool_calls") or ())
             usage = data.get("usage") or {}
             result_usage = Usage(int(usage.get("prompt_tokens", 0)), int(usage.get("completion_tokens", 0)))
         except (ValueError, KeyError, IndexError, TypeError, AttributeError) as exc:
             raise cloud_error("protocol", f"cloud reply is not a chat completion: {self._scrub(str(exc))}") from None
         return ChatResult(
-            message=ChatMessage("assistant", content), finish_reason=_finish(choice.get("finish_reason")),
+            message=ChatMessage("assistant", content, calls), finish_reason=_finish(choice.get("finish_reason")),
             usage=result_usage, model=str(data.get("model") or self.model), route="cloud", backend=self.name,
             timings={"total_s": time.perf_counter() - start},
         )
@@ -356,9 +360,10 @@ class Cloud:
                     text, f, u = self._parse_event(payload)
                     finish = f or finish
                     usage = u or usage
-                    if text:
+                    calls = _delta_tool_calls(payload) if '"tool_calls"' in payload else ()
+                    if text or calls:
                         n_deltas += 1
-                        yield TextChunk(text, route="cloud", backend=self.name)
+                        yield TextChunk(text, route="cloud", backend=self.name, tool_calls=calls)
                         if cancel.is_set():  # several events may sit in one read: stop between them
                             finish, done = "cancelled", True
                             break
@@ -403,6 +408,36 @@ class Cloud:
 
 
 def _finish(reason: Any) -> str:
-    if reason in ("stop", "length", "cancelled"):
+    if reason in ("stop", "length", "cancelled", "tool_calls"):
         return reason
-    return "stop"  # tool_calls, content_filter, or unspecified at [DONE]
+    return "stop"  # content_filter, or unspecified at [DONE]
+
+
+def _structured_passthrough(sampling: dict[str, Any]) -> dict[str, Any]:
+    """Takes the structured-output arguments out of `sampling`, checked as for a local model, in
+    the shape the endpoint expects. A grammar or regex has no OpenAI equivalent: it runs locally only."""
+    from .structured.local import STRUCTURED_ARGS, pop_structured
+
+    given = {k: sampling[k] for k in STRUCTURED_ARGS if sampling.get(k) is not None}
+    pop_structured(sampling, chat=True)  # validates (a bad schema is the caller's 400 here too)
+    for k in ("grammar", "regex"):
+        if k in given:
+            raise ConstraintError(f"{k} runs on local models only; the cloud API takes response_format", param=k)
+    return given
+
+
+def _tool_call(c: Any) -> Any:
+    from .structured.tools import ToolCall
+
+    fn = c["function"]
+    return ToolCall(str(c.get("id") or ""), str(fn["name"]), str(fn.get("arguments") or ""))
+
+
+def _delta_tool_calls(payload: str) -> tuple[dict[str, Any], ...]:
+    try:
+        calls = json.loads(payload)["choices"][0]["delta"].get("tool_calls") or ()
+    except (ValueError, KeyError, IndexError, TypeError, AttributeError):
+        raise cloud_error("protocol", "cloud stream sent malformed tool_calls") from None
+    if not isinstance(calls, list) or not all(isinstance(c, dict) and "index" in c for c in calls):
+        raise cloud_error("protocol", "cloud stream sent malformed tool_calls")
+    return tuple(calls)

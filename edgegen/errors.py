@@ -68,6 +68,11 @@ class InvalidRequestError(EdgegenError, ValueError):
         self.param = param
 
 
+class ConstraintError(InvalidRequestError):
+    """A structured-output constraint (response_format schema, grammar, regex, tool definitions) is
+    invalid, unsupported, too large or too complex, or accepts no output; the server answers 400."""
+
+
 class MissingExtraError(EdgegenError, ImportError):
     """An optional dependency is not installed; the message names the `pip install 'edgegen[EXTRA]'`
     that brings it (see edgegen/extras.py). An ImportError too, so "use it if present" code keeps working."""
@@ -83,6 +88,16 @@ class StoreError(EdgegenError):
 
 class ChecksumError(StoreError):
     """A downloaded or registered file does not match its manifest's sha256."""
+
+
+class PromptCacheError(EdgegenError):
+    """A prompt cache file cannot be used: `reason` is "truncated", "corrupt", "model" (made for
+    another model file), "engine" (another engine version or instruction set), "kv" (another KV
+    type or layout) or "io". The prefix is then computed again; the file is never trusted."""
+
+    def __init__(self, message: str, *, reason: str) -> None:
+        super().__init__(message)
+        self.reason = reason
 
 
 class EdgegenWarning(UserWarning):

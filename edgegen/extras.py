@@ -9,6 +9,7 @@
     edgegen[asr]       speech recognition (faster-whisper, CTranslate2, PyAV)
     edgegen[wake]      wake words (pymicro-wakeword)
     edgegen[wyoming]   `edgegen wyoming` for Home Assistant (wyoming, zeroconf; with edgegen[voice])
+    edgegen[structured] structured output and tool calls (llguidance)
 
 Code that imports an optional package does it inside `needs_extra(...)` (or calls `require(...)`),
 so a user without it reads `edgegen serve needs fastapi, which is not installed: pip install
@@ -33,6 +34,7 @@ EXTRAS: dict[str, tuple[str, ...]] = {
     "asr": ("faster_whisper", "ctranslate2", "av"),
     "wake": ("pymicro_wakeword",),
     "wyoming": ("wyoming", "zeroconf"),
+    "structured": ("llguidance",),
 }
 
 

@@ -163,10 +163,12 @@ def estimate_memory(
 
 
 def estimate_for_gguf(path: Union[str, Path], n_ctx: int, kv_type: str = "f16", voice_sizes: tuple[int, ...] = (),
-                      n_batch: int = DEFAULT_N_BATCH, n_seq: int = 1, gguf_file: Any = None) -> MemoryEstimate:
+                      n_batch: int = DEFAULT_N_BATCH, n_seq: int = 1, gguf_file: Any = None,
+                      n_parallel: int = 1) -> MemoryEstimate:
     """estimate_memory for a GGUF file: its shape read by the native reader, its KV cache sized by
     the engine's own layout function (kv_cache_layout: the same numbers the cache allocates;
-    sliding-window layers count their ring, not the whole context)."""
+    sliding-window layers count their ring, not the whole context). `n_parallel` sessions each
+    get n_ctx positions (and their own rings), as the native backend's cache for max_parallel."""
     from .gguf import GGUFFile
 
     path = Path(path)
@@ -174,7 +176,7 @@ def estimate_for_gguf(path: Union[str, Path], n_ctx: int, kv_type: str = "f16", 
     f = gguf_file if gguf_file is not None and not gguf_file.closed else GGUFFile(path)
     try:
         h = f.hparams()
-        kv = int(f.kv_cache_layout(n_ctx, n_seq, kv_type)["nbytes"])
+        kv = int(f.kv_cache_layout(n_ctx * n_parallel, max(n_seq, n_parallel), kv_type)["nbytes"])
     finally:
         if f is not gguf_file:
             f.close()
@@ -284,9 +286,9 @@ def fit_context(n_ctx: int, gguf_file: Any, model: str) -> int:
 
 def check_model_fit(model_path: Union[str, Path], n_ctx: int, kv_type: str = "f16",
                     voice_paths: tuple[Union[str, Path], ...] = (), budget: Union[None, str, int] = None,
-                    n_batch: int = DEFAULT_N_BATCH, gguf_file: Any = None) -> MemoryEstimate:
+                    n_batch: int = DEFAULT_N_BATCH, gguf_file: Any = None, n_parallel: int = 1) -> MemoryEstimate:
     """The loader's one call: estimate a GGUF at n_ctx (plus voice sessions) and refuse it with
     MemoryBudgetError if it does not fit the budget (default: available RAM minus a margin)."""
     sizes = tuple(Path(p).stat().st_size for p in voice_paths)
-    estimate = estimate_for_gguf(model_path, n_ctx, kv_type, sizes, n_batch, gguf_file=gguf_file)
+    estimate = estimate_for_gguf(model_path, n_ctx, kv_type, sizes, n_batch, gguf_file=gguf_file, n_parallel=n_parallel)
     return check_fit(estimate, budget, what=Path(model_path).name)

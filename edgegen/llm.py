@@ -23,7 +23,7 @@ from dataclasses import dataclass, field
 from typing import Any, Iterator, Mapping, Optional, Sequence, Union
 
 from .backends import open_backend
-from .backends.base import Backend, check_kv_type, check_n_ctx, check_n_threads
+from .backends.base import Backend, check_kv_type, check_max_parallel, check_n_ctx, check_n_threads
 from .chat import TemplateLimits, render_chat
 from .chat_formats import FORMATS, chat_format_for, completion_prompt, family_template
 from .fit import fit_context
@@ -36,6 +36,7 @@ from .errors import (
     TokenizerError,
 )
 from .sampling import SamplingParams
+from .structured.local import StructuredRequest, pop_structured, tool_chunks
 from .textstream import StopStringMatcher, TextStream, Utf8StreamDecoder, collect
 from .types import ChatMessage, ChatResult, CompletionResult, TextChunk, Usage, validate_messages
 
@@ -60,20 +61,27 @@ def load(
     template_limits: TemplateLimits = TemplateLimits(),
     defaults: Optional[SamplingParams] = None,
     adapters: Optional[Mapping[str, Union[str, os.PathLike]]] = None,
+    max_parallel: int = 1,
     **backend_options: Any,
 ) -> "LLM":
     """Load a local model. `backend`: "auto" (native when it supports the file, else llama.cpp),
     "native" or "llama.cpp". Weights + KV cache + scratch must fit `memory_budget` (bytes or "2G";
     default $EDGEGEN_MEMORY_BUDGET, else available RAM) or MemoryBudgetError is raised before loading.
     `adapters`: LoRA adapters to load, {name: .gguf path or store name}; a request picks them with
-    `adapters={name: scale}` (edgegen.adapters)."""
+    `adapters={name: scale}` (edgegen.adapters).
+    `max_parallel`: generations that run at once in one shared batch on the native engine (each
+    with n_ctx of KV, counted by the fit check); more wait their turn. llama.cpp runs one."""
     check_n_ctx(n_ctx, model_window_ok=False)  # the fit check needs the window's size
     check_n_threads(n_threads)
     check_kv_type(kv_type)  # one set for every backend: a refusal here never depends on `auto`'s choice
+    check_max_parallel(max_parallel)
     path = resolve_model_path(model)
     gguf = _open_gguf(path)  # mapped once: the fit check and the native engine share it
     n_ctx = fit_context(n_ctx, gguf, os.path.basename(path))  # warns above the trained context
-    _check_fit(path, n_ctx, kv_type, memory_budget, gguf)
+    one_at_a_time = backend in ("llama.cpp", "llamacpp", "llama_cpp")  # it ignores max_parallel
+    _check_fit(path, n_ctx, kv_type, memory_budget, gguf, 1 if one_at_a_time else max_parallel)
+    if max_parallel > 1:
+        backend_options["max_parallel"] = max_parallel
     be = open_backend(path, backend, gguf_file=gguf, n_ctx=n_ctx, n_threads=n_threads, kv_type=kv_type,
                       **backend_options)
     try:
@@ -97,7 +105,8 @@ def _open_gguf(path: str) -> Any:
         return None
 
 
-def _check_fit(path: str, n_ctx: int, kv_type: str, budget: Union[None, int, str], gguf: Any = None) -> None:
+def _check_fit(path: str, n_ctx: int, kv_type: str, budget: Union[None, int, str], gguf: Any = None,
+               n_parallel: int = 1) -> None:
     try:
         from .fit import check_model_fit
     except ImportError:  # fit estimates not in this build: weights alone must fit an explicit budget
@@ -105,7 +114,7 @@ def _check_fit(path: str, n_ctx: int, kv_type: str, budget: Union[None, int, str
             raise MemoryBudgetError(f"{os.path.basename(path)} weights exceed the {budget}-byte memory budget") from None
         return
     try:
-        check_model_fit(path, n_ctx, kv_type, budget=budget, gguf_file=gguf)
+        check_model_fit(path, n_ctx, kv_type, budget=budget, gguf_file=gguf, n_parallel=n_parallel)
     except MemoryBudgetError:
         raise
     except (ModelNotFoundError, ValueError, OSError) as exc:
@@ -125,10 +134,13 @@ class PreparedPrompt:
     messages: Optional[tuple[dict[str, Any], ...]] = None  # the validated chat; None for a raw prompt
     add_generation_prompt: bool = True
     llm: Optional["LLM"] = field(default=None, repr=False, compare=False)
+    tools: Optional[Any] = None  # the edgegen.structured.ToolSpec the prompt offers, if any
 
 
 class LLM:
-    """A loaded local model. One generation runs at a time; calls from other threads wait."""
+    """A loaded local model. A backend with `max_parallel` > 1 (the native engine loaded with
+    `max_parallel=N`) runs up to N generations from any threads at once in one shared batch;
+    otherwise one runs at a time and calls from other threads wait."""
 
     def __init__(
         self,
@@ -152,6 +164,7 @@ class LLM:
         self.defaults = (defaults or SamplingParams()).validate()
         self._lock = threading.Lock()
         self._owner: Optional[int] = None
+        self._open_streams: dict[int, int] = {}  # thread id -> open streams (parallel backends)
 
     # ---- facts ----------------------------------------------------------------------------------
     @property
@@ -211,29 +224,44 @@ class LLM:
     def _special_text(self, token_id: Optional[int]) -> str:
         return "" if token_id is None else self.backend.token_bytes(token_id, special=True).decode("utf-8", "replace")
 
-    def render_chat(self, messages: Sequence[Mapping[str, Any]], *, add_generation_prompt: bool = True) -> str:
+    def render_chat(self, messages: Sequence[Mapping[str, Any]], *, add_generation_prompt: bool = True,
+                    tools: Optional[Any] = None) -> str:
         """The prompt text the chat template makes of `messages`; for a base model (no template,
-        see edgegen.chat_formats) the messages' plain text."""
+        see edgegen.chat_formats) the messages' plain text. `tools` (a ToolSpec) are offered in the
+        template's own convention or the default tool prompt (docs/structured.md)."""
+        from .structured.tools import template_has_tools, tool_messages
+
         be = self.backend
+        template = None
+        if self.chat_format == "template":
+            template = be.chat_template
+        elif self.chat_format != "completion":
+            template = family_template(self.chat_format)
+        native = template_has_tools(template)
+        extra: dict[str, Any] = {}
+        if tools is not None or any(m.get("tool_calls") or m.get("role") == "tool" for m in messages):
+            messages = tool_messages(messages, tools, native)
+            if native and tools is not None and tools.offered:
+                extra["tools"] = [t.to_openai() for t in tools.offered]
         if self.chat_format == "completion":
             return completion_prompt(validate_messages(messages))
-        template = be.chat_template if self.chat_format == "template" else family_template(self.chat_format)
         return render_chat(
             template, messages, bos_token=self._special_text(be.bos_id), eos_token=self._special_text(be.eos_id),
-            add_generation_prompt=add_generation_prompt, limits=self.template_limits,
+            add_generation_prompt=add_generation_prompt, limits=self.template_limits, **extra,
         )
 
-    def prepare_chat(self, messages: Sequence[Mapping[str, Any]], *, add_generation_prompt: bool = True) -> PreparedPrompt:
+    def prepare_chat(self, messages: Sequence[Mapping[str, Any]], *, add_generation_prompt: bool = True,
+                     tools: Optional[Any] = None) -> PreparedPrompt:
         """`messages` rendered through the chat template and tokenized, once, for `chat()`."""
         msgs = validate_messages(messages)
-        text = self.render_chat(msgs, add_generation_prompt=add_generation_prompt)
+        text = self.render_chat(msgs, add_generation_prompt=add_generation_prompt, tools=tools)
         _check_text(text)
         be = self.backend
         bos_text = self._special_text(be.bos_id)
         # The template usually writes BOS itself; add it only when the model wants one and it is missing.
         add = be.add_bos and not (bos_text and text.startswith(bos_text))
         ids = be.tokenize(text, add, True)
-        return PreparedPrompt(text, tuple(ids), tuple(msgs), add_generation_prompt, self)
+        return PreparedPrompt(text, tuple(ids), tuple(msgs), add_generation_prompt, self, tools)
 
     def prepare(self, prompt: str) -> PreparedPrompt:
         """A raw prompt (no template) tokenized once, for `stream()` / `generate()`."""
@@ -247,7 +275,8 @@ class LLM:
         if prepared.llm is self:
             return prepared
         if prepared.messages is not None:
-            return self.prepare_chat(prepared.messages, add_generation_prompt=prepared.add_generation_prompt)
+            return self.prepare_chat(prepared.messages, add_generation_prompt=prepared.add_generation_prompt,
+                                     tools=prepared.tools)
         return self.prepare(prepared.text)
 
     def check_request(self, prompt: PreparedPrompt, params: SamplingParams) -> None:
@@ -266,6 +295,28 @@ class LLM:
                 f"prompt is {len(ids)} tokens; the context window is {self.n_ctx} (leaving no room to generate)"
             )
 
+    # ---- prompt cache files (edgegen.prompt_cache) -----------------------------------------------
+    def save_prefix(self, prefix: Union[str, Sequence[Mapping[str, Any]]], path: Union[str, os.PathLike]) -> int:
+        """Compute the KV of a prefix (a text, or chat messages such as the system prompt) and write
+        it to `path` atomically; it also stays cached for this LLM. Returns its token count."""
+        from .prompt_cache import save_prefix
+
+        return save_prefix(self, prefix, path)
+
+    def load_prefix(self, path: Union[str, os.PathLike]) -> int:
+        """Load a prefix written by save_prefix (on this model file, engine and KV type): prompts
+        that start with it skip computing it. Raises PromptCacheError for a file it cannot trust."""
+        from .prompt_cache import load_prefix
+
+        return load_prefix(self, path)
+
+    def ensure_prefix(self, prefix: Union[str, Sequence[Mapping[str, Any]]], path: Union[str, os.PathLike]) -> str:
+        """Load `path` if it holds this prefix for this model ('loaded'); else compute the prefix
+        and (re)write the file ('computed')."""
+        from .prompt_cache import ensure_prefix
+
+        return ensure_prefix(self, prefix, path)
+
     # ---- generation -----------------------------------------------------------------------------
     def stream(
         self,
@@ -275,9 +326,12 @@ class LLM:
         cancel: Optional[threading.Event] = None,
         **sampling: Any,
     ) -> TextStream:
-        """Stream a raw completion of `prompt` (no chat template), or of a PreparedPrompt as it is."""
+        """Stream a raw completion of `prompt` (no chat template), or of a PreparedPrompt as it is.
+        `response_format=`, `grammar=` (Lark or GBNF) or `regex=` constrain the output while it is
+        decoded (docs/structured.md)."""
+        structured = pop_structured(sampling, chat=False)
         prepared = self._own(prompt) if isinstance(prompt, PreparedPrompt) else self.prepare(prompt)
-        return self._stream_prepared(prepared, params, cancel, sampling)
+        return self._stream_prepared(prepared, params, cancel, sampling, structured)
 
     def generate(
         self,
@@ -303,39 +357,88 @@ class LLM:
         **sampling: Any,
     ) -> Union[ChatResult, TextStream]:
         """Chat completion through the model's template; `stream=True` returns a TextStream.
-        `messages` may be a PreparedPrompt from `prepare_chat()` (not rendered again)."""
-        prepared = self._own(messages) if isinstance(messages, PreparedPrompt) else self.prepare_chat(messages)
-        chunks = self._stream_prepared(prepared, params, cancel, sampling)
+        `messages` may be a PreparedPrompt from `prepare_chat()` (not rendered again).
+        Structured output: `response_format=`, `grammar=`, `regex=`, and OpenAI `tools=` with
+        `tool_choice=` / `parallel_tool_calls=` (calls come back in `message.tool_calls`, or as
+        chunks' `tool_calls` deltas when streaming; see docs/structured.md)."""
+        structured = pop_structured(sampling, chat=True)
+        if isinstance(messages, PreparedPrompt):
+            prepared = self._own(messages)
+            if prepared.tools != structured.tools:  # prepared for other tools: offer these instead
+                prepared = self.prepare_chat(prepared.messages or (), tools=structured.tools,
+                                             add_generation_prompt=prepared.add_generation_prompt)
+        else:
+            prepared = self.prepare_chat(messages, tools=structured.tools)
+        chunks = self._stream_prepared(prepared, params, cancel, sampling, structured)
         if stream:
-            return chunks
+            return TextStream(tool_chunks(chunks), chunks.cancel_event) if structured.calls_tools else chunks
         text, last, timings = collect(chunks)
+        finish, calls = last.finish_reason or "stop", ()
+        if structured.calls_tools:
+            from .structured.tools import parse_tool_output
+
+            text, parsed = parse_tool_output(text)
+            calls = tuple(parsed)
+            finish = "tool_calls" if calls and finish == "stop" else finish
         return ChatResult(
-            message=ChatMessage("assistant", text), finish_reason=last.finish_reason or "stop",
+            message=ChatMessage("assistant", text, calls), finish_reason=finish,  # type: ignore[arg-type]
             usage=last.usage or Usage(), model=self.model, route="local", backend=self.backend_name,
             timings=timings,
         )
 
     def _stream_prepared(
-        self, prepared: PreparedPrompt, params: Optional[SamplingParams], cancel: Optional[threading.Event], overrides: dict
+        self, prepared: PreparedPrompt, params: Optional[SamplingParams], cancel: Optional[threading.Event], overrides: dict,
+        structured: StructuredRequest = StructuredRequest(),
     ) -> TextStream:
         p = (params or self.defaults).with_overrides(**overrides) if overrides else (params or self.defaults).validate()
         self.check_request(prepared, p)
         ids = list(prepared.ids)
         event = cancel if cancel is not None else threading.Event()
-        return TextStream(self._run(ids, p, event), event)
+        mask = self._token_mask(structured)  # compiled now: a bad constraint fails at the call
+        return TextStream(self._run(ids, p, event, mask), event)
 
-    def _run(self, prompt_ids: list[int], p: SamplingParams, cancel: threading.Event) -> Iterator[TextChunk]:
+    def check_structured(self, structured: StructuredRequest) -> None:
+        """Raise now what the request's constraint would raise at its call (ConstraintError for
+        a bad schema, grammar or tool; the compiled result is cached for the run)."""
+        self._token_mask(structured)
+
+    def _token_mask(self, structured: StructuredRequest) -> Any:
+        constraint = structured.decoding_constraint
+        if constraint is None:
+            return None
+        if not getattr(self.backend, "supports_constraints", False):
+            raise InvalidRequestError(f"the {self.backend_name} backend cannot enforce structured output")
+        from .structured.engine import token_mask
+
+        return token_mask(self.backend, constraint)
+
+    def _run(self, prompt_ids: list[int], p: SamplingParams, cancel: threading.Event, mask: Any = None) -> Iterator[TextChunk]:
         me = threading.get_ident()
+        slots = int(getattr(self.backend, "max_parallel", 1))
+        if slots > 1:  # the backend schedules; one thread may hold several streams, up to the slots
+            with self._lock:
+                if self._open_streams.get(me, 0) >= slots:
+                    raise InvalidRequestError(
+                        f"this thread already holds {slots} open streams of this LLM (max_parallel); close() one first")
+                self._open_streams[me] = self._open_streams.get(me, 0) + 1
+            try:
+                yield from self._assemble(prompt_ids, p, cancel)
+            finally:
+                with self._lock:
+                    self._open_streams[me] -= 1
+                    if not self._open_streams[me]:
+                        del self._open_streams[me]
+            return
         if self._owner == me:
             raise InvalidRequestError("another stream of this LLM is still open in this thread; close() it first")
         with self._lock:
             self._owner = me
             try:
-                yield from self._assemble(prompt_ids, p, cancel)
+                yield from self._assemble(prompt_ids, p, cancel, mask)
             finally:
                 self._owner = None
 
-    def _assemble(self, prompt_ids: list[int], p: SamplingParams, cancel: threading.Event) -> Iterator[TextChunk]:
+    def _assemble(self, prompt_ids: list[int], p: SamplingParams, cancel: threading.Event, mask: Any = None) -> Iterator[TextChunk]:
         be = self.backend
         room = self.n_ctx - len(prompt_ids)  # the prompt fills the window first
         max_new = room if p.max_tokens is None else min(p.max_tokens, room)
@@ -346,7 +449,9 @@ class LLM:
         finish: Optional[str] = None
         tail = ""
         matched_stop = False
-        tokens = be.generate_tokens(prompt_ids, p, cancel)
+        # a constrained generation hands its per-step token mask to the backend (edgegen.structured)
+        tokens = be.generate_tokens(prompt_ids, p, cancel, constraint=mask) if mask is not None else \
+            be.generate_tokens(prompt_ids, p, cancel)
         try:
             for token in tokens:
                 if be.is_eog(token):

@@ -12,7 +12,7 @@ from typing import Any, Literal, Mapping, Optional, Sequence
 
 from .errors import InvalidRequestError
 
-FinishReason = Literal["stop", "length", "cancelled", "error"]
+FinishReason = Literal["stop", "length", "cancelled", "error", "tool_calls"]
 Route = Literal["local", "cloud"]
 
 
@@ -47,6 +47,9 @@ class TextChunk:
     route: Route = "local"
     backend: str = ""
     fallback_reason: Optional[str] = None
+    # OpenAI tool-call deltas ({"index", "id", "type", "function": {"name", "arguments"}}) when the
+    # request had tools; `text` then carries only content
+    tool_calls: tuple[dict[str, Any], ...] = ()
 
 
 @dataclass(frozen=True)
@@ -70,9 +73,13 @@ class CompletionResult:
 class ChatMessage:
     role: str
     content: str
+    tool_calls: tuple[Any, ...] = ()  # edgegen.structured.ToolCall, when the model called tools
 
-    def to_dict(self) -> dict[str, str]:
-        return {"role": self.role, "content": self.content}
+    def to_dict(self) -> dict[str, Any]:
+        if not self.tool_calls:
+            return {"role": self.role, "content": self.content}
+        return {"role": self.role, "content": self.content or None,
+                "tool_calls": [c.to_openai() for c in self.tool_calls]}
 
 
 @dataclass(frozen=True)

@@ -79,6 +79,11 @@ public:
     // gate[i] = act(gate[i]) * up[i] for i < n (a gated feed-forward's activation).
     virtual void glu(Activation act, float* gate, const float* up, int64_t n) = 0;
     virtual void attention(const AttentionArgs& args) = 0;
+    // Several sequences' attention (a multi-sequence step): the same values as attention() on each;
+    // a backend may run them together (the CPU backend: one fork/join for all).
+    virtual void attention_batch(const AttentionArgs* args, int32_t n) {
+        for (int32_t i = 0; i < n; ++i) attention(args[i]);
+    }
     // Writes n_tok K and V rows (n_tok, n_embd_kv) of a layer at positions pos0.. into the cache.
     virtual void store_kv(KVCache& kv, int32_t layer, int32_t seq, int64_t pos0, int64_t n_tok, const float* k,
                           const float* v) = 0;
@@ -108,6 +113,7 @@ public:
     }
     void glu(Activation act, float* gate, const float* up, int64_t n) override { inner_->glu(act, gate, up, n); }
     void attention(const AttentionArgs& a) override { inner_->attention(a); }
+    void attention_batch(const AttentionArgs* a, int32_t n) override { inner_->attention_batch(a, n); }
     void store_kv(KVCache& kv, int32_t layer, int32_t seq, int64_t pos0, int64_t n_tok, const float* k,
                   const float* v) override {
         inner_->store_kv(kv, layer, seq, pos0, n_tok, k, v);

@@ -87,7 +87,8 @@ public:
         }
     }
 
-    void attention(const AttentionArgs& a) override;
+    void attention(const AttentionArgs& a) override { attention_batch(&a, 1); }
+    void attention_batch(const AttentionArgs* args, int32_t n) override;
 
 private:
     // fn(i) for i in [0, n): on the pool when `work` (elements touched) is large enough.
@@ -112,6 +113,14 @@ private:
         std::vector<uint8_t> qact;           // query in the cache type's activation format
     };
     void ensure_scratch(int64_t max_keys, int32_t group, int32_t head_dim);
+    // How one AttentionArgs splits into tasks (a task: one token's head, or its heads sharing a
+    // KV head), and one task's work.
+    struct AttnPlan {
+        const AttentionArgs* a;
+        int64_t heads_per_task, tasks_per_token, n_tasks;
+    };
+    AttnPlan plan_attention(const AttentionArgs& a);
+    void attend(const AttnPlan& p, int64_t task, Scratch& s) const;
 
     ThreadPool pool_;
     std::vector<Scratch> scratch_;
@@ -135,21 +144,50 @@ void CpuBackend::ensure_scratch(int64_t max_keys, int32_t group, int32_t head_di
     }
 }
 
-void CpuBackend::attention(const AttentionArgs& a) {
-    const KernelTable& kt = kernels();
+CpuBackend::AttnPlan CpuBackend::plan_attention(const AttentionArgs& a) {
     const KVLayerView& kv = a.kv;
-    const int64_t hd = a.head_dim, q_dim = int64_t(a.n_head) * hd;
     const int32_t group = a.n_head / a.n_head_kv;
     const int64_t B = kv.block_tokens;
     // keys a query reads, counted from the start of the block holding its first visible key
     const int64_t max_keys = kv.window ? std::min<int64_t>(a.pos0 + a.n_tok, kv.window + B) : a.pos0 + a.n_tok;
     ensure_scratch(max_keys + B, group, a.head_dim);
-    const bool f16 = kv.transposed;
     // A task is one token's heads that share a KV head (f16 caches, enough of them to keep every
     // thread busy: the keys are converted once for the group) or one token's single head.
-    const int64_t heads_per_task = f16 && a.n_tok * a.n_head_kv >= 2 * pool_.size() ? group : 1;
+    const int64_t heads_per_task = kv.transposed && a.n_tok * a.n_head_kv >= 2 * pool_.size() ? group : 1;
     const int64_t tasks_per_token = a.n_head / heads_per_task;
-    const int64_t n_tasks = a.n_tok * tasks_per_token;
+    return AttnPlan{&a, heads_per_task, tasks_per_token, a.n_tok * tasks_per_token};
+}
+
+void CpuBackend::attention_batch(const AttentionArgs* args, int32_t n) {
+    std::vector<AttnPlan> plans;
+    plans.reserve(n);
+    std::vector<int64_t> first_task(n + 1, 0);  // plan i owns tasks [first_task[i], first_task[i + 1])
+    for (int32_t i = 0; i < n; ++i) {
+        plans.push_back(plan_attention(args[i]));
+        first_task[i + 1] = first_task[i] + plans.back().n_tasks;
+    }
+    const int64_t total = first_task[n];
+    // Tasks interleaved over threads: a causal batch's later tokens attend to more keys. One
+    // fork/join for every sequence of a step.
+    pool_.run([&](int ith, int nth) {
+        Scratch& s = scratch_[ith];
+        int32_t i = 0;
+        for (int64_t task = ith; task < total; task += nth) {
+            while (task >= first_task[i + 1]) ++i;
+            attend(plans[i], task - first_task[i], s);
+        }
+    });
+}
+
+void CpuBackend::attend(const AttnPlan& p, int64_t task, Scratch& s) const {
+    const AttentionArgs& a = *p.a;
+    const KernelTable& kt = kernels();
+    const KVLayerView& kv = a.kv;
+    const int64_t hd = a.head_dim, q_dim = int64_t(a.n_head) * hd;
+    const int32_t group = a.n_head / a.n_head_kv;
+    const int64_t B = kv.block_tokens;
+    const bool f16 = kv.transposed;
+    const int64_t heads_per_task = p.heads_per_task, tasks_per_token = p.tasks_per_token;
     const size_t sc_stride = s_stride_;
     const float scale = a.kq_scale;
     // non-f16 caches: scores by the table's dot kernel, values by y += p * row
@@ -158,78 +196,71 @@ void CpuBackend::attention(const AttentionArgs& a) {
     const auto dequant = kt.dequantize_row[static_cast<int>(kv.type)];
     const QType act_type = type_traits(kv.type).vec_dot_type;
     const auto q_quant = kt.quantize_act[static_cast<int>(act_type)];
-
-    pool_.run([&](int ith, int nth) {
-        Scratch& s = scratch_[ith];
-        // Tasks interleaved over threads: a causal batch's later tokens attend to more keys.
-        for (int64_t task = ith; task < n_tasks; task += nth) {
-            const int64_t i = task / tasks_per_token, h = (task % tasks_per_token) * heads_per_task, g = h / group;
-            const int64_t pos = a.pos0 + i;
-            const int64_t first = std::max<int64_t>(kv.lo, kv.window ? pos - kv.window + 1 : 0);  // first visible key
-            const float* qh = a.q + i * q_dim + h * hd;
-            float* out = a.out + i * q_dim + h * hd;
-            if (f16) {
-                // As llama.cpp: q and the probabilities are rounded to f16, dot products run in
-                // ggml's order, softmax over a multiple of 8 (padding and masked keys are -inf,
-                // so exactly 0). Keys are scored from the start of `first`'s block.
-                const int64_t b0 = first / B, base = b0 * B, L = pos + 1 - base, skip = first - base;
-                const int64_t n_blk = (L + B - 1) / B;
-                float* sc = s.scores.data();  // (heads, L rounded up to 32)
-                std::copy(qh, qh + heads_per_task * hd, s.qf.data());
-                kt.round_f16(heads_per_task * hd, s.qf.data());
-                for (int64_t blk = 0; blk < n_blk; ++blk)
-                    kt.dot_f16t(hd, std::min(B, L - blk * B), kv.k(b0 + blk) + g * hd * B * 2, B * 2, heads_per_task,
-                                s.qf.data(), hd, sc + blk * B, sc_stride);
-                const int64_t n_chunks = (L + 31) / 32;  // V^T in 32-token chunks, B / 32 per block
-                for (int64_t ch = 0; ch < n_chunks; ++ch) s.bases[ch] = kv.v(b0 + ch * 32 / B) + (ch * 32 % B) * 2;
-                for (int64_t k = 0; k < heads_per_task; ++k) {
-                    float* sk = sc + k * sc_stride;
-                    for (int64_t j = 0; j < skip; ++j) sk[j] = -INFINITY;
-                    for (int64_t j = skip; j < L; ++j) sk[j] *= scale;
-                    const int64_t L8 = (L + 7) & ~int64_t(7);
-                    for (int64_t j = L; j < L8; ++j) sk[j] = -INFINITY;
-                    kt.softmax(L8, sk);
-                    kt.round_f16(L, sk);  // llama.cpp multiplies V by f16 probabilities
-                    std::fill(sk + L, sk + n_chunks * 32, 0.0f);
-                    kt.dot_f16_cols(n_chunks, s.bases.data(), static_cast<size_t>(g * hd) * B * 2, static_cast<size_t>(B) * 2,
-                                    hd, sk, out + k * hd);
-                }
-                continue;
-            }
-            // Quantized caches: llama.cpp's flash-attention arithmetic (it needs flash attention
-            // for a quantized V): one pass over the keys with an online softmax in expf, the
-            // values dequantized to f32 and accumulated with fused multiply-adds.
-            const void* act = qh;
-            if (act_type != QType::F32) {
-                q_quant(qh, s.qact.data(), hd);
-                act = s.qact.data();
-            }
-            float S = 0.0f, M = -INFINITY;
-            float* acc = out;
-            float* v32 = s.scores.data();  // scratch: one dequantized value row
-            std::fill(acc, acc + hd, 0.0f);
-            for (int64_t j = first; j <= pos; ++j) {
-                float sj;
-                const size_t at = (j % B) * kv.row_bytes + g * kv.head_bytes;
-                dot(hd, &sj, kv.k(j / B) + at, kv.row_bytes, 1, act);
-                sj = sj * scale;
-                float ms = 1.0f, vs = 1.0f;
-                if (sj > M) {
-                    const float m_old = M;
-                    M = sj;
-                    ms = std::exp(m_old - M);
-                    for (int64_t d = 0; d < hd; ++d) acc[d] *= ms;
-                } else {
-                    vs = std::exp(sj - M);
-                }
-                dequant(kv.v(j / B) + at, v32, hd);
-                mad_f32(hd, acc, v32, vs);
-                S = std::fma(S, ms, vs);  // contracted in the x86 build of ggml
-            }
-            const float s_inv = S == 0.0f ? 0.0f : 1.0f / S;
-            for (int64_t d = 0; d < hd; ++d) acc[d] *= s_inv;
+    const int64_t i = task / tasks_per_token, h = (task % tasks_per_token) * heads_per_task, g = h / group;
+    const int64_t pos = a.pos0 + i;
+    const int64_t first = std::max<int64_t>(kv.lo, kv.window ? pos - kv.window + 1 : 0);  // first visible key
+    const float* qh = a.q + i * q_dim + h * hd;
+    float* out = a.out + i * q_dim + h * hd;
+    if (f16) {
+        // As llama.cpp: q and the probabilities are rounded to f16, dot products run in
+        // ggml's order, softmax over a multiple of 8 (padding and masked keys are -inf,
+        // so exactly 0). Keys are scored from the start of `first`'s block.
+        const int64_t b0 = first / B, base = b0 * B, L = pos + 1 - base, skip = first - base;
+        const int64_t n_blk = (L + B - 1) / B;
+        float* sc = s.scores.data();  // (heads, L rounded up to 32)
+        std::copy(qh, qh + heads_per_task * hd, s.qf.data());
+        kt.round_f16(heads_per_task * hd, s.qf.data());
+        for (int64_t blk = 0; blk < n_blk; ++blk)
+            kt.dot_f16t(hd, std::min(B, L - blk * B), kv.k(b0 + blk) + g * hd * B * 2, B * 2, heads_per_task,
+                        s.qf.data(), hd, sc + blk * B, sc_stride);
+        const int64_t n_chunks = (L + 31) / 32;  // V^T in 32-token chunks, B / 32 per block
+        for (int64_t ch = 0; ch < n_chunks; ++ch) s.bases[ch] = kv.v(b0 + ch * 32 / B) + (ch * 32 % B) * 2;
+        for (int64_t k = 0; k < heads_per_task; ++k) {
+            float* sk = sc + k * sc_stride;
+            for (int64_t j = 0; j < skip; ++j) sk[j] = -INFINITY;
+            for (int64_t j = skip; j < L; ++j) sk[j] *= scale;
+            const int64_t L8 = (L + 7) & ~int64_t(7);
+            for (int64_t j = L; j < L8; ++j) sk[j] = -INFINITY;
+            kt.softmax(L8, sk);
+            kt.round_f16(L, sk);  // llama.cpp multiplies V by f16 probabilities
+            std::fill(sk + L, sk + n_chunks * 32, 0.0f);
+            kt.dot_f16_cols(n_chunks, s.bases.data(), static_cast<size_t>(g * hd) * B * 2, static_cast<size_t>(B) * 2,
+                            hd, sk, out + k * hd);
         }
-    });
+        return;
+    }
+    // Quantized caches: llama.cpp's flash-attention arithmetic (it needs flash attention
+    // for a quantized V): one pass over the keys with an online softmax in expf, the
+    // values dequantized to f32 and accumulated with fused multiply-adds.
+    const void* act = qh;
+    if (act_type != QType::F32) {
+        q_quant(qh, s.qact.data(), hd);
+        act = s.qact.data();
+    }
+    float S = 0.0f, M = -INFINITY;
+    float* acc = out;
+    float* v32 = s.scores.data();  // scratch: one dequantized value row
+    std::fill(acc, acc + hd, 0.0f);
+    for (int64_t j = first; j <= pos; ++j) {
+        float sj;
+        const size_t at = (j % B) * kv.row_bytes + g * kv.head_bytes;
+        dot(hd, &sj, kv.k(j / B) + at, kv.row_bytes, 1, act);
+        sj = sj * scale;
+        float ms = 1.0f, vs = 1.0f;
+        if (sj > M) {
+            const float m_old = M;
+            M = sj;
+            ms = std::exp(m_old - M);
+            for (int64_t d = 0; d < hd; ++d) acc[d] *= ms;
+        } else {
+            vs = std::exp(sj - M);
+        }
+        dequant(kv.v(j / B) + at, v32, hd);
+        mad_f32(hd, acc, v32, vs);
+        S = std::fma(S, ms, vs);  // contracted in the x86 build of ggml
+    }
+    const float s_inv = S == 0.0f ? 0.0f : 1.0f / S;
+    for (int64_t d = 0; d < hd; ++d) acc[d] *= s_inv;
 }
 
 // ---- counting wrapper (tests) --------------------------------------------------------------------
@@ -262,6 +293,10 @@ public:
     void attention(const AttentionArgs& a) override {
         ++c_[kOpAttention];
         DelegatingBackend::attention(a);
+    }
+    void attention_batch(const AttentionArgs* a, int32_t n) override {
+        c_[kOpAttention] += n;
+        DelegatingBackend::attention_batch(a, n);
     }
     void store_kv(KVCache& kv, int32_t l, int32_t seq, int64_t pos0, int64_t n, const float* k, const float* v) override {
         ++c_[kOpStoreKV];

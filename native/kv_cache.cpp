@@ -258,6 +258,25 @@ void KVCache::check_room(int32_t seq, int64_t n_new) const {
     }
 }
 
+void KVCache::check_room(const int32_t* seqs, const int64_t* n_new, int32_t n_seqs) const {
+    int64_t rows = 0;
+    for (int32_t i = 0; i < n_seqs; ++i) {
+        check_seq(seqs[i]);
+        EG_CHECK(n_new[i] >= 0, "negative reservation");
+        rows += n_new[i];
+    }
+    for (int gi = 0; gi < n_groups(); ++gi) {
+        int64_t need = 0;
+        for (int32_t i = 0; i < n_seqs; ++i) need += blocks_needed(gi, seqs[i], n_new[i]);
+        if (need > n_free_blocks(gi))
+            throw KVCacheFullError("KV cache full: " + std::to_string(rows) + " new tokens of " + std::to_string(n_seqs) +
+                                   " sequences need " + std::to_string(need) + " more blocks of " +
+                                   std::to_string(lay_.block_tokens) + " tokens but " + std::to_string(n_free_blocks(gi)) +
+                                   " of " + std::to_string(g(gi).n_blocks) + " are free (" +
+                                   std::to_string(g(gi).block_bytes) + " bytes each)");
+    }
+}
+
 void KVCache::reserve(int32_t seq, int64_t n_new) {
     check_room(seq, n_new);
     const int32_t B = lay_.block_tokens;

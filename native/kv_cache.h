@@ -140,6 +140,9 @@ public:
     // Throws KVCacheFullError when appending n_new rows (reserved chunk by chunk, any length) would
     // run out of blocks in any group.
     void check_room(int32_t seq, int64_t n_new) const;
+    // The same for one step of several distinct sequences at once (their needs add up per group;
+    // a block two of them share and both write is counted twice: conservative).
+    void check_room(const int32_t* seqs, const int64_t* n_new, int32_t n_seqs) const;
     // Declares rows up to seq_len + n_new written. Pre: reserve(seq, n_new) succeeded.
     void commit(int32_t seq, int64_t n_new);
 
@@ -150,6 +153,14 @@ public:
     void read_row(int32_t layer, int32_t seq, int64_t pos, int kv, float* out, const KernelTable& kt) const;
 
     KVLayerView view(int32_t layer, int32_t seq) const;
+
+    // ---- a sequence's rows as bytes (prompt cache files; kv_cache_io.cpp) ----------------------
+    // The stored blocks of seq in logical order, group by group, after a header of the length and
+    // each group's lowest stored position. Only a cache of the same layout can import it.
+    std::vector<uint8_t> seq_export(int32_t seq) const;
+    // seq becomes the exported sequence (its previous contents dropped). Throws eg::Error for
+    // bytes that do not fit this layout, KVCacheFullError (changing nothing) without room.
+    void seq_import(int32_t seq, const uint8_t* data, size_t size);
 
     int32_t block_refcount(int32_t block, int group = 0) const { return groups_.at(group).refs.at(block); }
 

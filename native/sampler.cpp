@@ -36,7 +36,29 @@ void Sampler::accept(int32_t token) {
     while (static_cast<int32_t>(history_.size()) > p_.penalty_last_n) history_.pop_front();
 }
 
-int32_t Sampler::sample(float* logits) {
+// Disallowed tokens become -inf; they then lose every later step, greedy included. Words past
+// the vocabulary's end are ignored, so a mask may carry padding bits.
+void Sampler::apply_mask(float* logits, const uint32_t* allowed) const {
+    bool any = false;
+    const int32_t n_words = (n_vocab_ + 31) / 32;
+    for (int32_t w = 0; w < n_words; ++w) {
+        const int32_t base = w * 32;
+        const int32_t end = std::min(base + 32, n_vocab_);
+        const uint32_t bits = allowed[w];
+        if (bits == 0xFFFFFFFFu && end - base == 32) {
+            any = true;
+            continue;
+        }
+        for (int32_t i = base; i < end; ++i) {
+            if (bits >> (i - base) & 1u) any = true;
+            else logits[i] = -INFINITY;
+        }
+    }
+    if (!any) throw Error("the allowed-token mask allows no token: the constraint cannot continue");
+}
+
+int32_t Sampler::sample(float* logits, const uint32_t* allowed) {
+    if (allowed) apply_mask(logits, allowed);
     for (const auto& [id, bias] : p_.logit_bias) logits[id] += bias;  // -inf bans a token
 
     const bool penalise = p_.repeat_penalty != 1.0f || p_.presence_penalty != 0.0f || p_.frequency_penalty != 0.0f;
@@ -55,6 +77,11 @@ int32_t Sampler::sample(float* logits) {
         int32_t best = 0;
         for (int32_t i = 1; i < n_vocab_; ++i)
             if (logits[i] > logits[best]) best = i;
+        if (allowed && !(allowed[best / 32] >> (best % 32) & 1u)) {
+            // every allowed token was biased to -inf too: take the first allowed one
+            for (int32_t i = 0; i < n_vocab_; ++i)
+                if (allowed[i / 32] >> (i % 32) & 1u) return i;
+        }
         return best;
     }
 

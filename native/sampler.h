@@ -1,6 +1,6 @@
 // sampler.h — picks the next token from a row of logits, in native code next to the forward pass.
 //
-// Order (as llama.cpp's default chain): logit bias -> repetition/presence/frequency penalties
+// Order (as llama.cpp's default chain): allowed-token mask (structured output) -> logit bias -> repetition/presence/frequency penalties
 // over the last `penalty_last_n` tokens -> greedy if temperature <= 0, else top-k -> top-p ->
 // min-p (on the softmax of the biased, penalised logits) -> temperature -> a seeded draw.
 // The RNG is a std::mt19937 turned into doubles by hand, so one seed gives one output on every
@@ -35,11 +35,15 @@ public:
     Sampler(const SamplerParams& params, int32_t n_vocab);
 
     // Returns the chosen token; `logits` (n_vocab floats) is modified in place.
-    int32_t sample(float* logits);
+    // `allowed`, when given, is a bitmask of ceil(n_vocab/32) words (bit i of word i/32 set =
+    // token i allowed), e.g. a grammar's mask: every other token is removed before bias,
+    // penalties and the rest see the logits. Throws eg::Error when it allows no token.
+    int32_t sample(float* logits, const uint32_t* allowed = nullptr);
     // Records a token (prompt or generated) for the penalties.
     void accept(int32_t token);
 
     const SamplerParams& params() const { return p_; }
+    int32_t n_vocab() const { return n_vocab_; }
 
 private:
     SamplerParams p_;
@@ -47,6 +51,8 @@ private:
     std::mt19937 rng_;
     std::deque<int32_t> history_;
     std::vector<std::pair<float, int32_t>> cand_;  // scratch: (logit, id)
+
+    void apply_mask(float* logits, const uint32_t* allowed) const;
 };
 
 }  // namespace eg

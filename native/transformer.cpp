@@ -143,6 +143,15 @@ void Model::forward(KVCache& kv, int32_t seq, const int32_t* tokens, int64_t n, 
 
 void Model::forward_chunk(KVCache& kv, int32_t seq, const int32_t* tokens, int64_t n, bool all_logits,
                           float* logits_out) {
+    const Segment seg{seq, kv.seq_len(seq), 0, n};
+    int64_t rows[kMaxBatch];
+    const int64_t first = all_logits ? 0 : n - 1;
+    for (int64_t r = first; r < n; ++r) rows[r - first] = r;
+    forward_segments(kv, &seg, 1, tokens, n, rows, logits_out ? n - first : 0, logits_out);
+}
+
+void Model::forward_segments(KVCache& kv, const Segment* segs, int32_t n_segs, const int32_t* tokens, int64_t n,
+                             const int64_t* out_rows, int64_t n_out, float* logits_out) {
     ComputeBackend& be = *backend_;
     const ModelSpec& s = spec_;
     const int64_t d = s.hp.n_embd;
@@ -150,31 +159,46 @@ void Model::forward_chunk(KVCache& kv, int32_t seq, const int32_t* tokens, int64
     be.get_rows(tok_embd_, tokens, n, x_.data());  // x: (n, d)
     if (s.embd_scale != 0.0f)
         for (int64_t i = 0; i < n * d; ++i) x_[i] *= s.embd_scale;
-    const int64_t start = kv.seq_len(seq);
-    lora_.begin_single(n, adapters(seq));  // LoRA: this sequence's adapters on every row
+    // LoRA: each sequence's adapters on its own rows
+    std::vector<LoraRunner::Rows> lora_rows;
+    for (int32_t i = 0; i < n_segs; ++i) lora_rows.push_back({segs[i].row0, segs[i].n, adapters(segs[i].seq)});
+    lora_.begin(lora_rows);
     for (int32_t l = 0; l < s.hp.n_layer; ++l) {
-        attention_block(kv, l, seq, start, n);
+        attention_block(kv, l, segs, n_segs, n);
         ffn_block(l, n);
     }
-    kv.commit(seq, n);
+    for (int32_t i = 0; i < n_segs; ++i) kv.commit(segs[i].seq, segs[i].n);
 
-    if (!logits_out) return;
-    const int64_t first = all_logits ? 0 : n - 1;
-    const int64_t rows = n - first;
-    be.rms_norm(&x_[first * d], output_norm_, xn_.data(), rows, d, s.norm_eps);
-    be.matmul({{&output_, logits_out, 0}}, xn_.data(), rows);  // (rows, n_vocab)
-    lora_.begin_single(rows, adapters(seq));
+    if (n_out == 0) return;
+    // The output rows, normed: in place when they are the last rows (one sequence), else
+    // gathered (rms_norm is per row: the same values either way).
+    const float* src = &x_[out_rows[0] * d];
+    if (out_rows[n_out - 1] - out_rows[0] != n_out - 1) {
+        for (int64_t i = 0; i < n_out; ++i) std::copy_n(&x_[out_rows[i] * d], d, &tmp_[i * d]);
+        src = tmp_.data();
+    }
+    be.rms_norm(src, output_norm_, xn_.data(), n_out, d, s.norm_eps);
+    be.matmul({{&output_, logits_out, 0}}, xn_.data(), n_out);  // (n_out, n_vocab)
+    lora_rows.clear();  // output row i belongs to the segment holding out_rows[i]
+    for (int64_t i = 0, g = 0; i < n_out; ++i) {
+        while (out_rows[i] >= segs[g].row0 + segs[g].n) ++g;
+        const LoraSelection* sel = adapters(segs[g].seq);
+        if (!lora_rows.empty() && lora_rows.back().sel == sel && lora_rows.back().row0 + lora_rows.back().n == i)
+            ++lora_rows.back().n;
+        else
+            lora_rows.push_back({i, 1, sel});
+    }
+    lora_.begin(lora_rows);
     lora_.apply(be, -1, xn_.data(), d, {{LoraSlot::Output, logits_out, s.hp.n_vocab}});
     if (s.final_logit_softcap > 0.0f) {
         const float c = s.final_logit_softcap;
-        for (int64_t i = 0; i < rows * s.hp.n_vocab; ++i) logits_out[i] = std::tanh(logits_out[i] / c) * c;
+        for (int64_t i = 0; i < n_out * s.hp.n_vocab; ++i) logits_out[i] = std::tanh(logits_out[i] / c) * c;
     }
 }
 
-void Model::attention_block(KVCache& kv, int32_t l, int32_t seq, int64_t start, int64_t n) {
+void Model::attention_block(KVCache& kv, int32_t l, const Segment* segs, int32_t n_segs, int64_t n) {
     ComputeBackend& be = *backend_;
     const ModelSpec& s = spec_;
-    const LayerSpec& ls = s.layers[l];
     const LayerWeights& L = layers_[l];
     const int64_t d = s.hp.n_embd, q_dim = s.q_dim(), kv_dim = s.kv_dim();
     const int32_t hd = s.hp.head_dim;
@@ -193,15 +217,30 @@ void Model::attention_block(KVCache& kv, int32_t l, int32_t seq, int64_t start, 
     // ---- qwen3, gemma3: per-head RMS norms of q and k, before the rotation
     if (L.q_norm) be.rms_norm(q_.data(), L.q_norm, q_.data(), n * s.hp.n_head, hd, s.norm_eps);
     if (L.k_norm) be.rms_norm(k_.data(), L.k_norm, k_.data(), n * s.hp.n_head_kv, hd, s.norm_eps);
-    be.rope(q_.data(), n, q_dim, s.hp.n_head, hd, start, layer_rope_[l]);
-    be.rope(k_.data(), n, kv_dim, s.hp.n_head_kv, hd, start, layer_rope_[l]);
+    // Each sequence's rows rotate from its own position.
+    for (int32_t i = 0; i < n_segs; ++i) {
+        const Segment& g = segs[i];
+        be.rope(&q_[g.row0 * q_dim], g.n, q_dim, s.hp.n_head, hd, g.start, layer_rope_[l]);
+        be.rope(&k_[g.row0 * kv_dim], g.n, kv_dim, s.hp.n_head_kv, hd, g.start, layer_rope_[l]);
+    }
     // ---- gemma3: queries scaled before attention (scores then unscaled)
     if (s.q_scale != 0.0f)
         for (int64_t i = 0; i < n * q_dim; ++i) q_[i] *= s.q_scale;
-    be.store_kv(kv, l, seq, start, n, k_.data(), v_.data());
-    AttentionArgs a{q_.data(), attn_.data(), n, start, s.hp.n_head, s.hp.n_head_kv, hd, s.kq_scale, kv.view(l, seq)};
-    (void)ls;
-    be.attention(a);  // attn: (n, q_dim)
+    // Each sequence writes its own cache rows, then attends over its own keys.
+    for (int32_t i = 0; i < n_segs; ++i) {
+        const Segment& g = segs[i];
+        be.store_kv(kv, l, g.seq, g.start, g.n, &k_[g.row0 * kv_dim], &v_[g.row0 * kv_dim]);
+    }
+    AttentionArgs args[kMaxBatch];
+    for (int32_t i = 0; i < n_segs; ++i) {
+        const Segment& g = segs[i];
+        args[i] = AttentionArgs{&q_[g.row0 * q_dim], &attn_[g.row0 * q_dim], g.n, g.start, s.hp.n_head, s.hp.n_head_kv,
+                                hd, s.kq_scale, kv.view(l, g.seq)};
+    }
+    if (n_segs == 1)
+        be.attention(args[0]);  // attn: (n, q_dim)
+    else
+        be.attention_batch(args, n_segs);
     be.matmul({{&L.wo, tmp_.data(), 0}}, attn_.data(), n);
     lora_.apply(be, l, attn_.data(), q_dim, {{LoraSlot::O, tmp_.data(), d}});
     // ---- gemma3: norm of the block output before the residual add
@@ -224,10 +263,11 @@ void Model::ffn_block(int32_t l, int64_t n) {
     for (int64_t i = 0; i < n * d; ++i) x_[i] += tmp_[i];
 }
 
-int32_t Model::decode(KVCache& kv, int32_t seq, const int32_t* tokens, int64_t n, Sampler& sampler) {
+int32_t Model::decode(KVCache& kv, int32_t seq, const int32_t* tokens, int64_t n, Sampler& sampler,
+                      const uint32_t* allowed) {
     forward(kv, seq, tokens, n, false, logits_.data());
     for (int64_t i = 0; i < n; ++i) sampler.accept(tokens[i]);
-    return sampler.sample(logits_.data());
+    return sampler.sample(logits_.data(), allowed);
 }
 
 void Model::shift(KVCache& kv, int32_t seq, int64_t n_keep, int64_t n_discard) {

@@ -17,6 +17,7 @@
 #include <string>
 #include <vector>
 
+#include "batch_decode.h"
 #include "compute_backend.h"
 #include "gguf.h"
 #include "kv_cache.h"
@@ -57,8 +58,15 @@ public:
     void forward(KVCache& kv, int32_t seq, const int32_t* tokens, int64_t n, bool all_logits, float* logits_out);
 
     // One decode step: forward over tokens, the sampler sees them, then picks the next token
-    // from the last logits.
-    int32_t decode(KVCache& kv, int32_t seq, const int32_t* tokens, int64_t n, Sampler& sampler);
+    // from the last logits, restricted to `allowed` when given (see Sampler::sample).
+    int32_t decode(KVCache& kv, int32_t seq, const int32_t* tokens, int64_t n, Sampler& sampler,
+                   const uint32_t* allowed = nullptr);
+
+    // One forward pass over several sequences (batch_decode.h): each steps[i] appends its tokens
+    // to its own sequence; those with `sample` get steps[i].next. At most kMaxBatch rows in all,
+    // sequences distinct. Throws KVCacheFullError before changing anything when the cache cannot
+    // hold every sequence's new rows. A single sequence's rows get exactly forward()'s arithmetic.
+    void step(KVCache& kv, SeqStep* steps, int32_t n_steps);
 
     // LoRA adapters for sequence `seq`'s rows from now on (lora.cpp; empty or all scales 0: the
     // base model). The KV cache does not know: callers keep prefixes of different selections apart.
@@ -75,7 +83,17 @@ private:
     Model() = default;
     void check_cache(const KVCache& kv) const;
     void forward_chunk(KVCache& kv, int32_t seq, const int32_t* tokens, int64_t n, bool all_logits, float* logits_out);
-    void attention_block(KVCache& kv, int32_t l, int32_t seq, int64_t start, int64_t n);
+    // A run of consecutive activation rows that belong to one sequence.
+    struct Segment {
+        int32_t seq;
+        int64_t start;  // position of the first row
+        int64_t row0, n;
+    };
+    // The pass over rows [0, n_rows) made of `segs`; logits of rows `out_rows` (ascending) go to
+    // logits_out (one n_vocab row each).
+    void forward_segments(KVCache& kv, const Segment* segs, int32_t n_segs, const int32_t* tokens, int64_t n_rows,
+                          const int64_t* out_rows, int64_t n_out, float* logits_out);
+    void attention_block(KVCache& kv, int32_t l, const Segment* segs, int32_t n_segs, int64_t n);
     void ffn_block(int32_t l, int64_t n);
 
     std::shared_ptr<GGUFFile> file_;
@@ -86,6 +104,7 @@ private:
     const float* output_norm_ = nullptr;
     std::vector<LayerWeights> layers_;
     std::vector<float> logits_;  // (n_vocab) decode's last logits
+    std::vector<float> step_logits_;  // (sampled rows, n_vocab) of step()
     std::map<int32_t, LoraSelection> seq_lora_;  // per sequence: adapters and scales
     LoraRunner lora_;                            // the low-rank products of the current batch
 

@@ -60,8 +60,8 @@ done
 
 case "$mode" in
     demo) extras="" ;;
-    runtime) extras="[llamacpp,server,cloud,voice,asr,wake,wyoming]" ;;
-    test) extras="[llamacpp,server,cloud,voice,asr,wake,wyoming,test]" ;;
+    runtime) extras="[llamacpp,server,cloud,voice,asr,wake,wyoming,structured]" ;;
+    test) extras="[llamacpp,server,cloud,voice,asr,wake,wyoming,structured,test]" ;;
 esac
 echo "==> installing edgegen$extras (builds the C++ extension; llama-cpp-python, when asked for, comes from pip's wheel cache after its first build)"
 "$py" -m pip install -q -e ".$extras"

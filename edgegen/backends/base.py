@@ -14,8 +14,9 @@ Contract for `generate_tokens(prompt_ids, params, cancel)`:
     stops on `is_eog`). It must stop by itself once the context is full (return, no exception).
   * It checks `cancel.is_set()` between tokens and returns promptly when set.
   * The caller may `close()` it at any yield point; cleanup goes in `finally`.
-  * It may reuse cached state (a KV prefix) from the previous call; only one generation runs
-    on a backend at a time (the LLM layer serialises calls).
+  * It may reuse cached state (a KV prefix) from the previous call. A backend with
+    `max_parallel` = 1 runs one generation at a time (the LLM layer serialises calls); one with
+    more (the native engine's batch scheduler) takes concurrent calls from any threads.
 
 Every backend constructor starts with `check_open_options(...)`, so a missing file, a bad window
 or thread count and an unsupported KV type give the same typed errors and messages whichever
@@ -46,6 +47,15 @@ def check_n_threads(n_threads: Any) -> None:
     """`n_threads` is None (the backend's choice) or a positive int."""
     if n_threads is not None and (isinstance(n_threads, bool) or not isinstance(n_threads, int) or n_threads < 1):
         raise InvalidRequestError(f"n_threads must be a positive integer or None, got {n_threads!r}")
+
+
+MAX_PARALLEL_LIMIT = 64  # the native engine's step holds at most 64 token rows: one per running sequence
+
+
+def check_max_parallel(n: Any) -> None:
+    """`max_parallel` is an int in 1..MAX_PARALLEL_LIMIT (InvalidRequestError otherwise)."""
+    if isinstance(n, bool) or not isinstance(n, int) or not 1 <= n <= MAX_PARALLEL_LIMIT:
+        raise InvalidRequestError(f"max_parallel must be an integer in 1..{MAX_PARALLEL_LIMIT}, got {n!r}")
 
 
 # The KV cache element types: one set for every backend, `edgegen.load`, and the CLI's --kv-type.
@@ -81,6 +91,7 @@ class Backend(abc.ABC):
     """A loaded local model. Subclasses set `name` and implement the abstract members."""
 
     name: str = "base"
+    max_parallel: int = 1  # generations it runs at once
 
     # ---- model metadata -------------------------------------------------------------------------
     @property

@@ -32,6 +32,7 @@ def open(path: str, **options: Any) -> "LlamaCppBackend":  # noqa: A001 (module-
 
 class LlamaCppBackend(Backend):
     name = "llama.cpp"
+    supports_constraints = True  # generate_tokens(..., constraint=TokenMask) through a logits processor
 
     def __init__(
         self,
@@ -42,7 +43,9 @@ class LlamaCppBackend(Backend):
         n_batch: int = 512,
         kv_type: str = "f16",
         verbose: bool = False,
+        max_parallel: int = 1,
     ) -> None:
+        del max_parallel  # llama-cpp-python's Llama runs one sequence: requests take turns (max_parallel = 1)
         check_open_options(path, backend=self.name, n_ctx=n_ctx, n_threads=n_threads, kv_type=kv_type, kv_types=_KV_TYPES)
         from ..extras import require
 
@@ -150,12 +153,14 @@ class LlamaCppBackend(Backend):
 
     # ---- generation -----------------------------------------------------------------------------
     def generate_tokens(
-        self, prompt_ids: Sequence[int], params: SamplingParams, cancel: threading.Event
+        self, prompt_ids: Sequence[int], params: SamplingParams, cancel: threading.Event, constraint: Any = None
     ) -> Iterator[int]:
         llama = self._llama
         # llama.cpp treats 0xFFFFFFFF as "random"; draw our own so every call is independent.
         llama.set_seed(params.seed if params.seed is not None else random.getrandbits(31))
-        processors = None
+        processors = []
+        if constraint is not None:
+            processors.append(_mask_processor(constraint, len(prompt_ids), self._n_vocab))
         if params.logit_bias:
             import numpy as np
 
@@ -166,7 +171,7 @@ class LlamaCppBackend(Backend):
                 scores[ids] += bias
                 return scores
 
-            processors = self._lib.LogitsProcessorList([apply_bias])
+            processors.append(apply_bias)
         gen = llama.generate(
             list(prompt_ids),
             top_k=params.top_k,
@@ -176,7 +181,7 @@ class LlamaCppBackend(Backend):
             repeat_penalty=params.repeat_penalty,
             frequency_penalty=params.frequency_penalty,
             presence_penalty=params.presence_penalty,
-            logits_processor=processors,
+            logits_processor=self._lib.LogitsProcessorList(processors) if processors else None,
             reset=True,
         )
         used = len(prompt_ids)
@@ -185,6 +190,8 @@ class LlamaCppBackend(Backend):
                 return
             for token in gen:
                 yield int(token)
+                if constraint is not None and self.is_eog(int(token)):
+                    return  # the grammar accepted and the model ended
                 used += 1
                 # The next step would evaluate this token at position `used - 1`; stop at the window.
                 if used >= self.n_ctx or cancel.is_set():
@@ -197,3 +204,22 @@ class LlamaCppBackend(Backend):
         if llama is not None:
             llama.close()
             self._llama = None  # type: ignore[assignment]
+
+
+def _mask_processor(constraint: Any, n_prompt: int, n_vocab: int) -> Any:
+    """A llama-cpp-python logits processor that removes the tokens `constraint` (a TokenMask)
+    does not allow, before llama.cpp's sampler chain sees the scores (as the native sampler does)."""
+    import numpy as np
+
+    seen = [n_prompt]  # tokens of input_ids already consumed by the constraint
+
+    def apply_mask(input_ids: Any, scores: Any) -> Any:
+        for t in input_ids[seen[0]:]:
+            constraint.consume(int(t))
+        seen[0] = len(input_ids)
+        words = constraint.next_mask()
+        allowed = np.unpackbits(words.view(np.uint8), bitorder="little")[:len(scores)]  # bit i = token i
+        scores[allowed == 0] = -np.inf
+        return scores
+
+    return apply_mask

@@ -1,33 +1,37 @@
 """The native backend: edgegen's own C++ engine (edgegen._native) behind the Backend interface.
 
-Each decode step (forward pass + sampling over the vocabulary) is one native call that releases
-the GIL; the loop stays in Python (DESIGN.md: move it only if a measurement says so).
+Generation runs on a scheduler thread (edgegen.scheduler.BatchScheduler): every active request
+(up to `max_parallel`, default 1) advances in one native forward pass per step that releases the
+GIL; more requests wait first come, first served. `generate_tokens` only submits a request and
+yields the ids the steps produce, so several threads can stream from one backend at once.
 
-Prefix reuse: the KV cache holds a working sequence (0) plus a few saved prompt prefixes that
-share its blocks (copy-on-write). A new prompt resumes from the longest cached common prefix, so
-requests that share a system prompt do not recompute it. Sliding-window layers (Gemma 3) keep only
-a ring of their window, so a prefix can be resumed only where its window is still stored
-(KVCache.seq_resume_min); elsewhere the prompt is evaluated again.
+Prefix reuse: the KV cache holds one sequence per slot plus a few saved prompt prefixes that
+share blocks (copy-on-write). A new prompt resumes from the longest evaluated common prefix of
+any of them, so requests that share a system prompt do not recompute it, and concurrent ones
+store it once. Sliding-window layers (Gemma 3) keep only a ring of their window, so a prefix can
+be resumed only where its window is still stored (KVCache.seq_resume_min); elsewhere the prompt
+is evaluated again.
 
 The model file is opened once: the validated mapping (edgegen.gguf.GGUFFile) feeds the tokenizer,
 the model description and the engine's weights.
 """
 from __future__ import annotations
 
+import atexit
 import os
 import random
 import threading
+import weakref
 from typing import Any, Iterator, Mapping, Optional, Sequence
 
 from .. import _native
 from ..adapters import AdapterInfo, AdapterSet, Selection
 from ..errors import MemoryBudgetError, UnsupportedModelError
 from ..gguf import GGUFFile
+from ..scheduler import BatchScheduler
 from ..sampling import SamplingParams
 from ..tokenizer import Tokenizer
-from .base import KV_TYPES, Backend, check_open_options
-
-_WORK = 0  # the working sequence id
+from .base import KV_TYPES, Backend, check_max_parallel, check_open_options
 
 
 def supported_architectures() -> tuple[str, ...]:
@@ -47,17 +51,9 @@ def open(path: str, **options: Any) -> "NativeBackend":  # noqa: A001 (module-le
     return NativeBackend(path, **options)
 
 
-def _common_prefix(a: Sequence[int], b: Sequence[int]) -> int:
-    n = min(len(a), len(b))
-    i = 0
-    while i < n and a[i] == b[i]:
-        i += 1
-    return i
-
-
 class NativeBackend(Backend):
     name = "native"
-    max_parallel = 1
+    supports_constraints = True  # generate_tokens(..., constraint=TokenMask): the mask goes to the native sampler
 
     def __init__(
         self,
@@ -68,12 +64,14 @@ class NativeBackend(Backend):
         n_batch: int = 512,
         kv_type: str = "f16",
         n_saved_prefixes: int = 3,
+        max_parallel: int = 1,
         verbose: bool = False,
         gguf_file: Optional[GGUFFile] = None,
         adapters: Optional[Mapping[str, Any]] = None,
     ) -> None:
         del n_batch, verbose  # the engine batches internally; it never logs
         check_open_options(path, backend=self.name, n_ctx=n_ctx, n_threads=n_threads, kv_type=kv_type, kv_types=KV_TYPES)
+        check_max_parallel(max_parallel)
         self._path = path
         self._file = gguf_file if gguf_file is not None and not gguf_file.closed else GGUFFile(path)
         arch = self._file.architecture
@@ -87,21 +85,25 @@ class NativeBackend(Backend):
         self.config = cfg
         train_ctx = int(cfg["n_ctx_train"])
         self._n_ctx = min(n_ctx, train_ctx) if n_ctx > 0 else train_ctx
-        n_seq = 1 + max(0, n_saved_prefixes)
-        # n_ctx positions for the global layers (the cache adds a spare block per saved prefix for
-        # copy-on-write); saved prefixes share the working sequence's blocks, and are dropped when
-        # a request needs their room (see _decode)
-        self._cache = self._model.new_cache(self._n_ctx, kv_type, n_seq)
+        self.max_parallel = max_parallel
+        n_saved = max(0, n_saved_prefixes)
+        # n_ctx positions of global layers per slot (the cache adds a spare block per extra sequence
+        # for copy-on-write); saved prefixes share the slots' blocks and are dropped when a step
+        # needs their room
+        self._cache = self._model.new_cache(self._n_ctx * max_parallel, kv_type, max_parallel + n_saved)
         self._kv_type = kv_type
-        self._seq_tokens: list[list[int]] = [[] for _ in range(n_seq)]  # tokens evaluated per sequence
-        # LoRA: the adapters each sequence's tokens were computed under (a prefix is reused only
-        # under the same selection)
-        self._seq_adapters: list[Selection] = [() for _ in range(n_seq)]
+        # LoRA: the adapters of each request are set on its slot's sequence when it is admitted;
+        # prefixes are shared only between sequences computed under the same selection
         self._adapters = AdapterSet(self._model, path)
         for name, where in (adapters or {}).items():
             self._adapters.load(name, where)
-        self._lock = threading.Lock()
-        self.stats: dict[str, int] = {"prompt_tokens_evaluated": 0, "prompt_tokens_reused": 0}
+        self._adapter_lock = threading.Lock()
+        self._sched = BatchScheduler(self._model, self._cache, n_slots=max_parallel, n_ctx=self._n_ctx,
+                                     n_saved=n_saved)
+        self.stats = self._sched.stats
+        # A process that exits with a stream still open must not tear the model down under a step
+        # running on the scheduler thread (a native abort): stop that thread first.
+        atexit.register(_close_at_exit, weakref.ref(self._sched))
 
     # ---- metadata -------------------------------------------------------------------------------
     @property
@@ -145,8 +147,9 @@ class NativeBackend(Backend):
 
     # ---- LoRA adapters (edgegen.adapters) -------------------------------------------------------
     def load_adapter(self, name: str, path: Any) -> AdapterInfo:
-        with self._lock:
-            return self._adapters.load(name, path)
+        # between steps: no forward pass runs while the model's adapter list changes
+        with self._adapter_lock:
+            return self._sched.between_steps(lambda: self._adapters.load(name, path))
 
     def adapter_info(self) -> list[AdapterInfo]:
         return self._adapters.info()
@@ -154,10 +157,10 @@ class NativeBackend(Backend):
     def check_adapters(self, selection: Selection) -> None:
         self._adapters.check(selection)
 
-    def _select_adapters(self, selection: Selection) -> Selection:
-        engine, key = self._adapters.resolve(selection)
-        self._model.set_adapters(_WORK, engine)
-        return key
+    def _resolve_adapters(self, selection: Selection) -> tuple[Any, Selection]:
+        """(what Model.set_adapters takes, the key prefixes are shared under)."""
+        with self._adapter_lock:
+            return self._adapters.resolve(selection)
 
     # ---- tokenizer ------------------------------------------------------------------------------
     def tokenize(self, text: str, add_special: bool, parse_special: bool) -> list[int]:
@@ -166,59 +169,9 @@ class NativeBackend(Backend):
     def token_bytes(self, token_id: int, special: bool = False) -> bytes:
         return self._tok.token_to_bytes(token_id, special)
 
-    # ---- KV prefix reuse ------------------------------------------------------------------------
-    def _resume(self, prompt: Sequence[int], adapters: Selection = ()) -> int:
-        """Points the working sequence at the longest cached prefix of `prompt`; returns its length.
-        At least the last prompt token is always left to evaluate (its logits pick the next token)."""
-        limit = len(prompt) - 1
-        best_seq, best = _WORK, 0
-        for s in range(len(self._seq_tokens)):
-            if self._seq_adapters[s] != adapters:
-                continue  # computed under other adapters: its K/V are not this request's
-            n = min(_common_prefix(self._seq_tokens[s], prompt), limit)
-            if n > 0 and n < self._cache.seq_resume_min(s):
-                n = 0  # a sliding-window ring no longer holds the window before that point
-            if n > best or (s == _WORK and n == best):
-                best_seq, best = s, n
-        if best_seq == _WORK:
-            self._cache.seq_truncate(_WORK, best)
-        else:
-            self._cache.seq_fork(best_seq, _WORK, best)
-        self._seq_tokens[_WORK] = list(prompt[:best])
-        self._seq_adapters[_WORK] = adapters
-        return best
-
-    def _save_prefix(self, n: int) -> None:
-        """Keeps the first n tokens of the working sequence as a saved prefix (shared blocks)."""
-        if n <= 0 or len(self._seq_tokens) < 2:
-            return
-        work = self._seq_tokens[_WORK][:n]
-        slots = range(1, len(self._seq_tokens))
-        key = self._seq_adapters[_WORK]
-        if any(self._seq_tokens[s] == work and self._seq_adapters[s] == key for s in slots):
-            return
-        # replace the slot sharing least with this prompt (empty slots first)
-        slot = min(slots, key=lambda s: (len(self._seq_tokens[s]) > 0, _common_prefix(self._seq_tokens[s], work)))
-        self._cache.seq_fork(_WORK, slot, n)
-        self._seq_tokens[slot] = work
-        self._seq_adapters[slot] = key
-
-    def _drop_saved_prefixes(self) -> None:
-        for s in range(1, len(self._seq_tokens)):
-            self._cache.seq_clear(s)
-            self._seq_tokens[s] = []
-            self._seq_adapters[s] = ()
-
-    def _decode(self, tokens: Sequence[int], sampler: Any) -> int:
-        try:
-            tok = self._model.decode(self._cache, _WORK, list(tokens), sampler)
-        except MemoryBudgetError:
-            if not any(self._seq_tokens[1:]):
-                raise
-            self._drop_saved_prefixes()  # saved prefixes hold blocks: free them and retry once
-            tok = self._model.decode(self._cache, _WORK, list(tokens), sampler)
-        self._seq_tokens[_WORK].extend(tokens)
-        return int(tok)
+    @property
+    def scheduler(self) -> BatchScheduler:
+        return self._sched
 
     # ---- generation -----------------------------------------------------------------------------
     def make_sampler(self, params: SamplingParams) -> Any:
@@ -237,57 +190,133 @@ class NativeBackend(Backend):
         )
 
     def generate_tokens(
-        self, prompt_ids: Sequence[int], params: SamplingParams, cancel: threading.Event
+        self, prompt_ids: Sequence[int], params: SamplingParams, cancel: threading.Event, constraint: Any = None
     ) -> Iterator[int]:
+        """`constraint`: an edgegen.structured TokenMask; each step samples under its next mask."""
         prompt = [int(t) for t in prompt_ids]
         if not prompt:
             prompt = [self.bos_id if self.bos_id is not None else 0]
-        with self._lock:
-            sampler = self.make_sampler(params)
-            reused = self._resume(prompt, self._select_adapters(params.adapters))
-            for t in prompt[:reused]:
-                sampler.accept(t)
-            self.stats["prompt_tokens_reused"] += reused
-            self.stats["prompt_tokens_evaluated"] += len(prompt) - reused
-            if cancel.is_set():
-                return
-            tok = self._decode(prompt[reused:], sampler)
-            self._save_prefix(len(prompt))
-            while True:
-                yield tok
-                if cancel.is_set() or len(self._seq_tokens[_WORK]) + 1 >= self._n_ctx:
-                    return
-                tok = self._decode([tok], sampler)
+        req = self._sched.submit(prompt, self.make_sampler(params), cancel,
+                                 adapters=self._resolve_adapters(tuple(params.adapters or ())), constraint=constraint)
+        try:
+            yield from req.tokens()
+        finally:
+            req.close()  # the slot and its KV are free when this returns
 
     # ---- cutting the context back (barge-in: keep only what the listener heard) ----------------
     @property
     def cached_tokens(self) -> list[int]:
-        """The token ids whose K/V the working sequence holds (prompt, then generated tokens)."""
-        return list(self._seq_tokens[_WORK])
+        """The token ids whose K/V the last used slot holds (prompt, then generated tokens)."""
+        return list(self._sched.seq_tokens.get(self._last_slot(), []))
+
+    def _last_slot(self) -> int:
+        saved = set(getattr(self._sched, "_saved", ()))
+        slots = [s for s in self._sched.seq_tokens if s not in saved]
+        return max(slots, key=lambda s: len(self._sched.seq_tokens[s]), default=0)
 
     def truncate_cache(self, n_tokens: int) -> None:
-        """Drop the working sequence's K/V after its first `n_tokens` tokens. Waits for a running
-        generation to end (the lock), so call it after cancelling one."""
-        with self._lock:
-            n = max(0, min(int(n_tokens), len(self._seq_tokens[_WORK])))
-            self._cache.seq_truncate(_WORK, n)
-            del self._seq_tokens[_WORK][n:]
+        """Drop the K/V of the last used slot after its first `n_tokens` tokens (barge-in: keep what
+        the listener heard). Runs between scheduler steps; call it after the generation ended."""
+        def cut() -> None:
+            slot = self._last_slot()
+            toks = self._sched.seq_tokens[slot]
+            n = max(0, min(int(n_tokens), len(toks)))
+            self._cache.seq_truncate(slot, n)
+            del toks[n:]
+
+        self._sched.between_steps(cut)
 
     def eval_logits(self, tokens: Sequence[int], adapters: Selection = ()) -> Any:
         """Logits (n, n_vocab) of every position of `tokens` evaluated from an empty context
         (through `adapters`, ((name, scale), ...), when given)."""
-        with self._lock:
-            self._cache.seq_clear(_WORK)
-            self._seq_tokens[_WORK] = []
-            self._seq_adapters[_WORK] = self._select_adapters(tuple(adapters))
-            out = self._model.eval(self._cache, _WORK, list(tokens), all_logits=True)
-            self._seq_tokens[_WORK] = list(tokens)
-            return out
+        toks = [int(t) for t in tokens]
+        engine, _ = self._resolve_adapters(tuple(adapters))
+
+        def run(slot: int) -> Any:
+            self._model.set_adapters(slot, engine)
+            try:
+                return self._model.eval(self._cache, slot, toks, all_logits=True)
+            finally:
+                self._cache.seq_clear(slot)
+
+        return self._sched.run_exclusive(run)
+
+    # ---- prompt cache files (edgegen.prompt_cache) ----------------------------------------------
+    def prefix_fingerprint(self) -> dict[str, Any]:
+        """What a cached prefix's KV depends on besides the model file."""
+        from .. import __version__
+        from ..prompt_cache import FORMAT
+
+        lay = self._cache.layout
+        groups = [[g["window"], list(g["layers"]), g["ring_blocks"], g["block_bytes"]] for g in lay["groups"]]
+        return {"engine": f"edgegen {__version__} kv-format {FORMAT}", "isa": self._model.compute,
+                "kv_type": self._kv_type, "layout": {"block_tokens": lay["block_tokens"], "groups": groups}}
+
+    def export_prefix(self, tokens: Sequence[int]) -> bytes:
+        """The KV of `tokens` (computed, or forked from a sequence that holds it) as bytes; it is
+        also kept as a saved prefix."""
+        toks = [int(t) for t in tokens]
+        sched, cache = self._sched, self._cache
+
+        def job(slot: int) -> bytes:
+            self._model.set_adapters(slot, [])  # prompt cache files hold the base model's K/V
+            try:
+                src = sched.holder_of(toks)
+                if src is None:
+                    self._model.eval(cache, slot, toks)
+                else:
+                    cache.seq_fork(src, slot, len(toks))
+                data = cache.seq_export(slot)
+                if sched.saved_sequences:
+                    sched.adopt_prefix(toks, lambda seq: cache.seq_fork(slot, seq, len(toks)))
+                return data
+            finally:
+                cache.seq_clear(slot)
+
+        return sched.run_exclusive(job)
+
+    def import_prefix(self, tokens: Sequence[int], payload: bytes) -> int:
+        """Makes a saved prefix of exported KV bytes for `tokens`; returns the token count."""
+        from ..errors import PromptCacheError
+
+        toks = [int(t) for t in tokens]
+        if any(t >= self.n_vocab for t in toks):
+            raise PromptCacheError("the cached prefix has token ids outside this model's vocabulary", reason="model")
+        cache = self._cache
+
+        def load(seq: int) -> None:
+            try:
+                cache.seq_import(seq, payload)
+            except MemoryBudgetError:
+                raise
+            except Exception as exc:  # the layout check in the engine
+                raise PromptCacheError(f"the cached KV does not fit this cache: {exc}", reason="kv") from exc
+            if cache.seq_len(seq) != len(toks):
+                cache.seq_clear(seq)
+                raise PromptCacheError("the cached KV and its token ids disagree in length", reason="corrupt")
+
+        self._sched.run_exclusive(lambda _slot: self._sched.adopt_prefix(toks, load))
+        return len(toks)
+
+    def kv_usage(self) -> dict[str, Any]:
+        """KV bytes in use: per running slot (blocks only it holds), shared (blocks held by more
+        than one sequence, counted once), saved prefixes (held by them alone), and the total."""
+        return self._sched.between_steps(self._sched.kv_usage)
 
     def close(self) -> None:
-        self._drop_saved_prefixes() if hasattr(self, "_cache") else None
+        sched = getattr(self, "_sched", None)
+        if sched is not None:
+            sched.close()
+            sched.drop_saved_prefixes()
+            self._sched = None
         self._cache = None
         self._model = None
         f = getattr(self, "_file", None)
         if f is not None:
             f.close()
+
+
+def _close_at_exit(ref: "weakref.ref[BatchScheduler]") -> None:
+    sched = ref()
+    if sched is not None:
+        sched.close()

@@ -19,6 +19,33 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     mode.add_argument("--chat", dest="chat", action="store_true", default=True, help="use the chat template (default)")
     mode.add_argument("--raw", dest="chat", action="store_false", help="plain completion, no chat template")
     add_route_arguments(parser)
+    g = parser.add_argument_group("structured output (docs/structured.md)").add_mutually_exclusive_group()
+    g.add_argument("--json", action="store_true", help="reply with a JSON object")
+    g.add_argument("--json-schema", metavar="FILE", help="reply with JSON valid against this JSON Schema file")
+    g.add_argument("--grammar", metavar="FILE", help="reply in this grammar (Lark, or llama.cpp GBNF with ::= rules)")
+    g.add_argument("--regex", metavar="PATTERN", help="reply matching this regular expression")
+
+
+def structured_overrides(args: argparse.Namespace) -> dict:
+    """The structured-output arguments of LLM.stream / Router.chat the flags ask for."""
+    from edgegen.errors import InvalidRequestError
+
+    def read(path: str) -> str:
+        try:
+            with open(path, encoding="utf-8") as f:
+                return f.read()
+        except (OSError, UnicodeDecodeError) as exc:
+            raise InvalidRequestError(f"cannot read {path}: {exc}") from None
+
+    if args.json:
+        return {"response_format": {"type": "json_object"}}
+    if args.json_schema:
+        return {"response_format": {"type": "json_schema", "json_schema": {"name": "reply", "schema": read(args.json_schema)}}}
+    if args.grammar:
+        return {"grammar": read(args.grammar)}
+    if args.regex:
+        return {"regex": args.regex}
+    return {}
 
 
 def run(args: argparse.Namespace) -> int:
@@ -30,7 +57,7 @@ def run(args: argparse.Namespace) -> int:
         print("edgegen run: reading the prompt from stdin; end it with Ctrl-D (or pass it as an argument)",
               file=sys.stderr, flush=True)
     prompt = args.prompt if args.prompt is not None else sys.stdin.read()
-    sampling = sampling_overrides(args)
+    sampling = {**sampling_overrides(args), **structured_overrides(args)}
     router = router_from_args(args, args.model, **load_options(args))
     out = sys.stdout
     if not args.chat:

@@ -15,6 +15,9 @@ from typing import Any, Optional
 
 HELP = "OpenAI-compatible HTTP server (127.0.0.1:8080 by default); see docs/server.md"
 API_KEY_ENV = "EDGEGEN_API_KEY"
+# On 2-4 cores a step of four sequences costs little more than one (docs/benchmarks.md); more
+# slots mostly add KV memory and per-stream latency.
+DEFAULT_PARALLEL = 4
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
@@ -27,6 +30,11 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     g.add_argument("--api-key", default=None, help=f"require 'Authorization: Bearer KEY' (default: ${API_KEY_ENV})")
     g.add_argument("--insecure", action="store_true", help="allow a non-loopback bind without an API key")
     g.add_argument("--max-queue", type=int, default=32, help="requests waiting for a slot before 429 (default 32)")
+    g.add_argument("--parallel", type=int, default=None, metavar="N",
+                   help=f"generations decoded together in one batch (native engine; default {DEFAULT_PARALLEL}, "
+                        "fewer when their KV does not fit the memory budget)")
+    g.add_argument("--prompt-cache", default=None, metavar="DIR",
+                   help="keep the KV of system prompts in DIR and load it at start (native engine)")
     g.add_argument("--model-id", default=None, help="the model name clients use (default: from --model)")
     g.add_argument("--voice", default=None, help="Piper voice for /v1/audio/speech (default: joe; loaded on first use)")
     g.add_argument("--lora", action="append", default=None, metavar="NAME=PATH",
@@ -69,8 +77,8 @@ def run(args: argparse.Namespace) -> int:
         print(f"edgegen serve: refusing to bind {args.host} without an API key; set --api-key or ${API_KEY_ENV} "
               "(or pass --insecure to serve everyone on the network)", file=sys.stderr)
         return 2
-    if not 0 < args.port < 65536 or args.max_queue < 0:
-        print("edgegen serve: --port must be 1..65535 and --max-queue >= 0", file=sys.stderr)
+    if not 0 < args.port < 65536 or args.max_queue < 0 or (args.parallel is not None and not 1 <= args.parallel <= 64):
+        print("edgegen serve: --port must be 1..65535, --max-queue >= 0 and --parallel 1..64", file=sys.stderr)
         return 2
 
     from edgegen.extras import needs_extra
@@ -107,15 +115,23 @@ def _serve(args: argparse.Namespace, sock: socket.socket, shown: str, api_key: O
     from edgegen.router import router_from_args
     from edgegen.server.app import ServerConfig, create_app
 
-    llm = load(args.model, adapters=args.lora_adapters, **load_options(args))
+    llm = _load_parallel(load, args.model, {"adapters": args.lora_adapters, **load_options(args)}, args.parallel)
+    cache_dir = None
+    if args.prompt_cache:
+        from edgegen.prompt_cache import CacheDir
+
+        cache_dir = CacheDir(llm, args.prompt_cache)
+        loaded = cache_dir.load_all()
+        print(f"edgegen serve: prompt cache {args.prompt_cache}: {loaded} prefix(es) loaded", file=sys.stderr, flush=True)
     router = router_from_args(args, llm)
     config = ServerConfig(
         model_id=args.model_id or model_id_for(args.model), api_key=api_key,
         port=args.port if loopback else None, max_queue=args.max_queue, route=router.route,
-        voice=args.voice, defaults=defaults,
+        voice=args.voice, defaults=defaults, prompt_cache=cache_dir,
     )
     app = create_app(llm, config, router)
-    print(f"edgegen serve: {config.model_id} ({llm.backend_name}, n_ctx {llm.n_ctx}) on http://{shown}:{args.port}/v1"
+    print(f"edgegen serve: {config.model_id} ({llm.backend_name}, n_ctx {llm.n_ctx}, "
+          f"{getattr(llm.backend, 'max_parallel', 1)} slot(s)) on http://{shown}:{args.port}/v1"
           + (" (API key required)" if api_key else ""), file=sys.stderr, flush=True)
     try:
         server = uvicorn.Server(uvicorn.Config(app, log_level=args.log_level, access_log=False,
@@ -124,3 +140,19 @@ def _serve(args: argparse.Namespace, sock: socket.socket, shown: str, api_key: O
     finally:
         router.close()
     return 0
+
+
+def _load_parallel(load, model, options, parallel):
+    """`--parallel N` as asked; by default DEFAULT_PARALLEL slots, halved until their KV fits."""
+    from edgegen.errors import MemoryBudgetError
+
+    if parallel is not None:
+        return load(model, max_parallel=parallel, **options)
+    n = DEFAULT_PARALLEL
+    while True:
+        try:
+            return load(model, max_parallel=n, **options)
+        except MemoryBudgetError:
+            if n == 1:
+                raise
+            n //= 2

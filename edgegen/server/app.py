@@ -1,7 +1,7 @@
 """The OpenAI-compatible HTTP API over one loaded model (FastAPI).
 
 Routes: POST /v1/chat/completions, POST /v1/completions (JSON or SSE streams), GET /v1/models,
-POST /v1/audio/speech (Piper voice, loaded on first use), GET /health.
+POST /v1/audio/speech (Piper voice, loaded on first use), GET /health, GET /metrics (Prometheus).
 
 Every request is checked on the event loop side before it queues: body (UTF-8, JSON, types),
 model name, sampling ranges, and for local generation the tokenized prompt against the context.
@@ -36,6 +36,8 @@ from ..errors import EdgegenError
 from ..llm import LLM, PreparedPrompt
 from ..router import Router, cap_route
 from ..sampling import SamplingParams
+from ..structured.local import pop_structured
+from ..structured.tools import merge_tool_deltas
 from ..types import TextChunk
 from .schemas import APIError, ChatCompletionRequest, CompletionRequest, SpeechRequest, parse_body
 from .errors import TEXT_FIELDS, api_error, snake_case
@@ -61,6 +63,7 @@ class ServerConfig:
     defaults: SamplingParams = field(default_factory=lambda: SamplingParams(max_tokens=1024))
     asr: Optional[str] = None  # recogniser for /v1/audio/transcriptions; None = whisper-tiny.en
     asr_threads: Optional[int] = None
+    prompt_cache: Any = None  # edgegen.prompt_cache.CacheDir: system prompts kept on disk
 
 
 # ---- security: Host check and API key, as plain ASGI middleware (keeps streaming untouched) --------
@@ -109,7 +112,7 @@ def _sse(obj: Any) -> str:
 
 def _finish(reason: Optional[str]) -> Optional[str]:
     # "cancelled" only reaches a client that is gone; keep the OpenAI vocabulary.
-    return None if reason is None else ("length" if reason == "length" else "stop")
+    return None if reason is None else (reason if reason in ("length", "tool_calls") else "stop")
 
 
 # ---- the application -------------------------------------------------------------------------------
@@ -148,10 +151,14 @@ class _Server:
         route = cap_route(body.route, self.config.route)
         params = self.config.defaults.with_overrides(**body.sampling(self.adapter_names()))
         messages = [m.as_dict() for m in body.messages]
+        structured = pop_structured(body.structured(), chat=True)  # a bad schema or tool is a 400 now
         if route != "local":  # a local failure may go to the cloud: the router decides, at run time
             return messages, params, route
-        prepared = self.llm.prepare_chat(messages)
+        prepared = self.llm.prepare_chat(messages, tools=structured.tools)
         self.llm.check_request(prepared, params)  # fail now with a 4xx rather than after queueing
+        self.llm.check_structured(structured)  # compiles now (cached for the run)
+        if self.config.prompt_cache is not None:
+            self.config.prompt_cache.remember(messages)
         return prepared, params, route
 
     def prepare_completion(self, body: CompletionRequest) -> tuple[PreparedPrompt, SamplingParams]:
@@ -159,10 +166,11 @@ class _Server:
         params = self.config.defaults.with_overrides(**body.sampling(self.adapter_names()))
         prepared = self.llm.prepare(body.prompt_text())
         self.llm.check_request(prepared, params)
+        self.llm.check_structured(pop_structured(body.structured(), chat=False))
         return prepared, params
 
 
-async def _collect(job: Job, request: Request) -> tuple[str, TextChunk]:
+async def _collect(job: Job, request: Request) -> tuple[str, TextChunk, list[dict[str, Any]]]:
     """All of a job's text, cancelling it if the client disconnects while waiting."""
 
     async def watch() -> None:
@@ -174,16 +182,18 @@ async def _collect(job: Job, request: Request) -> tuple[str, TextChunk]:
 
     watcher = asyncio.create_task(watch())
     parts: list[str] = []
+    calls: list[dict[str, Any]] = []
     last: Optional[TextChunk] = None
     try:
         async for chunk in job.events():
             parts.append(chunk.text)
+            merge_tool_deltas(calls, chunk.tool_calls)
             last = chunk
     finally:
         watcher.cancel()
     if last is None or last.finish_reason is None:
         raise EdgegenError("generation ended without a final chunk")
-    return "".join(parts), last
+    return "".join(parts), last, calls
 
 
 def create_app(llm: LLM, config: ServerConfig, router: Optional[Router] = None) -> Any:
@@ -215,6 +225,13 @@ def create_app(llm: LLM, config: ServerConfig, router: Optional[Router] = None) 
         return {"status": "ok", "model": config.model_id, "backend": llm.backend_name, "n_ctx": llm.n_ctx,
                 "queue": state.worker.stats(), "rss_bytes": _rss_bytes(), "threads": threading.active_count()}
 
+    @app.get("/metrics")
+    async def metrics() -> Response:
+        from .metrics import render_metrics
+
+        text = await run_in_threadpool(render_metrics, state.llm, state.worker, _rss_bytes())
+        return Response(text, media_type="text/plain; version=0.0.4; charset=utf-8")
+
     @app.get("/v1/models")
     async def models() -> dict[str, Any]:
         entry = {"id": config.model_id, "object": "model", "created": 0, "owned_by": "edgegen"}
@@ -227,7 +244,8 @@ def create_app(llm: LLM, config: ServerConfig, router: Optional[Router] = None) 
         body = parse_body(ChatCompletionRequest, await request.body())
         try:
             chat, params, route = await run_in_threadpool(state.prepare_chat, body)
-            job = state.worker.submit(lambda cancel: state.router.chat(chat, params, route=route, stream=True, cancel=cancel))
+            job = state.worker.submit(lambda cancel: state.router.chat(chat, params, route=route, stream=True, cancel=cancel,
+                                                                       **body.structured()))
         except Exception as exc:
             return _error_response(api_error(exc))
         rid, created = f"chatcmpl-{uuid.uuid4().hex[:24]}", int(time.time())
@@ -235,12 +253,15 @@ def create_app(llm: LLM, config: ServerConfig, router: Optional[Router] = None) 
         if body.stream:
             return _sse_response(_chat_events(job, rid, created, model, body.include_usage))
         try:
-            text, last = await _collect(job, request)
+            text, last, calls = await _collect(job, request)
         except Exception as exc:
             return _error_response(api_error(exc))
+        message: dict[str, Any] = {"role": "assistant", "content": text}
+        if calls:
+            message = {"role": "assistant", "content": text or None, "tool_calls": calls}
         return JSONResponse({
             "id": rid, "object": "chat.completion", "created": created, "model": model,
-            "choices": [{"index": 0, "message": {"role": "assistant", "content": text}, "logprobs": None,
+            "choices": [{"index": 0, "message": message, "logprobs": None,
                          "finish_reason": _finish(last.finish_reason)}],
             "usage": (last.usage.to_dict() if last.usage else None),
         })
@@ -250,14 +271,14 @@ def create_app(llm: LLM, config: ServerConfig, router: Optional[Router] = None) 
         body = parse_body(CompletionRequest, await request.body())
         try:
             prompt, params = await run_in_threadpool(state.prepare_completion, body)
-            job = state.worker.submit(lambda cancel: llm.stream(prompt, params, cancel=cancel))
+            job = state.worker.submit(lambda cancel: llm.stream(prompt, params, cancel=cancel, **body.structured()))
         except Exception as exc:
             return _error_response(api_error(exc, "prompt"))
         rid, created = f"cmpl-{uuid.uuid4().hex[:24]}", int(time.time())
         if body.stream:
             return _sse_response(_completion_events(job, rid, created, body.model, body.include_usage))
         try:
-            text, last = await _collect(job, request)
+            text, last, _calls = await _collect(job, request)
         except Exception as exc:
             return _error_response(api_error(exc, "prompt"))
         return JSONResponse({
@@ -305,6 +326,9 @@ async def _chat_events(job: Job, rid: str, created: int, model: str, include_usa
         async for chunk in job.events():
             if chunk.text:
                 yield _sse({**head, "choices": [{"index": 0, "delta": {"content": chunk.text}, "finish_reason": None}]})
+            if chunk.tool_calls:  # OpenAI's tool-call deltas: id and name first, then argument pieces
+                yield _sse({**head, "choices": [{"index": 0, "delta": {"tool_calls": list(chunk.tool_calls)},
+                                                 "finish_reason": None}]})
             if chunk.finish_reason is not None:
                 usage = chunk.usage
                 yield _sse({**head, "choices": [{"index": 0, "delta": {}, "finish_reason": _finish(chunk.finish_reason)}]})

@@ -30,6 +30,8 @@ class Message(_Strict):
     role: Literal["system", "developer", "user", "assistant", "tool"]
     content: Union[str, list[ContentPart], None] = None
     name: Optional[str] = None
+    tool_calls: Optional[list[dict[str, Any]]] = None  # an assistant turn that called tools
+    tool_call_id: Optional[str] = None  # a tool turn: the call it answers
 
     def as_dict(self) -> dict[str, Any]:
         content = self.content
@@ -37,7 +39,12 @@ class Message(_Strict):
             content = "".join(p.text or "" for p in content if p.type == "text")
         # Templates know system/user/assistant; "developer" is OpenAI's newer name for system.
         role = "system" if self.role == "developer" else self.role
-        return {"role": role, "content": content or ""}
+        d: dict[str, Any] = {"role": role, "content": content or ""}
+        if self.tool_calls:
+            d["tool_calls"] = self.tool_calls
+        if self.tool_call_id is not None:
+            d["tool_call_id"] = self.tool_call_id
+        return d
 
 
 class StreamOptions(_Strict):
@@ -67,6 +74,10 @@ class _Sampling(_Strict):
     logit_bias: Optional[dict[str, float]] = None
     n: int = 1
     route: Optional[str] = None  # extension: ask for a cloud route, capped by the server's policy
+    # structured output (docs/structured.md); grammar (Lark or GBNF) and regex are extensions
+    response_format: Optional[dict[str, Any]] = None
+    grammar: Optional[str] = None
+    regex: Optional[str] = None
     adapters: Optional[dict[str, float]] = None  # extension: LoRA adapters {name: scale} (docs/adapters.md)
     lora: Optional[list[LoraRef]] = None  # llama-server's form of the same: [{"id": i, "scale": s}]
 
@@ -93,6 +104,11 @@ class _Sampling(_Strict):
             out["adapters"] = [(adapter_names[ref.id], ref.scale) for ref in self.lora]
         return out
 
+    def structured(self) -> dict[str, Any]:
+        """The structured-output arguments given (for LLM.chat / stream and the router)."""
+        values = {"response_format": self.response_format, "grammar": self.grammar, "regex": self.regex}
+        return {k: v for k, v in values.items() if v is not None}
+
     @property
     def include_usage(self) -> bool:
         return bool(self.stream_options and self.stream_options.include_usage)
@@ -101,6 +117,15 @@ class _Sampling(_Strict):
 class ChatCompletionRequest(_Sampling):
     messages: list[Message] = Field(min_length=1)
     max_completion_tokens: Optional[int] = None  # OpenAI's newer name for max_tokens
+    tools: Optional[list[dict[str, Any]]] = None
+    tool_choice: Union[str, dict[str, Any], None] = None
+    parallel_tool_calls: Optional[bool] = None
+
+    def structured(self) -> dict[str, Any]:
+        out = super().structured()
+        values = {"tools": self.tools, "tool_choice": self.tool_choice, "parallel_tool_calls": self.parallel_tool_calls}
+        out.update({k: v for k, v in values.items() if v is not None})
+        return out
 
     def sampling(self, adapter_names: tuple[str, ...] = ()) -> dict[str, Any]:
         out = super().sampling(adapter_names)

@@ -1,8 +1,8 @@
 """The server's generation scheduler: a bounded FIFO queue in front of a fixed number of slots.
 
 A loaded model runs `slots` generations at once — 1 for a backend that runs one sequence at a
-time (llama.cpp here), `backend.max_parallel` for one that interleaves sequences (the native
-engine's per-sequence KV tables). Every other request waits in a bounded FIFO queue, so many
+time (llama.cpp here), `backend.max_parallel` for the native engine, whose batch scheduler
+decodes all of them together in one forward pass per step (`edgegen serve --parallel N`). Every other request waits in a bounded FIFO queue, so many
 clients share one model fairly in arrival order; a full queue is refused at once (the server
 answers 429 with Retry-After) instead of piling up unbounded work.
 

@@ -11,6 +11,7 @@
 #include <memory>
 #include <mutex>
 #include <string>
+#include <string_view>
 #include <vector>
 
 #include "bindings.h"
@@ -27,6 +28,7 @@ namespace {
 
 using I32Array = py::array_t<int32_t, py::array::c_style | py::array::forcecast>;
 using F32Array = py::array_t<float, py::array::c_style | py::array::forcecast>;
+using U32Array = py::array_t<uint32_t, py::array::c_style>;
 
 void set_typed_error(const char* cls, const char* msg) {
     py::object err = py::module_::import("edgegen.errors").attr(cls);
@@ -51,6 +53,18 @@ std::vector<int32_t> tokens_of(const I32Array& a) {
     return std::vector<int32_t>(a.data(), a.data() + a.shape(0));
 }
 
+// An allowed-token bitmask from Python: None, or ceil(n_vocab/32) uint32 words (no conversion:
+// a mask of another dtype is a caller bug we name rather than silently reinterpret).
+const uint32_t* mask_of(const py::object& allowed, int64_t n_vocab) {
+    if (allowed.is_none()) return nullptr;
+    if (!py::isinstance<U32Array>(allowed)) throw eg::Error("allowed must be a numpy uint32 array (a token bitmask)");
+    U32Array a = py::reinterpret_borrow<U32Array>(allowed);
+    const int64_t words = (n_vocab + 31) / 32;
+    if (a.ndim() != 1 || a.shape(0) != words)
+        throw eg::Error("allowed must hold ceil(n_vocab/32) = " + std::to_string(words) + " uint32 words");
+    return a.data();
+}
+
 void check_same_model(const PyModel& m, const PyCache& c) {
     if (c.owner.get() != &m) throw eg::Error("this KV cache belongs to another model");
 }
@@ -70,12 +84,45 @@ py::array_t<float> eval(const std::shared_ptr<PyModel>& m, PyCache& c, int32_t s
     return out;
 }
 
-int32_t decode(const std::shared_ptr<PyModel>& m, PyCache& c, int32_t seq, const I32Array& toks, eg::Sampler& s) {
+int32_t decode(const std::shared_ptr<PyModel>& m, PyCache& c, int32_t seq, const I32Array& toks, eg::Sampler& s,
+               const py::object& allowed) {
     check_same_model(*m, c);
     const std::vector<int32_t> t = tokens_of(toks);
+    const uint32_t* mask = mask_of(allowed, m->model->spec().hp.n_vocab);  // `allowed` outlives the call
     py::gil_scoped_release nogil;
     std::lock_guard<std::mutex> lock(m->mu);
-    return m->model->decode(*c.cache, seq, t.data(), static_cast<int64_t>(t.size()), s);
+    return m->model->decode(*c.cache, seq, t.data(), static_cast<int64_t>(t.size()), s, mask);
+}
+
+// One step of several sequences: items are (seq, tokens, sampler or None, sample[, allowed]).
+// Returns the sampled token per item (-1 where not sampled). A mask array is borrowed from its
+// item, which the caller's list keeps alive for the call.
+std::vector<int32_t> step(const std::shared_ptr<PyModel>& m, PyCache& c, const py::list& items) {
+    check_same_model(*m, c);
+    const size_t n = items.size();
+    std::vector<std::vector<int32_t>> toks(n);
+    std::vector<eg::SeqStep> steps(n);
+    for (size_t i = 0; i < n; ++i) {
+        const py::tuple it = items[i].cast<py::tuple>();
+        if (it.size() != 4 && it.size() != 5)
+            throw eg::Error("step items are (seq, tokens, sampler or None, sample[, allowed mask or None])");
+        eg::SeqStep& st = steps[i];
+        st.seq = it[0].cast<int32_t>();
+        toks[i] = tokens_of(it[1].cast<I32Array>());
+        st.tokens = toks[i].data();
+        st.n = static_cast<int64_t>(toks[i].size());
+        st.sampler = it[2].is_none() ? nullptr : it[2].cast<eg::Sampler*>();
+        st.sample = it[3].cast<bool>();
+        if (it.size() == 5) st.allowed = mask_of(it[4], m->model->spec().hp.n_vocab);
+    }
+    std::vector<int32_t> out(n, -1);
+    {
+        py::gil_scoped_release nogil;
+        std::lock_guard<std::mutex> lock(m->mu);
+        m->model->step(*c.cache, steps.data(), static_cast<int32_t>(n));
+    }
+    for (size_t i = 0; i < n; ++i) out[i] = steps[i].next;
+    return out;
 }
 
 std::shared_ptr<PyModel> load_model(std::shared_ptr<eg::GGUFFile> file, int n_threads, const std::string& compute) {
@@ -146,7 +193,13 @@ void bind_engine(py::module_& m) {
         .def("eval", &eval, py::arg("cache"), py::arg("seq"), py::arg("tokens"), py::arg("all_logits") = false,
              "Append tokens to sequence `seq`; logits of the last token (n_vocab,) or of all (n, n_vocab).")
         .def("decode", &decode, py::arg("cache"), py::arg("seq"), py::arg("tokens"), py::arg("sampler"),
-             "Append tokens, then sample the next token from the last logits (one native call).")
+             py::arg("allowed") = py::none(),
+             "Append tokens, then sample the next token from the last logits (one native call); "
+             "`allowed`: an optional token bitmask (uint32, ceil(n_vocab/32) words) the sample must obey.")
+        .def("step", &step, py::arg("cache"), py::arg("items"),
+             "One forward pass over several sequences: items are (seq, tokens, sampler or None, sample[, allowed]); "
+             "returns the token each sampling item picked (-1 for the others). At most 64 tokens in all. "
+             "`allowed`: an optional token bitmask as decode takes it.")
         .def("kv_shift", [](const std::shared_ptr<PyModel>& pm, PyCache& c, int32_t seq, int64_t n_keep, int64_t n_discard) {
             check_same_model(*pm, c);
             py::gil_scoped_release nogil;
@@ -171,6 +224,19 @@ void bind_engine(py::module_& m) {
             std::lock_guard<std::mutex> lock(c.owner->mu);
             c.cache->seq_fork(src, dst, n);
         }, py::arg("src"), py::arg("dst"), py::arg("n"))
+        .def("seq_export", [](PyCache& c, int32_t s) {
+            std::vector<uint8_t> b;
+            {
+                std::lock_guard<std::mutex> lock(c.owner->mu);
+                b = c.cache->seq_export(s);
+            }
+            return py::bytes(reinterpret_cast<const char*>(b.data()), b.size());
+        }, py::arg("seq"), "The sequence's stored blocks as bytes (exact; for prompt cache files).")
+        .def("seq_import", [](PyCache& c, int32_t s, const py::bytes& data) {
+            const std::string_view v(data);
+            std::lock_guard<std::mutex> lock(c.owner->mu);
+            c.cache->seq_import(s, reinterpret_cast<const uint8_t*>(v.data()), v.size());
+        }, py::arg("seq"), py::arg("data"), "Make `seq` the sequence seq_export() wrote (same layout only).")
         .def("block_table", [](const PyCache& c, int32_t s, int group) { return c.cache->block_table(s, group); },
              py::arg("seq"), py::arg("group") = 0)
         .def("block_refcount", [](const PyCache& c, int32_t b, int group) { return c.cache->block_refcount(b, group); },
@@ -206,8 +272,11 @@ void bind_engine(py::module_& m) {
              py::arg("frequency_penalty") = 0.0f, py::arg("penalty_last_n") = 64,
              py::arg("logit_bias") = std::map<int32_t, float>{}, py::arg("seed") = 0)
         .def("accept", &eg::Sampler::accept, py::arg("token"))
-        .def("sample", [](eg::Sampler& s, F32Array logits) {
+        .def("sample", [](eg::Sampler& s, F32Array logits, const py::object& allowed) {
+            if (logits.ndim() != 1 || logits.shape(0) != s.n_vocab()) throw eg::Error("logits must have shape (n_vocab,)");
             std::vector<float> l(logits.data(), logits.data() + logits.size());
-            return s.sample(l.data());
-        }, py::arg("logits"), "Sample from a copy of `logits` (n_vocab,).");
+            const uint32_t* mask = mask_of(allowed, s.n_vocab());
+            return s.sample(l.data(), mask);
+        }, py::arg("logits"), py::arg("allowed") = py::none(),
+           "Sample from a copy of `logits` (n_vocab,), restricted to the `allowed` token bitmask when given.");
 }

@@ -50,5 +50,5 @@ def test_the_demo_installs_its_job_only_and_a_rerun_installs_nothing(tmp_path):
 def test_a_test_setup_also_serves_the_demo(tmp_path):
     venv, calls = _venv(tmp_path), tmp_path / "calls"
     full = _run("setup.sh", venv, calls, "--test")
-    assert "python -m pip install -q -e .[llamacpp,server,cloud,voice,test]" in full  # tests still get llama.cpp
+    assert "python -m pip install -q -e .[llamacpp,server,cloud,voice,wyoming,structured,test]" in full  # tests still get llama.cpp
     assert not any("pip" in c for c in _run("demo.sh", venv, calls))
