@@ -31,6 +31,22 @@ _LAZY = {
     "Usage": "edgegen.types",
     "SamplingParams": "edgegen.sampling",
     "ModelStore": "edgegen.store",
+    "load_asr": "edgegen.audio.asr",
+    "ASR": "edgegen.audio.asr",
+    "Transcript": "edgegen.audio.asr",
+    "TranscriptSegment": "edgegen.audio.asr",
+    "TranscriptEvent": "edgegen.audio.asr",
+    "load_vad": "edgegen.audio.vad",
+    "VADConfig": "edgegen.audio.vad",
+    "load_wake_word": "edgegen.audio.wake",
+    "WakeWordDetector": "edgegen.audio.wake",
+    "WakeDetection": "edgegen.audio.wake",
+    "MicrophoneSource": "edgegen.audio.sources",
+    "FileSource": "edgegen.audio.sources",
+    "ArraySource": "edgegen.audio.sources",
+    "Assistant": "edgegen.audio.assistant",
+    "AssistantConfig": "edgegen.audio.assistant",
+    "load_assistant": "edgegen.audio.assistant",
 }
 
 __all__ = sorted(list(_LAZY) + list(_error_names) + ["__version__"])

@@ -42,7 +42,13 @@ class TokenizerError(EdgegenError, ValueError):
 
 
 class AudioDeviceError(EdgegenError, RuntimeError):
-    """No audio output device, a busy device, or no PortAudio library."""
+    """No audio input/output device, a busy device, or no PortAudio library; the message names the
+    device that was looked for."""
+
+
+class AudioFormatError(EdgegenError, ValueError):
+    """Audio input that cannot be used: empty, not audio, truncated, too long, or samples of the
+    wrong type or range; the message names the problem."""
 
 
 class VoiceConfigError(ModelFormatError):

@@ -7,6 +7,8 @@
     edgegen[cloud]     cloud routing (httpx)
     edgegen[llamacpp]  the llama.cpp backend (llama-cpp-python)
     edgegen[qnn]       prompt processing on Qualcomm's Hexagon NPU (onnxruntime-qnn, onnx, filelock)
+    edgegen[asr]       speech recognition (faster-whisper, CTranslate2, PyAV)
+    edgegen[wake]      wake words (pymicro-wakeword)
     edgegen[wyoming]   `edgegen wyoming` for Home Assistant (wyoming, zeroconf; with edgegen[voice])
     edgegen[structured] structured output and tool calls (llguidance)
 
@@ -31,6 +33,8 @@ EXTRAS: dict[str, tuple[str, ...]] = {
     "cloud": ("httpx",),
     "llamacpp": ("llama_cpp",),
     "qnn": ("onnxruntime_qnn", "onnx", "filelock"),  # edgegen/accelerators: AcceleratorError names it
+    "asr": ("faster_whisper", "ctranslate2", "av"),
+    "wake": ("pymicro_wakeword",),
     "wyoming": ("wyoming", "zeroconf"),
     "structured": ("llguidance",),
 }

@@ -28,6 +28,21 @@ VOICE_SESSION_FIXED = 32 << 20
 # activation rows. Fitted to llama.cpp 0.3.36's "compute buffer size" (SmolLM2-135M: 99.4 MiB at
 # n_ubatch 512, 12.4 MiB at 64; Gemma 3 270M: 514.5 / 64.3 MiB), i.e. 4 * (n_vocab + ~3 n_embd)
 # bytes per batch token. Plus a fixed allowance for thread stacks and the Python heap.
+# Measured on whisper-tiny.en (model.bin 72 MiB, float16), int8, 2 threads: importing
+# faster-whisper/CTranslate2/PyAV +37 MiB, loading +69 MiB, first 30 s window decoded +49 MiB
+# (beam 5): 155 MiB. The load itself peaks ~100 MiB higher while the float16 weights are converted,
+# which is why the assistant loads the recogniser first.
+ASR_SESSION_FACTOR = 1.5
+ASR_SESSION_FIXED = 40 << 20
+# Silero VAD (2.2 MiB .onnx): one single-threaded onnxruntime session, a few MiB of arena.
+VAD_SESSION_FACTOR = 2.0
+VAD_SESSION_FIXED = 8 << 20
+# pymicro-wakeword: the TFLite runtime (4.6 MiB .so) plus ~100 KiB models and small arenas.
+WAKE_RUNTIME_BYTES = 8 << 20
+WAKE_WORD_BYTES = 2 << 20
+# A voice's parallel lane session (see audio/lanes.py): single-threaded, sharing the arena; measured
+# +66 MiB with joe (60 MiB .onnx), i.e. about the file's size again.
+VOICE_LANE_FACTOR = 1.1
 DEFAULT_N_BATCH = 512
 RUNTIME_OVERHEAD = 32 << 20
 DEFAULT_MARGIN_FRACTION = 0.10
@@ -42,19 +57,40 @@ class MemoryEstimate:
     voice_bytes: int
     n_ctx: int
     kv_type: str
+    asr_bytes: int = 0  # speech recogniser sessions (CTranslate2)
+    vad_bytes: int = 0  # voice activity sessions (onnxruntime)
+    wake_bytes: int = 0  # wake word runtime and models (TFLite)
 
     @property
     def total_bytes(self) -> int:
-        return self.weights_bytes + self.kv_bytes + self.scratch_bytes + self.voice_bytes
+        return (self.weights_bytes + self.kv_bytes + self.scratch_bytes + self.voice_bytes + self.asr_bytes
+                + self.vad_bytes + self.wake_bytes)
+
+    def __add__(self, other: "MemoryEstimate") -> "MemoryEstimate":
+        """The estimate of both sets loaded in one process (the assistant's LLM + voice + ASR + ...)."""
+        return MemoryEstimate(
+            self.weights_bytes + other.weights_bytes, self.kv_bytes + other.kv_bytes,
+            self.scratch_bytes + other.scratch_bytes, self.voice_bytes + other.voice_bytes,
+            max(self.n_ctx, other.n_ctx), self.kv_type if self.kv_bytes or not other.kv_bytes else other.kv_type,
+            self.asr_bytes + other.asr_bytes, self.vad_bytes + other.vad_bytes, self.wake_bytes + other.wake_bytes,
+        )
 
     def describe(self) -> str:
-        parts = [f"weights {fmt_bytes(self.weights_bytes)}"]
+        parts = [f"weights {fmt_bytes(self.weights_bytes)}"] if self.weights_bytes or not self.session_bytes else []
         if self.kv_bytes:
             parts.append(f"KV cache {fmt_bytes(self.kv_bytes)} ({self.n_ctx} tokens, {self.kv_type})")
-        parts.append(f"scratch {fmt_bytes(self.scratch_bytes)}")
-        if self.voice_bytes:
-            parts.append(f"voice sessions {fmt_bytes(self.voice_bytes)}")
+        if self.scratch_bytes:
+            parts.append(f"scratch {fmt_bytes(self.scratch_bytes)}")
+        for label, value in (("voice sessions", self.voice_bytes), ("speech recogniser", self.asr_bytes),
+                             ("voice activity", self.vad_bytes), ("wake word", self.wake_bytes)):
+            if value:
+                parts.append(f"{label} {fmt_bytes(value)}")
         return f"{fmt_bytes(self.total_bytes)} = " + " + ".join(parts)
+
+
+    @property
+    def session_bytes(self) -> int:
+        return self.voice_bytes + self.asr_bytes + self.vad_bytes + self.wake_bytes
 
 
 def kv_bytes_per_element(kv_type: str) -> float:
@@ -67,6 +103,27 @@ def kv_bytes_per_element(kv_type: str) -> float:
 def voice_session_bytes(onnx_size: int) -> int:
     """Estimated resident memory of one onnxruntime session for a voice file of this size."""
     return int(onnx_size * VOICE_SESSION_FACTOR) + VOICE_SESSION_FIXED
+
+
+def asr_session_bytes(model_dir: Union[str, Path]) -> int:
+    """Estimated resident memory of a CTranslate2 Whisper model loaded from `model_dir`."""
+    size = (Path(model_dir) / "model.bin").stat().st_size
+    return int(size * ASR_SESSION_FACTOR) + ASR_SESSION_FIXED
+
+
+def estimate_sessions(*, voice_paths: tuple[Union[str, Path], ...] = (), voice_lanes: bool = False,
+                      asr_dirs: tuple[Union[str, Path], ...] = (), vad_paths: tuple[Union[str, Path], ...] = (),
+                      wake_words: int = 0) -> MemoryEstimate:
+    """Memory of the audio sessions alone (no LLM): voices (plus their lane session when
+    `voice_lanes`), recognisers, VAD models and wake words. Add it to an LLM's estimate."""
+    voice = 0
+    for p in voice_paths:
+        size = Path(p).stat().st_size
+        voice += voice_session_bytes(size) + (int(size * VOICE_LANE_FACTOR) if voice_lanes else 0)
+    asr = sum(asr_session_bytes(d) for d in asr_dirs)
+    vad = sum(int(Path(p).stat().st_size * VAD_SESSION_FACTOR) + VAD_SESSION_FIXED for p in vad_paths)
+    wake = WAKE_RUNTIME_BYTES + wake_words * WAKE_WORD_BYTES if wake_words else 0
+    return MemoryEstimate(0, 0, 0, voice, 0, "f16", asr, vad, wake)
 
 
 def estimate_memory(

@@ -129,6 +129,7 @@ class BatchScheduler:
         self._on_step = on_step
         self.stats = {"prompt_tokens_evaluated": 0, "prompt_tokens_reused": 0, "steps": 0, "step_rows": 0}
         self._thread: Optional[threading.Thread] = None
+        self.last_kept: Optional[int] = None  # the saved sequence holding the last finished generation
 
     # ---- callers --------------------------------------------------------------------------------
     def submit(self, prompt: Sequence[int], sampler: Any, cancel: threading.Event, *,
@@ -225,6 +226,10 @@ class BatchScheduler:
             done.set()
 
     def _finish(self, req: Request, error: Optional[BaseException]) -> None:
+        if req.slot is not None and error is None and req.job is None and len(req.evaluated) > len(req.prompt):
+            # The conversation's next turn starts with this prompt and reply: keep their K/V as a
+            # saved prefix (a barge-in cuts it to what was heard: NativeBackend.truncate_cache).
+            self.last_kept = self._save_tokens(req.slot, list(req.evaluated), req.adapter_key)
         if req.slot is not None:
             self._cache.seq_clear(req.slot)
             self.seq_tokens[req.slot] = []
@@ -399,16 +404,31 @@ class BatchScheduler:
 
     # ---- saved prefixes -------------------------------------------------------------------------
     def _save_prefix(self, req: Request) -> None:
-        """Keeps req's prompt as a saved prefix (shared blocks), replacing the one sharing least."""
-        if not self._saved:
-            return
-        work = req.prompt
-        if any(self.seq_tokens[s] == work and self.seq_keys[s] == req.adapter_key for s in self._saved):
-            return
-        slot = min(self._saved, key=lambda s: (len(self.seq_tokens[s]) > 0, common_prefix(self.seq_tokens[s], work)))
-        self._cache.seq_fork(req.slot, slot, len(work))
-        self.seq_tokens[slot] = list(work)
-        self.seq_keys[slot] = req.adapter_key
+        """Keeps req's prompt as a saved prefix (shared blocks)."""
+        self._save_tokens(req.slot, req.prompt, req.adapter_key)
+
+    def _save_tokens(self, seq: int, tokens: list[int], key: tuple) -> Optional[int]:
+        """Forks the first len(tokens) positions of `seq` into a saved-prefix sequence; returns it.
+        A saved prefix that the new one extends (and can stand in for) is replaced first, then an
+        empty one, then the one sharing least with it."""
+        if not self._saved or not tokens:
+            return None
+        for s in self._saved:
+            if self.seq_tokens[s] == tokens and self.seq_keys[s] == key:
+                return s
+        resume_min = self._cache.seq_resume_min(seq)
+
+        def order(s: int) -> tuple:
+            held = self.seq_tokens[s]
+            extended = (bool(held) and self.seq_keys[s] == key and tokens[:len(held)] == held
+                        and resume_min <= len(held))  # the new one can be forked where the old one ended
+            return (not extended, len(held) > 0, common_prefix(held, tokens))
+
+        slot = min(self._saved, key=order)
+        self._cache.seq_fork(seq, slot, len(tokens))
+        self.seq_tokens[slot] = list(tokens)
+        self.seq_keys[slot] = key
+        return slot
 
     def holder_of(self, tokens: Sequence[int], key: tuple = ()) -> Optional[int]:
         """A sequence whose evaluated tokens start with all of `tokens` (and can be forked there),

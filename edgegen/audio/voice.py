@@ -115,6 +115,7 @@ def _inside_named_dir(path: Path) -> Path:
 def load_voice(
     name_or_path: Union[str, Path, None] = None, *, threads: Optional[int] = None, parallel_units: bool = True,
     providers: Optional[Sequence[Any]] = None,
+    memory_budget: Union[None, int, str] = None,
 ) -> "Voice":
     """Load a Piper voice: `None`/"joe"/"default" (packaged) or a path to `.onnx` (+ `.onnx.json`).
 
@@ -127,14 +128,19 @@ def load_voice(
     registered and attached through onnxruntime's plugin API; options such as `backend_path`
     (default: the package's libQnnHtp.so) pass through. With an accelerator the lanes are off
     (they exist to spread work over CPU cores). See docs/accelerators.md for what runs where.
+    The session(s) must fit `memory_budget` (edgegen.fit) or MemoryBudgetError is raised before loading.
     """
     providers = _check_providers(providers)
+    if providers != _CPU_ONLY:
+        parallel_units = False  # lanes spread work over CPU cores; an accelerator runs one session
     model_path, config_path = resolve_voice_files(name_or_path)
+    lanes = threads or os.cpu_count() or 1
+    from edgegen.fit import check_fit, estimate_sessions
+
+    check_fit(estimate_sessions(voice_paths=(model_path,), voice_lanes=parallel_units and 1 < lanes <= MAX_LANES),
+              memory_budget, what=f"voice {model_path.name}")
     config = VoiceConfig.from_file(config_path)
     session = _make_session(model_path, config, threads, providers)
-    if providers != _CPU_ONLY:
-        parallel_units = False
-    lanes = threads or os.cpu_count() or 1
     return Voice(session, config, model_path, lanes=lanes if parallel_units and lanes <= MAX_LANES else 1)
 
 

@@ -225,6 +225,32 @@ class NativeBackend(Backend):
                     "tokens_cached": sum(int(c.seq_len(s)) for s in range(c.n_seq))}
 
         return self._sched.between_steps(count)
+    # ---- cutting the context back (barge-in: keep only what the listener heard) ----------------
+    @property
+    def cached_seq(self) -> Optional[int]:
+        """The KV sequence holding the last finished generation (prompt + reply), kept as a saved
+        prefix so the next turn resumes after it; None before any."""
+        return self._sched.last_kept
+
+    @property
+    def cached_tokens(self) -> list[int]:
+        """The token ids whose K/V `cached_seq` holds (prompt, then generated tokens)."""
+        seq = self._sched.last_kept
+        return [] if seq is None else list(self._sched.seq_tokens.get(seq, []))
+
+    def truncate_cache(self, n_tokens: int) -> None:
+        """Cut the last finished generation's kept K/V after its first `n_tokens` tokens (barge-in:
+        keep what the listener heard). Runs between scheduler steps, after the generation ended."""
+        def cut() -> None:
+            seq = self._sched.last_kept
+            if seq is None:
+                return
+            toks = self._sched.seq_tokens[seq]
+            n = max(0, min(int(n_tokens), len(toks)))
+            self._cache.seq_truncate(seq, n)
+            del toks[n:]
+
+        self._sched.between_steps(cut)
 
     def eval_logits(self, tokens: Sequence[int], adapters: Selection = ()) -> Any:
         """Logits (n, n_vocab) of every position of `tokens` evaluated from an empty context

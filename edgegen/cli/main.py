@@ -17,6 +17,9 @@ SUBCOMMANDS: dict[str, tuple[str, str]] = {
     "serve": ("edgegen.cli.serve", "OpenAI-compatible HTTP server (127.0.0.1 by default)"),
     "models": ("edgegen.cli.models", "model store: list, pull, info, add, rm, verify"),
     "devices": ("edgegen.cli.devices", "compute devices: CPU ISA, NPU (QNN HTP) usable, simulated or real"),
+    "transcribe": ("edgegen.cli.transcribe", "speech to text for audio files (Whisper, offline)"),
+    "listen": ("edgegen.cli.listen", "microphone -> text lines, one per spoken turn"),
+    "assistant": ("edgegen.cli.assistant", "offline voice assistant with wake word and barge-in"),
     "wyoming": ("edgegen.cli.wyoming", "Wyoming server for Home Assistant: tts, asr, wake word, conversation"),
 }
 

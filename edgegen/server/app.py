@@ -61,6 +61,8 @@ class ServerConfig:
     voice: Optional[str] = None  # Piper voice name or path; None = the packaged default
     voice_threads: Optional[int] = None
     defaults: SamplingParams = field(default_factory=lambda: SamplingParams(max_tokens=1024))
+    asr: Optional[str] = None  # recogniser for /v1/audio/transcriptions; None = whisper-tiny.en
+    asr_threads: Optional[int] = None
     prompt_cache: Any = None  # edgegen.prompt_cache.CacheDir: system prompts kept on disk
 
 
@@ -291,6 +293,12 @@ def create_app(llm: LLM, config: ServerConfig, router: Optional[Router] = None) 
         body = parse_body(SpeechRequest, await request.body())
         fmt, speed = check_speech(body, config)
         return await _speech_response(state, body.input, fmt, speed)
+
+    @app.post("/v1/audio/transcriptions")
+    async def transcriptions(request: Request) -> Response:
+        from .transcriptions import handle_transcription
+
+        return await handle_transcription(state, request)
 
     return _Guard(app, config)
 

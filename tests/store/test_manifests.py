@@ -194,3 +194,19 @@ def test_build_py_ships_the_manifests_inside_the_package(tmp_path: Path) -> None
     assert proc.returncode == 0, proc.stderr
     shipped = sorted(p.name for p in (out / "edgegen" / "_manifests").glob("*.toml"))
     assert shipped == sorted(p.name for p in (REPO / "models").glob("*.toml"))
+
+
+def test_listening_models_resolve_from_their_packages():
+    """whisper-tiny.en (a CTranslate2 directory) and silero-vad resolve like the LLMs and voices."""
+    from edgegen.store import ModelStore
+
+    store = ModelStore()
+    whisper = resolve_model("whisper-tiny.en", kind="asr")
+    assert whisper.name == "model.bin" and {"config.json", "tokenizer.json", "vocabulary.txt"} <= {
+        p.name for p in whisper.parent.iterdir()}
+    assert resolve_model("silero-vad", kind="vad").name == "silero_vad.onnx"
+    info = store.info("whisper-tiny.en")
+    assert info["kind"] == "asr" and info["languages"] == ["en"] and "OpenAI" in info["attribution"]
+    assert info["file"]["format"] == "ctranslate2"
+    with pytest.raises(ModelNotFoundError, match="is an asr, not a voice"):
+        resolve_model("whisper-tiny.en", kind="voice")
