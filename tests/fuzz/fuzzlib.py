@@ -14,6 +14,7 @@ import hashlib
 import json
 import os
 import re
+import resource
 import shutil
 import subprocess
 import sys
@@ -122,6 +123,18 @@ def environment() -> dict[str, str]:
 
 
 # ---- running ---------------------------------------------------------------------------------
+RSS_BUDGET_MB = 2560  # what one target may use; a single allocation above it is a finding too
+
+
+def rss_limit_mb() -> int:
+    """libFuzzer reads the target's peak RSS with getrusage, and Linux carries a process's peak
+    across fork + exec: a target started from a large process (pytest after loading models: ~3 GB)
+    would report an out-of-memory on its first input. The limit is therefore this process's own peak
+    plus the budget (the malloc limit keeps catching single huge allocations)."""
+    peak_mb = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss // 1024  # kilobytes on Linux
+    return RSS_BUDGET_MB + int(peak_mb)
+
+
 def seed_dir(name: str) -> Path:
     return FUZZ_DIR / "corpus" / name
 
@@ -139,7 +152,8 @@ def run(name: str, seconds: float, runs: int | None = None, timeout_s: float = 1
     before = set(artifacts.iterdir())
     dirs = [str(d) for d in (work, seed_dir(name), regression_dir(name)) if d.is_dir()]
     args = [*command(name), *dirs, f"-max_total_time={int(seconds)}", "-print_final_stats=1",
-            f"-artifact_prefix={artifacts}/", f"-timeout={int(timeout_s)}", "-rss_limit_mb=2560",
+            f"-artifact_prefix={artifacts}/", f"-timeout={int(timeout_s)}", f"-rss_limit_mb={rss_limit_mb()}",
+            f"-malloc_limit_mb={RSS_BUDGET_MB}",
             f"-max_len={targets.MAX_LEN[targets.kind(name)]}"]
     if runs:
         args.append(f"-runs={runs}")
