@@ -29,21 +29,9 @@ import numpy as np
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
-SCHEMA = {
-    "type": "object",
-    "properties": {
-        "action": {"enum": ["move", "grip", "release", "stop"]},
-        "target": {"type": "object", "properties": {
-            "joint": {"enum": ["base", "shoulder", "elbow", "wrist"]},
-            "pose": {"type": "object", "properties": {"x": {"type": "number"}, "y": {"type": "number"},
-                                                      "z": {"type": "number"}}, "required": ["x", "y", "z"]},
-        }, "required": ["joint", "pose"]},
-        "speed": {"type": "integer", "minimum": 1, "maximum": 100},
-        "tags": {"type": "array", "items": {"type": "string", "maxLength": 12}, "maxItems": 3},
-    },
-    "required": ["action", "target", "speed", "tags"],
-    "additionalProperties": False,
-}
+sys.path.insert(0, str(ROOT / "bench"))
+from structured import SCHEMA  # noqa: E402  (the same nested robot-command schema as the decode bench)
+
 REPLY = ('{"action": "move", "target": {"joint": "elbow", "pose": {"x": 0.2, "y": 0.1, "z": 0.4}}, '
          '"speed": 10, "tags": ["test", "slow"]}')
 GBNF = 'root ::= "turn " dir " " num " degrees"\ndir ::= "left" | "right"\nnum ::= [0-9] | [1-9] [0-9]'
