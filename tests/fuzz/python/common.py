@@ -26,3 +26,13 @@ def fields(data: bytes, n: int, sep: bytes = b"\0") -> list[str]:
     parts = data.split(sep, n - 1)
     parts += [b""] * (n - len(parts))
     return [p.decode("utf-8", errors="replace") for p in parts]
+
+
+def token_ids_input(data: bytes):
+    """Inputs starting with 0xFF are a token-id list (little-endian int32 after the marker, a ragged
+    tail dropped) for the tokenizer targets' decode side; returns None for a text input."""
+    import struct
+
+    if data[:1] != b"\xff":
+        return None
+    return [x for (x,) in struct.iter_unpack("<i", data[1:len(data) - (len(data) - 1) % 4])]

@@ -8,11 +8,9 @@ decodes or raises TokenizerError for ids outside the vocabulary.
 """
 from __future__ import annotations
 
-import struct
-
 from edgegen.errors import TokenizerError
 from edgegen.tokenizer import Tokenizer, _bytes_to_unicode
-from tests.fuzz.python.common import smollm2_path
+from tests.fuzz.python.common import token_ids_input, smollm2_path
 
 tok = None
 unmapped: frozenset[int] = frozenset()  # bytes without a byte-level token in the vocabulary
@@ -37,8 +35,8 @@ def check_text(text: str, parse_special: bool) -> None:
 def test_one_input(data: bytes) -> None:
     if tok is None:
         setup()
-    if data[:1] == b"\xff":  # the rest is a list of token ids
-        ids = [x for (x,) in struct.iter_unpack("<i", data[1:len(data) - (len(data) - 1) % 4])]
+    ids = token_ids_input(data)
+    if ids is not None:
         try:
             tok.decode_bytes(ids)
             text = tok.decode(ids, special=data[1:2] == b"\x01")

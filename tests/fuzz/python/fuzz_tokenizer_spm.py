@@ -8,11 +8,9 @@ to decode()'s text; decode() of any id list decodes or raises TokenizerError for
 """
 from __future__ import annotations
 
-import struct
-
 from edgegen.errors import TokenizerError
 from edgegen.tokenizer import Tokenizer
-from tests.fuzz.python.common import gemma3_path
+from tests.fuzz.python.common import token_ids_input, gemma3_path
 
 tok = None
 
@@ -25,8 +23,8 @@ def setup() -> None:
 def test_one_input(data: bytes) -> None:
     if tok is None:
         setup()
-    if data[:1] == b"\xff":  # the rest is a list of token ids
-        ids = [x for (x,) in struct.iter_unpack("<i", data[1:len(data) - (len(data) - 1) % 4])]
+    ids = token_ids_input(data)
+    if ids is not None:
         try:
             text = tok.decode(ids, special=data[1:2] == b"\x01")
         except TokenizerError:
