@@ -106,7 +106,7 @@ void fill_table_avx2(KernelTable& t);          // quant_avx2.cpp
 void fill_table_avx2_k(KernelTable& t);        // quant_k_avx2.cpp
 void fill_table_avx2_gemm(KernelTable& t);     // gemm_avx2.cpp: Q4_0, Q4_1, Q5_0, Q8_0 batches
 void fill_table_avx2_gemm_k(KernelTable& t);   // gemm_k_avx2.cpp: Q4_K, Q5_K, Q6_K batches
-void fill_table_avx2_multi(KernelTable& t);    // gemv_multi_avx2.cpp: Q4_0, Q4_1, Q8_0, few tokens
+void fill_table_avx2_multi(KernelTable& t);    // gemm_few_avx2.cpp: Q4_0, Q4_1, Q8_0, few tokens
 void fill_table_neon(KernelTable& t);          // quant_neon.cpp (aarch64 baseline)
 void fill_table_neon_dotprod(KernelTable& t);  // quant_neon_dotprod.cpp (armv8.2 dotprod)
 void fill_table_scalar_act(KernelTable& t);    // activations_ref.cpp: quantize_act, silu_mul, softmax

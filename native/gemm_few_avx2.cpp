@@ -1,4 +1,4 @@
-// gemv_multi_avx2.cpp — products of streaming weights with a few tokens at once (several
+// gemm_few_avx2.cpp — products of streaming weights with a few tokens at once (several
 // sequences' decode steps in one forward pass) for Q4_0, Q4_1 and Q8_0 on AVX2.
 //
 // A decode step of S sequences multiplies every weight matrix by S activation rows. The weights
