@@ -219,7 +219,73 @@ def wyoming_seeds() -> dict[str, bytes]:
     }
 
 
+def structured_seeds() -> dict[str, bytes]:
+    """fuzz_structured inputs: mode byte (0 schema, 1 regex, 2 lark, 3 gbnf, 4 auto grammar,
+    5 response_format, 6 tools, 7 tool-call reply text), text, NUL, u16 token choices."""
+    import json
+
+    sys.path.insert(0, str(ROOT / "bench"))
+    from structured import SCHEMA as ROBOT  # bench/structured.py's robot-command schema
+
+    def deep(n: int) -> dict:
+        s: dict = {"type": "integer"}
+        for _ in range(n):
+            s = {"type": "object", "properties": {"a": s}, "required": ["a"]}
+        return s
+
+    walk = b"\0" + struct.pack("<12H", 0, 1, 7, 300, 2, 9, 4000, 5, 11, 65535, 3, 8)
+    cases = {
+        "schema-robot": (0, json.dumps(ROBOT)),
+        "schema-refs": (0, json.dumps({"$defs": {"n": {"anyOf": [{"type": "null"}, {"type": "object", "properties":
+                                      {"next": {"$ref": "#/$defs/n"}}}]}}, "$ref": "#/$defs/n"})),
+        "schema-recursive-no-base": (0, json.dumps({"$ref": "#/$defs/a", "$defs": {"a": {"$ref": "#/$defs/b"},
+                                                                                  "b": {"$ref": "#/$defs/a"}}})),
+        "schema-deep-500": (0, json.dumps(deep(70))),
+        "schema-text-deep": (0, '{"items":' * 600 + "{}" + "}" * 600),
+        "schema-formats": (0, json.dumps({"type": "object", "properties": {
+            "d": {"type": "string", "format": "date-time"}, "e": {"type": "string", "format": "email"},
+            "p": {"type": "string", "pattern": "^(a+)+$", "minLength": 2, "maxLength": 9},
+            "n": {"type": "number", "minimum": -1.5, "exclusiveMaximum": 1e308},
+            "i": {"type": "integer", "minimum": 9007199254740993, "maximum": 9007199254740995},
+            "l": {"type": "array", "items": {"enum": ["x", 1, None, True]}, "minItems": 3, "maxItems": 2}},
+            "required": ["d"], "additionalProperties": False})),
+        "schema-unsupported": (0, json.dumps({"type": "array", "uniqueItems": True, "contains": {"const": 1}})),
+        "schema-bool": (0, "false"),
+        "schema-enum": (0, json.dumps({"enum": [f"v{i}" for i in range(500)]})),
+        "regex-catastrophic": (1, r"(a+)+(b+)+(c+)+" * 10 + r"[\s\S]{100}(x|y){50}"),
+        "regex-empty-set": (1, r"[^\s\S]"),
+        "regex-unicode": (1, r"[\u0000-\U0010ffff]{0,5}é+\p{L}\d{3,}"),
+        "regex-bad": (1, r"(?P<x>a)(?P=x)\1(?<=b)["),
+        "lark-json": (2, 'start: obj\nobj: "{" pair ("," pair)* "}"\npair: STR ":" STR\nSTR: /"[a-z]*"/\n%ignore " "'),
+        "lark-never-ends": (2, 'start: a\na: "x" a'),
+        "lark-bad": (2, "start: ("),
+        "lark-json-block": (2, 'start: "x" j\nj: %json {"type": "object"}'),
+        "lark-lexeme-and": (2, 'start: T\nT: /(?s:.+)/ & ~/(?s:<a>.*)/'),
+        "gbnf-arith": (3, 'root ::= expr\nexpr ::= term (("+" | "-") term)*\nterm ::= [0-9]+ | "(" expr ")"'),
+        "gbnf-missing-rule": (3, 'root ::= "a" missing_rule'),
+        "gbnf-repeat": (3, 'root ::= "a"{2,5} [^\\x00-\\x1f]{0,3} "b"?'),
+        "auto-gbnf": (4, 'root ::= "yes" | "no"'),
+        "rf-json-object": (5, '{"type": "json_object"}'),
+        "rf-json-schema": (5, json.dumps({"type": "json_schema", "json_schema": {"name": "x", "schema": ROBOT}})),
+        "rf-text": (5, '{"type": "text"}'),
+        "rf-bad": (5, '{"type": "xml"}'),
+        "tools-two": (6, json.dumps({"tools": [
+            {"type": "function", "function": {"name": "move_arm", "parameters": ROBOT}},
+            {"type": "function", "function": {"name": "stop", "description": "halt"}}], "tool_choice": "required"})),
+        "tools-named": (6, json.dumps({"tools": [{"type": "function", "function": {"name": "f"}}],
+                                       "tool_choice": {"type": "function", "function": {"name": "f"}}})),
+        "tools-bad-name": (6, json.dumps([{"type": "function", "function": {"name": "bad name!\""}}])),
+        "reply-call": (7, '<tool_call>{"name": "f", "arguments": {"a": 1}}</tool_call>\n'
+                          '<tool_call>{"name": "g", "arguments": {}}</tool_call>'),
+        "reply-partial": (7, '<tool_call>{"name": "f", "arguments": {"a": [1, 2'),
+        "reply-deep": (7, '<tool_call>{"name": "f", "arguments": ' + "[" * 3000 + "]" * 3000 + "}</tool_call>"),
+        "reply-text": (7, "Sure, the answer is 42. <tool_call> is how I call tools."),
+    }
+    return {k: bytes([mode]) + text.encode("utf-8") + walk for k, (mode, text) in cases.items()}
+
+
 def main_python() -> None:
+    write("structured", structured_seeds())
     write("wyoming", wyoming_seeds())
     write("lora", lora_seeds())
     write("tokenizer_bpe", text_seeds())

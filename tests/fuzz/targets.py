@@ -25,6 +25,7 @@ PYTHON: tuple[str, ...] = (
     "manifest",
     "lora",
     "wyoming",
+    "structured",
 )
 
 # Seconds of fuzzing per target in the test suite's smoke run (the corpus is replayed first).

@@ -62,3 +62,33 @@ def test_dumped_manifest_loads_back_the_same(tmp_path: Path) -> None:
     path.write_text(dump_manifest(m))
     again = load_manifest(path)
     assert dataclasses.replace(again, origin=None) == m
+
+
+# ---- fuzz_structured: tool-call arguments nested deeper than json's recursion limit ----------------
+# A reply of a tool whose parameters schema is `{}` (any JSON) may nest arguments arbitrarily deep,
+# and so may the arguments of an assistant turn a client sends back; json.loads raised RecursionError
+# (a 500 from the server) instead of treating the text as unparsable.
+DEEP_ARGS = "[" * 5000 + "]" * 5000
+
+
+def test_deeply_nested_tool_reply_is_content_not_a_crash() -> None:
+    from edgegen.structured import ToolCallStream, parse_tool_output
+
+    reply = '<tool_call>{"name": "f", "arguments": ' + DEEP_ARGS + "}</tool_call>"
+    assert parse_tool_output(reply) == (reply, [])
+    stream = ToolCallStream()
+    deltas = stream.feed(reply) + stream.finish()
+    assert stream.complete_calls == [] and all(isinstance(d, dict) for d in deltas)
+    assert parse_tool_output('<tool_call>{"name": 7, "arguments": {}}</tool_call>')[1] == []  # a name is a string
+
+
+def test_deeply_nested_tool_call_arguments_in_messages_are_a_typed_error() -> None:
+    from edgegen.errors import ConstraintError
+    from edgegen.structured.tools import tool_messages
+
+    msgs = [{"role": "user", "content": "hi"},
+            {"role": "assistant", "content": "", "tool_calls": [
+                {"id": "c1", "type": "function", "function": {"name": "f", "arguments": DEEP_ARGS}}]}]
+    for native in (False, True):
+        with pytest.raises(ConstraintError, match="not JSON"):
+            tool_messages(msgs, None, native)
