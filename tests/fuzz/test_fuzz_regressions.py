@@ -92,3 +92,33 @@ def test_deeply_nested_tool_call_arguments_in_messages_are_a_typed_error() -> No
     for native in (False, True):
         with pytest.raises(ConstraintError, match="not JSON"):
             tool_messages(msgs, None, native)
+
+
+# ---- fuzz_chat_template: values nested into themselves print exponentially -----------------------
+# `x.a * 999, 99` in a loop builds a tuple of 999 references to the previous tuple: each step passed
+# the size checks (they measured len() of the outer container, 2) while str() of the value grew
+# 999-fold per step, so printing it hung the render far past its time limit. Literals, `~`, filter
+# results, operator and call results are now measured by their printed size before they exist.
+NESTING_TEMPLATES = {
+    "repeat": "{% set x = namespace(a=1) %}{% for m in range(4) %}{% set x.a = x.a * 999, 99 %}{% endfor %}{{ x.a }}",
+    "list literal": "{% set x = namespace(a=1) %}{% for m in range(40) %}{% set x.a = [x.a, x.a] %}{% endfor %}{{ x.a }}",
+    "dict literal": "{% set x = namespace(a=1) %}{% for m in range(40) %}{% set x.a = {'k': x.a, 'j': x.a} %}{% endfor %}"
+                    "{{ x.a|tojson }}",
+    "tuple hashed": "{% set x = namespace(a=1) %}{% for m in range(60) %}{% set x.a = (x.a, x.a) %}{% endfor %}{{ x.a in {} }}",
+    "concatenated": "{% set x = namespace(a=1) %}{% for m in range(40) %}{% set x.a = [x.a, x.a] %}{% endfor %}{{ x.a ~ '' }}",
+    "namespace printed": "{% set x = namespace(a=1, b=1) %}{% for m in range(40) %}{% set x.a = [x.a, x.a] %}{% endfor %}{{ x }}",
+}
+
+
+@pytest.mark.parametrize("name", sorted(NESTING_TEMPLATES))
+def test_self_nesting_template_values_are_refused_in_time(name: str) -> None:
+    import time
+
+    from edgegen.chat import TemplateLimits, render_chat
+    from edgegen.errors import TemplateError
+
+    limits = TemplateLimits(max_output_chars=100_000, timeout_s=1.0)
+    t0 = time.monotonic()
+    with pytest.raises(TemplateError, match="would exceed 100000 characters"):
+        render_chat(NESTING_TEMPLATES[name], [{"role": "user", "content": "hi"}], limits=limits)
+    assert time.monotonic() - t0 < 2.0
