@@ -284,7 +284,44 @@ def structured_seeds() -> dict[str, bytes]:
     return {k: bytes([mode]) + text.encode("utf-8") + walk for k, (mode, text) in cases.items()}
 
 
+def prompt_cache_seeds() -> dict[str, bytes]:
+    """fuzz_prompt_cache inputs: mode byte (0 raw file, 1 this model's header + a KV payload built
+    from a spec, 2 header text + payload, 3 a valid file with one byte flipped), then the rest."""
+    import json
+
+    from tests.fuzz.python import fuzz_prompt_cache as target
+
+    target.setup()
+    valid = target.valid_file
+    groups = len(target.llm.backend.kv_cache.layout["groups"])
+
+    def spec(flags: int, length: int, los: list[int], delta: int, ids: list[int]) -> bytes:
+        return (bytes([flags]) + struct.pack(f"<H{groups}Hb", length, *los, delta)
+                + struct.pack(f"<{len(ids)}H", *ids))
+
+    header = {**target.expected, "tokens": [1, 2, 3], "format": 1, "payload_bytes": 4}
+    return {
+        "valid-file": b"\0" + valid,
+        "truncated": b"\0" + valid[:len(valid) // 2],
+        "not-a-cache": b"\0GGUF\x03\0\0\0",
+        "flip-header": b"\3" + struct.pack("<I", 30) + b"\x20",
+        "flip-payload": b"\3" + struct.pack("<I", len(valid) - 100) + b"\x01",
+        "kv-exact-7": b"\1" + spec(3, 7, [0] * groups, 0, [5, 6, 7]) + b"\0\0" + b"\x00\x3c",
+        "kv-exact-40": b"\1" + spec(3, 40, [32] * groups, 0, [9]) + b"\0\0" + b"\xff\x7f",
+        "kv-one-short": b"\1" + spec(3, 12, [0] * groups, -1, [4]) + b"\0\0" + b"\x01",
+        "kv-len-mismatch": b"\1" + spec(2, 12, [0] * groups, 0, [4, 4]) + b"\0\0" + b"\x01",
+        "kv-window-odd": b"\1" + spec(1, 20, [3] * groups, 0, [4]) + b"\0\0",
+        "kv-nan": b"\1" + spec(3, 9, [0] * groups, 0, [2]) + b"\0\0" + b"\xff\x7f\x00\x7c",
+        "kv-too-long": b"\1" + spec(3, 127, [96] * groups, 0, [3]) + b"\0\0" + b"\x01\x02",
+        "header-payload-bytes-huge": b"\2" + json.dumps({**header, "payload_bytes": 2**62}).encode() + b"\0\0abcd",
+        "header-negative-tokens": b"\2" + json.dumps({**header, "tokens": [-1, 2**40]}).encode() + b"\0\0abcd",
+        "header-not-object": b"\2[1, 2, 3]\0\0abcd",
+        "header-bad-utf8": b"\2{\"a\": \"\xff\"}\0\0abcd",
+    }
+
+
 def main_python() -> None:
+    write("prompt_cache", prompt_cache_seeds())
     write("structured", structured_seeds())
     write("wyoming", wyoming_seeds())
     write("lora", lora_seeds())

@@ -26,6 +26,7 @@ PYTHON: tuple[str, ...] = (
     "lora",
     "wyoming",
     "structured",
+    "prompt_cache",
 )
 
 # Seconds of fuzzing per target in the test suite's smoke run (the corpus is replayed first).

@@ -122,3 +122,28 @@ def test_self_nesting_template_values_are_refused_in_time(name: str) -> None:
     with pytest.raises(TemplateError, match="would exceed 100000 characters"):
         render_chat(NESTING_TEMPLATES[name], [{"role": "user", "content": "hi"}], limits=limits)
     assert time.monotonic() - t0 < 2.0
+
+
+# ---- fuzz_prompt_cache: a prefix as long as the context window loaded ------------------------------
+# save_prefix refuses a prefix that fills the context window, but load_prefix took any file whose
+# layout matched, e.g. one saved by a server started with a larger --ctx: its KV then held blocks no
+# request could use (every prompt starting with it overflows the window).
+def test_prompt_cache_prefix_longer_than_the_context_is_refused(tmp_path: Path) -> None:
+    import edgegen
+    from edgegen.errors import PromptCacheError
+    from tests.engine.tiny_models import TinyConfig, write_tiny_gguf
+
+    # a llama: no sliding window, so the KV layout (and the file's fingerprint) is the same at any --ctx
+    model = write_tiny_gguf(TinyConfig("llama", "F32", 8, 2, 32, n_layer=1, n_embd=256, n_ff=256), tmp_path / "m.gguf")
+    big = edgegen.load(str(model), backend="native", n_ctx=256, n_threads=1)
+    path = tmp_path / "long.egkv"
+    n = big.save_prefix(" ".join(["word"] * 12), path)  # ~7 tokens a word in the tiny vocabulary
+    big.backend.close()
+    assert n >= 64
+    small = edgegen.load(str(model), backend="native", n_ctx=64, n_threads=1)
+    try:
+        with pytest.raises(PromptCacheError, match="context window is 64") as info:
+            small.load_prefix(path)
+        assert info.value.reason == "kv"
+    finally:
+        small.backend.close()
