@@ -15,6 +15,7 @@ NATIVE: dict[str, tuple[str, ...]] = {
     "model_spec": ("gguf.cpp", "gguf_checks.cpp", "model_spec.cpp", "kv_cache.cpp", "ops.cpp", "quant_ref.cpp"),
     "kv_cache": ("kv_cache.cpp", "ops.cpp", "quant_ref.cpp", "activations_ref.cpp"),
     "sampler": ("sampler.cpp",),
+    "kv_import": ("kv_cache.cpp", "kv_cache_io.cpp", "ops.cpp", "quant_ref.cpp", "activations_ref.cpp"),
 }
 
 PYTHON: tuple[str, ...] = (
