@@ -320,7 +320,63 @@ def prompt_cache_seeds() -> dict[str, bytes]:
     }
 
 
+def wav_seeds() -> dict[str, bytes]:
+    """fuzz_wav inputs: mode byte (0 file bytes, 1 a WAV from fuzzed header fields, 2 int16 samples
+    with a rate, 3 Content-Type NUL multipart body, 4 form fields NUL-separated then the file)."""
+    import io
+    import math
+    import wave
+
+    def wav(rate: int, n: int, width: int = 2, channels: int = 1) -> bytes:
+        buf = io.BytesIO()
+        with wave.open(buf, "wb") as w:
+            w.setnchannels(channels)
+            w.setsampwidth(width)
+            w.setframerate(rate)
+            frames = b"".join(int(8000 * math.sin(i / 7)).to_bytes(2, "little", signed=True)[:width] * channels
+                              for i in range(n))
+            w.writeframes(frames)
+        return buf.getvalue()
+
+    ok = wav(16000, 800)
+    stereo8k = wav(8000, 400, 2, 2)
+    from tests.fuzz.python.fuzz_wav import _multipart
+
+    ct, body = _multipart([b"whisper-1", b"en", b"a prompt", b"verbose_json", b"0.2", b"false"], ok)
+    fields = b"\0".join([b"whisper-1", b"-", b"-", b"json", b"-", b"-", ok])
+    return {
+        "pcm16-16k": b"\0" + ok,
+        "pcm16-stereo-8k": b"\0" + stereo8k,
+        "pcm8-22k": b"\0" + wav(22050, 500, 1),
+        "truncated-data": b"\0" + ok[:300],
+        "streamed-size-ffff": b"\0" + ok[:40] + b"\xff\xff\xff\xff" + ok[44:],
+        "header-only": b"\0" + ok[:44],
+        "rf64": b"\0RF64" + ok[4:],
+        "huge-declared-duration": b"\0" + ok[:4] + ok[4:24] + (1).to_bytes(4, "little") + ok[28:40] + (2**31).to_bytes(4, "little") + ok[44:],
+        "data-before-fmt": b"\0RIFF\x20\0\0\0WAVEdata\x04\0\0\0abcdfmt \x10\0\0\0" + b"\1\0\1\0" + b"\0" * 12,
+        "ogg-magic": b"\0OggS\0\2" + b"\0" * 40,
+        "mp3-frame": b"\0\xff\xfb\x90\x64" + b"\0" * 400,
+        "flac-magic": b"\0fLaC\0\0\0\x22" + b"\0" * 40,
+        "built-pcm16": b"\1" + struct.pack("<HHIHHIH", 0, 1, 1, 1, 2, 1, 0) + ok[44:444],
+        "built-float": b"\1" + struct.pack("<HHIHHIH", 1, 0, 2, 3, 4, 0, 1) + b"\0\0\x80\x3f" * 50,
+        "built-alaw-odd-align": b"\1" + struct.pack("<HHIHHIH", 2, 0x8003, 5, 0, 0x8007, 7, 3) + b"\x55" * 300,
+        "built-extensible-24": b"\1" + struct.pack("<HHIHHIH", 4, 1, 3, 2, 0x8006, 2, 0) + b"\x01\x02\x03" * 100,
+        "array-44k": b"\2" + (44100).to_bytes(3, "little") + ok[44:],
+        "array-bad-rate": b"\2" + (999).to_bytes(3, "little") + ok[44:100],
+        "array-negative-rate": b"\2" + (-16000).to_bytes(3, "little", signed=True) + ok[44:100],
+        "form-full": b"\3" + ct + b"\0" + body,
+        "form-no-boundary": b"\3multipart/form-data\0" + body,
+        "form-json": b"\3application/json\0{\"file\": \"x\"}",
+        "form-truncated": b"\3" + ct + b"\0" + body[:len(body) // 2],
+        "form-header-injection": b"\3" + ct + b"\0" + body.replace(b'name="file"', b'name="file"; filename*=utf-8\'\'%ff%fe'),
+        "fields-ok": b"\4" + fields,
+        "fields-bad": b"\4" + b"\0".join([b"gpt-9", b"xx", b"\xff", b"srt", b"nan", b"TRUE", ok[:100]]),
+        "fields-temperature": b"\4" + b"\0".join([b"whisper-1", b"EN", b"-", b"text", b"1e999", b"-", ok]),
+    }
+
+
 def main_python() -> None:
+    write("wav", wav_seeds())
     write("prompt_cache", prompt_cache_seeds())
     write("structured", structured_seeds())
     write("wyoming", wyoming_seeds())

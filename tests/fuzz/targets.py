@@ -28,6 +28,7 @@ PYTHON: tuple[str, ...] = (
     "wyoming",
     "structured",
     "prompt_cache",
+    "wav",
 )
 
 # Seconds of fuzzing per target in the test suite's smoke run (the corpus is replayed first).

@@ -147,3 +147,32 @@ def test_prompt_cache_prefix_longer_than_the_context_is_refused(tmp_path: Path) 
         assert info.value.reason == "kv"
     finally:
         small.backend.close()
+
+
+# ---- fuzz_wav: a tiny WAV declaring a 26 MHz sample rate ------------------------------------------
+# 207 bytes of A-law "at" 26,542,085 Hz kept FFmpeg's resampler busy for ~9 s before the upload was
+# found to hold no audio: a small request could hold the server's CPU. Rates outside 1-384 kHz (the
+# range Resampler takes) are refused from the header, the stream's codec and every decoded frame.
+def _wav_with_rate(rate: int, tag: int = 6, channels: int = 3, samples: bytes = b"\x55" * 150) -> bytes:
+    import struct
+
+    fmt = struct.pack("<HHIIHH", tag, channels, rate, (rate * channels) & 0xFFFFFFFF, channels, 8)
+    body = b"WAVE" + b"fmt " + struct.pack("<I", len(fmt)) + fmt + b"data" + struct.pack("<I", len(samples)) + samples
+    return b"RIFF" + struct.pack("<I", len(body)) + body
+
+
+@pytest.mark.parametrize("rate", [26_542_085, 400_000, 999])
+def test_wav_with_an_absurd_sample_rate_is_refused_at_once(rate: int) -> None:
+    import time
+
+    from edgegen.audio.decode import decode_audio, load_audio
+    from edgegen.errors import AudioFormatError
+
+    t0 = time.monotonic()
+    for tag in (6, 1):  # A-law (the finding) and PCM
+        with pytest.raises(AudioFormatError, match=f"sample rate {rate} Hz is not supported"):
+            decode_audio(_wav_with_rate(rate, tag))
+        with pytest.raises(AudioFormatError, match="sample rate"):
+            load_audio(_wav_with_rate(rate, tag))
+    assert time.monotonic() - t0 < 1.0
+    assert decode_audio(_wav_with_rate(8000, 1, 1, b"\x80" * 800)).shape == (1600,)  # 0.1 s at 8 kHz is fine
