@@ -176,3 +176,38 @@ def test_wav_with_an_absurd_sample_rate_is_refused_at_once(rate: int) -> None:
             load_audio(_wav_with_rate(rate, tag))
     assert time.monotonic() - t0 < 1.0
     assert decode_audio(_wav_with_rate(8000, 1, 1, b"\x80" * 800)).shape == (1600,)  # 0.1 s at 8 kHz is fine
+
+
+# ---- fuzz_structured: a grammar that can never finish, with a long literal -------------------------
+# `start: a` / `a: "x<56 characters>" a` accepts nothing; llguidance's first mask for it took ~0.1 s
+# per character of the literal (24 s here, minutes for a few KB: far past the bounded compile time
+# docs/structured.md promises). Such grammars are now refused before llguidance sees them.
+@pytest.fixture(scope="module")
+def smollm2_llm():
+    import edgegen
+    from tests.fuzz.python.common import smollm2_path
+
+    llm = edgegen.load(str(smollm2_path()), backend="native", n_ctx=128, n_threads=1)
+    yield llm
+    llm.backend.close()
+
+
+@pytest.mark.parametrize("grammar", [
+    'start: a\na: "x' + "yz" * 2000 + '" a',
+    'start: a b\na: "x" a | "q"\nb: "' + "w" * 3000 + '" b',
+    'root ::= a\na ::= "' + "v" * 3000 + '" a',  # GBNF
+])
+def test_grammar_that_can_never_finish_is_refused_at_once(smollm2_llm, grammar: str) -> None:
+    import time
+
+    from edgegen.errors import ConstraintError
+
+    t0 = time.monotonic()
+    with pytest.raises(ConstraintError, match="can never finish") as info:
+        smollm2_llm.generate("x", grammar=grammar, max_tokens=4)
+    assert time.monotonic() - t0 < 5.0 and info.value.param == "grammar"
+
+
+def test_grammar_with_a_way_to_finish_still_compiles(smollm2_llm) -> None:
+    out = smollm2_llm.generate("x", grammar='start: a\na: "x' + "yz" * 200 + '" a | "q"', max_tokens=3, temperature=0)
+    assert out.text and set(out.text) <= set("xyzq")
