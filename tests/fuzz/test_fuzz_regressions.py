@@ -211,3 +211,20 @@ def test_grammar_that_can_never_finish_is_refused_at_once(smollm2_llm, grammar: 
 def test_grammar_with_a_way_to_finish_still_compiles(smollm2_llm) -> None:
     out = smollm2_llm.generate("x", grammar='start: a\na: "x' + "yz" * 200 + '" a | "q"', max_tokens=3, temperature=0)
     assert out.text and set(out.text) <= set("xyzq")
+
+
+# ---- fuzz_kv_import: an import refused for room emptied its target sequence first ------------------
+def test_kv_import_without_room_leaves_the_sequence_as_it_was(model) -> None:
+    from edgegen.errors import MemoryBudgetError
+
+    cache = model.new_cache(64, n_seq=3)  # 4 blocks of 32 tokens
+    model.eval(cache, 0, list(range(1, 61)))  # 2 blocks
+    data = cache.seq_export(0)
+    model.eval(cache, 1, [5, 6, 7])  # 1 block
+    model.eval(cache, 2, [8, 9])  # the last free block
+    with pytest.raises(MemoryBudgetError, match="KV cache full"):
+        cache.seq_import(1, data)  # needs 2 blocks: its own 1 and no free one
+    assert cache.seq_len(1) == 3 and cache.free_blocks(0) == 0
+    cache.seq_clear(2)
+    cache.seq_import(1, data)  # with room it loads, replacing what seq 1 held
+    assert cache.seq_len(1) == 60 and cache.seq_export(1) == data
