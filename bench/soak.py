@@ -9,11 +9,14 @@ Traffic (each client loops, picking one kind at random, until the deadline):
   disconnect                   a stream dropped after a few chunks (what arrived must be a prefix)
   slow_reader                  a stream read with pauses between chunks
   speech                       /v1/audio/speech: a well-formed WAV with samples
+  transcribe                   /v1/audio/transcriptions (multipart): the server's own speech for a
+                               prompt, whose text must equal that clip's reference transcript; or a
+                               hostile upload (truncated WAV, not audio, no file field, not
+                               multipart: 400 expected)
   slowloris                    headers trickled one byte at a time, never finished, then dropped
   big_body                     a 10 MB body (413 expected)
   bad_utf8                     invalid UTF-8 in the JSON body (400 expected)
   wrong_type                   a valid body sent as text/plain, and a form body (200 or 4xx)
-Transcription is not served by this server yet, so it is not part of the mix.
 
 Afterwards: the server process is alive, every answer was complete or a clean error (JSON error
 body, 4xx or 429), nothing was mixed, no slot is running or waiting, the KV cache holds only the
@@ -43,7 +46,8 @@ REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 PROMPTS = ["Name a fruit.", "What colour is the sky?", "Say hello.", "Count to five.", "Name a planet.",
            "What is two plus two?", "Give me a word that rhymes with cat.", "Name an ocean."]
 KINDS = {"chat": 18, "stream": 18, "completion": 8, "disconnect": 10, "slow_reader": 8, "speech": 6,
-         "slowloris": 4, "big_body": 3, "bad_utf8": 6, "wrong_type": 6}
+         "transcribe": 6, "slowloris": 4, "big_body": 3, "bad_utf8": 6, "wrong_type": 6}
+CLIPS = PROMPTS[:3]  # spoken by the server itself, then transcribed
 CLEAN_4XX = {400, 404, 413, 415, 422, 429}
 
 
@@ -61,6 +65,8 @@ class Soak:
         self.deadline = 0.0
         self.ref_chat: dict[str, str] = {}
         self.ref_completion: dict[str, str] = {}
+        self.clips: dict[str, bytes] = {}  # prompt -> WAV of it spoken by the server
+        self.ref_transcript: dict[str, str] = {}
         self.lock = threading.Lock()
         self.outcomes: dict[str, collections.Counter] = collections.defaultdict(collections.Counter)
         self.violations: list[str] = []
@@ -184,6 +190,34 @@ class Soak:
             return self.record("speech", "violation", f"not a WAV with samples ({len(b)} bytes)")
         self.record("speech", "ok")
 
+    def transcribe(self, c: httpx.Client, files: Any, data: Optional[dict[str, str]] = None) -> httpx.Response:
+        return c.post("/v1/audio/transcriptions", files=files, data={"model": "whisper-1"} if data is None else data)
+
+    def do_transcribe(self, c: httpx.Client) -> None:
+        clip = random.choice(CLIPS)
+        wav = self.clips[clip]
+        hostile = random.random() < 0.35
+        if not hostile:
+            r = self.transcribe(c, {"file": ("clip.wav", wav, "audio/wav")})
+            if r.status_code != 200:
+                return self.clean_error("transcribe", r)
+            got = r.json().get("text")
+            if got != self.ref_transcript[clip]:
+                return self.record("transcribe", "violation", f"{clip!r}: got {got!r}, expected {self.ref_transcript[clip]!r}")
+            return self.record("transcribe", "ok")
+        case = random.choice(["truncated", "not_audio", "no_file", "not_multipart"])
+        if case == "truncated":  # the header promises more samples than the upload holds
+            r = self.transcribe(c, {"file": ("cut.wav", wav[:len(wav) // 3], "audio/wav")})
+        elif case == "not_audio":
+            r = self.transcribe(c, {"file": ("x.wav", os.urandom(4096), "audio/wav")})
+        elif case == "no_file":
+            r = c.post("/v1/audio/transcriptions", data={"model": "whisper-1"}, files={"other": ("a.txt", b"x")})
+        else:
+            r = c.post("/v1/audio/transcriptions", json={"model": "whisper-1", "file": "clip.wav"})
+        if r.status_code != 400:
+            return self.record("transcribe", "violation", f"{case} upload: status {r.status_code}: {r.text[:200]!r}")
+        self.clean_error("transcribe", r)
+
     # ---- hostile requests ----------------------------------------------------------------------
     def do_slowloris(self) -> None:
         with socket.create_connection(("127.0.0.1", self.port), timeout=5) as s:
@@ -240,6 +274,8 @@ class Soak:
                         self.do_request(c, kind)
                     elif kind == "speech":
                         self.do_speech(c)
+                    elif kind == "transcribe":
+                        self.do_transcribe(c)
                     elif kind == "slowloris":
                         self.do_slowloris()
                     elif kind == "big_body":
@@ -267,6 +303,12 @@ class Soak:
                 self.ref_chat[p] = c.post("/v1/chat/completions", json=self.chat_body(p, False)).json()["choices"][0]["message"]["content"]
                 self.ref_completion[p] = c.post("/v1/completions", json=self.completion_body(p, False)).json()["choices"][0]["text"]
             c.post("/v1/audio/speech", json={"model": "tts-1", "voice": "alloy", "input": "Warm up."})
+            for p in CLIPS:  # the clips and their reference transcripts (this also loads the recogniser)
+                self.clips[p] = c.post("/v1/audio/speech", json={"model": "tts-1", "voice": "alloy", "input": p}).content
+                r = self.transcribe(c, {"file": ("clip.wav", self.clips[p], "audio/wav")})
+                if r.status_code != 200:
+                    raise RuntimeError(f"transcription before the soak failed: {r.status_code} {r.text[:300]}")
+                self.ref_transcript[p] = r.json()["text"]
         t0 = time.monotonic()
         self.deadline = t0 + a.duration
         threads = [threading.Thread(target=self.client_loop, args=(i,), daemon=True) for i in range(a.clients)]

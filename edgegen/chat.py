@@ -48,6 +48,8 @@ import jinja2.ext
 from jinja2 import nodes
 from jinja2.exceptions import SecurityError, TemplateError as JinjaTemplateError
 from jinja2.sandbox import ImmutableSandboxedEnvironment
+from jinja2.utils import Namespace
+from jinja2.visitor import NodeTransformer
 
 from .errors import TemplateError
 from .types import validate_messages
@@ -61,6 +63,7 @@ CHATML_TEMPLATE = (
 
 _GUARD = "__edgegen_tick"
 _OUT = "__edgegen_out"
+_VALUE = "__edgegen_value"
 _WIDTH = re.compile(r"\d+")
 COMPILED_CACHE_SIZE = 16  # distinct templates kept compiled (a server runs one; tests a handful)
 _EXPANDING_STR_METHODS = {"center", "ljust", "rjust", "zfill", "expandtabs", "replace", "format", "format_map", "join"}
@@ -97,6 +100,53 @@ class _Budget:
         self.size(self.produced)
 
 
+def _printed_size(value: Any, cap: int) -> int:
+    """About how many characters str(value) has, counting nested containers through (a tuple of
+    999 references to a tuple of 999 ... is small in memory and huge printed), or cap + 1 as soon
+    as it passes `cap`. Iterative, each object sized once (references share its size), so it costs
+    what the value occupies in memory, never what it prints."""
+    sizes: dict[int, int] = {}
+    keep = []  # objects sized so far stay alive, so their ids stay unique during the walk
+    stack: list[tuple[Any, bool]] = [(value, False)]
+    while stack:
+        obj, expanded = stack.pop()
+        key = id(obj)
+        if key in sizes and not expanded:
+            continue
+        children = _children(obj)
+        if children is None:
+            sizes[key] = _leaf_size(obj)
+        elif not expanded:
+            sizes[key] = 8  # while it is being sized: a cycle through a namespace prints as '...'
+            keep.append(obj)
+            stack.append((obj, True))
+            stack.extend((c, False) for c in children if id(c) not in sizes)
+            continue
+        else:
+            sizes[key] = 16 + sum(sizes[id(c)] + 2 for c in children)
+        if sizes[key] > cap:
+            return cap + 1
+    return sizes[id(value)]
+
+
+def _children(obj: Any) -> Optional[list[Any]]:
+    if isinstance(obj, (list, tuple, set, frozenset)):
+        return list(obj)
+    if isinstance(obj, Mapping):
+        return [x for kv in obj.items() for x in kv]
+    if isinstance(obj, Namespace):  # prints as <Namespace {its attributes}>
+        return _children(obj._Namespace__attrs)  # type: ignore[attr-defined]
+    return None
+
+
+def _leaf_size(obj: Any) -> int:
+    if isinstance(obj, (str, bytes)):
+        return len(obj) + 2
+    if isinstance(obj, int):
+        return obj.bit_length() * 3 // 10 + 2  # decimal digits
+    return 32  # floats, None, Undefined, functions: short reprs
+
+
 _ACTIVE_BUDGET: "contextvars.ContextVar[Optional[_Budget]]" = contextvars.ContextVar("edgegen_template_budget", default=None)
 
 
@@ -129,11 +179,13 @@ class _LimitedSandbox(ImmutableSandboxedEnvironment):
         )
         self.globals.pop("lipsum", None)
         self.globals.update({
-            _GUARD: _tick, _OUT: _measure, "raise_exception": _raise_exception, "strftime_now": _strftime_now,
+            _GUARD: _tick, _OUT: _measure, _VALUE: _checked_value, "raise_exception": _raise_exception, "strftime_now": _strftime_now,
         })
         self.filters["tojson"] = _tojson
         for name in ("center", "indent", "replace", "format", "wordwrap"):
             self.filters[name] = self._guarded_filter(name, self.filters[name])
+        for name, fn in list(self.filters.items()):  # e.g. batch(n, fill) repeats a value n times
+            self.filters[name] = self._checked_filter(fn)
 
     @property
     def budget(self) -> _Budget:
@@ -164,9 +216,9 @@ class _LimitedSandbox(ImmutableSandboxedEnvironment):
         if operator == "*":
             seq, n = (left, right) if isinstance(right, int) else (right, left)
             if isinstance(seq, (str, list, tuple)) and isinstance(n, int):
-                self.budget.size(len(seq) * max(n, 0), "repeat")
+                self.budget.size(self._size_of(seq) * max(n, 0), "repeat")
         elif operator == "+" and isinstance(left, (str, list, tuple)) and isinstance(right, (str, list, tuple)):
-            self.budget.size(len(left) + len(right), "concatenation")
+            self.budget.size(self._size_of(left) + self._size_of(right), "concatenation")
         elif operator == "**" and isinstance(right, (int, float)) and abs(right) > 64:
             raise TemplateError("chat template exponent too large")
         elif operator == "%" and isinstance(left, str):
@@ -181,9 +233,15 @@ class _LimitedSandbox(ImmutableSandboxedEnvironment):
         return wrapped
 
     # -- checks ----------------------------------------------------------------------------------
+    def _size_of(self, value: Any) -> int:
+        return len(value) if isinstance(value, str) else _printed_size(value, self.budget.limits.max_output_chars)
+
     def _check_result(self, value: Any) -> None:
-        if isinstance(value, (str, list, tuple, dict)):
+        if isinstance(value, str):
             self.budget.size(len(value), "value")
+        elif _children(value) is not None:
+            limit = self.budget.limits.max_output_chars
+            self.budget.size(_printed_size(value, limit), "value")
 
     def _check_widths(self, fmt: str) -> None:
         for m in _WIDTH.findall(fmt):
@@ -204,6 +262,17 @@ class _LimitedSandbox(ImmutableSandboxedEnvironment):
             self.budget.size(len(s) + (len(s) + 1) * len(args[1]), "replace")
         elif name in ("format", "format_map"):
             self._check_widths(s)
+
+    def _checked_filter(self, fn: Callable[..., Any]) -> Callable[..., Any]:
+        def checked(*args: Any, **kwargs: Any) -> Any:
+            result = fn(*args, **kwargs)
+            if _children(result) is not None:
+                _checked_value(result)
+            return result
+
+        if hasattr(fn, "jinja_pass_arg"):
+            checked.jinja_pass_arg = fn.jinja_pass_arg  # type: ignore[attr-defined]
+        return checked
 
     def _guarded_filter(self, name: str, fn: Callable[..., Any]) -> Callable[..., Any]:
         def guarded(*args: Any, **kwargs: Any) -> Any:
@@ -242,7 +311,10 @@ def _tojson(x: Any, ensure_ascii: bool = False, indent: Any = None, separators: 
 
 
 def _instrument(ast: nodes.Template) -> nodes.Template:
-    """Tick at the top of every loop body; route every output piece through the size counter."""
+    """Tick at the top of every loop body; route every output piece through the size counter;
+    check the printed size of every list, tuple and dict literal and `~` concatenation (nesting
+    the same value again and again grows it exponentially without any operator that checks)."""
+    ast = _CheckValues().visit(ast)
     for loop in ast.find_all(nodes.For):
         tick = nodes.Output([nodes.Call(nodes.Name(_GUARD, "load"), [], [], None, None)])
         loop.body.insert(0, tick)
@@ -252,6 +324,21 @@ def _instrument(ast: nodes.Template) -> nodes.Template:
             for child in out.nodes
         ]
     return ast
+
+
+class _CheckValues(NodeTransformer):
+    """Wraps list, tuple and dict literals and `~` concatenations in a call that checks their
+    printed size (innermost first)."""
+
+    def _wrap(self, node: nodes.Expr) -> nodes.Expr:
+        node = self.generic_visit(node)
+        return nodes.Call(nodes.Name(_VALUE, "load"), [node], [], None, None, lineno=node.lineno)
+
+    visit_List = visit_Dict = visit_Concat = _wrap
+
+    def visit_Tuple(self, node: nodes.Tuple) -> nodes.Expr:
+        # an assignment target (`{% set a, b = ... %}`, `{% for k, v in ... %}`) is not a value
+        return self._wrap(node) if node.ctx == "load" else self.generic_visit(node)
 
 
 def _is_tick(node: nodes.Node) -> bool:
@@ -270,7 +357,17 @@ def _tick() -> str:
 
 
 def _measure(value: Any) -> Any:
-    _active_budget().produce(len(str(value)))
+    budget = _active_budget()
+    if not isinstance(value, str) and _children(value) is not None:  # size it before printing it
+        budget.size(budget.produced + _printed_size(value, budget.limits.max_output_chars - budget.produced))
+    budget.produce(len(str(value)))
+    return value
+
+
+def _checked_value(value: Any) -> Any:
+    budget = _active_budget()
+    limit = budget.limits.max_output_chars
+    budget.size(len(value) if isinstance(value, str) else _printed_size(value, limit), "value")
     return value
 
 

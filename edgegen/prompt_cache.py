@@ -198,6 +198,10 @@ def load_prefix(llm: Any, path: Union[str, os.PathLike]) -> int:
     """Loads a prefix saved by save_prefix into the model's saved prefixes; later prompts that
     start with it resume after it. Raises PromptCacheError for a file it must not trust."""
     header, payload = read(path, expected_header(llm, path))
+    n = len(header["tokens"])
+    if n >= llm.n_ctx:  # save_prefix never writes one: the KV would fill the whole context window
+        raise PromptCacheError(f"prompt cache {os.path.basename(path)} holds a {n}-token prefix; the context "
+                               f"window is {llm.n_ctx}", reason="kv")
     return _backend(llm).import_prefix(header["tokens"], payload)
 
 

@@ -70,12 +70,16 @@ void KVCache::seq_import(int32_t seq, const uint8_t* data, size_t size) {
     }
     EG_CHECK(size == want, "KV data size does not match this cache's layout (" + std::to_string(size) + " bytes, expected " +
                                std::to_string(want) + ")");
-    seq_truncate(seq, 0);
-    for (int gi = 0; gi < n_groups(); ++gi)
-        if (need[gi] > n_free_blocks(gi))
+    for (int gi = 0; gi < n_groups(); ++gi) {
+        // room: the free blocks and those only seq holds (its old contents are dropped); checked
+        // before anything changes, so a refusal leaves seq as it was
+        int64_t room = n_free_blocks(gi);
+        for (const int32_t b : groups_[gi].tables[seq]) room += b >= 0 && groups_[gi].refs[static_cast<size_t>(b)] == 1;
+        if (need[gi] > room)
             throw KVCacheFullError("KV cache full: loading " + std::to_string(len) + " cached tokens needs " +
-                                   std::to_string(need[gi]) + " blocks but " + std::to_string(n_free_blocks(gi)) +
-                                   " are free");
+                                   std::to_string(need[gi]) + " blocks but " + std::to_string(room) + " are free");
+    }
+    seq_truncate(seq, 0);
     const uint8_t* p = data + head;
     for (int gi = 0; gi < n_groups(); ++gi) {
         GroupState& st = groups_[gi];

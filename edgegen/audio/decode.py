@@ -24,6 +24,9 @@ DEFAULT_MAX_SECONDS = 3600.0  # one hour; `max_seconds=None` lifts the limit
 AudioInput = Union[str, os.PathLike, bytes, np.ndarray]
 
 _STREAMED_WAV_SIZE = 0x7FFF0000
+# Sample rates a file may declare (what Resampler takes): resampling a few hundred bytes "at" 26 MHz
+# keeps FFmpeg's resampler busy for seconds, so a tiny upload could hold a server's CPU.
+MIN_RATE, MAX_RATE = 1000, 384000
 _WAV_FORMATS = {1: "PCM", 3: "IEEE float", 6: "A-law", 7: "mu-law", 0xFFFE: "extensible"}
 
 
@@ -40,8 +43,8 @@ class Resampler:
     equals the whole recording resampled at once (up to the filter's delay, flushed by flush())."""
 
     def __init__(self, rate_in: int, rate_out: int = SAMPLE_RATE) -> None:
-        if not isinstance(rate_in, int) or isinstance(rate_in, bool) or not 1000 <= rate_in <= 384000:
-            raise AudioFormatError(f"sample rate must be an integer between 1000 and 384000 Hz, got {rate_in!r}")
+        if not isinstance(rate_in, int) or isinstance(rate_in, bool) or not MIN_RATE <= rate_in <= MAX_RATE:
+            raise AudioFormatError(f"sample rate must be an integer between {MIN_RATE} and {MAX_RATE} Hz, got {rate_in!r}")
         self.rate_in, self.rate_out = rate_in, rate_out
         self._resampler = None if rate_in == rate_out else _av().AudioResampler(format="flt", layout="mono", rate=rate_out)
 
@@ -99,6 +102,11 @@ def _check_duration(seconds: float, max_seconds: Optional[float]) -> None:
                                "(raise max_seconds, or split the recording)")
 
 
+def _check_rate(rate: Any) -> None:
+    if not MIN_RATE <= rate <= MAX_RATE:
+        raise AudioFormatError(f"audio sample rate {rate} Hz is not supported ({MIN_RATE}-{MAX_RATE} Hz)")
+
+
 def check_wav_header(head: bytes, file_size: int) -> Optional[float]:
     """For RIFF/WAVE data: raise AudioFormatError if the header is inconsistent with the file
     (truncated data, unknown sample format); returns the duration the header declares, or None
@@ -122,6 +130,7 @@ def check_wav_header(head: bytes, file_size: int) -> Optional[float]:
             if tag not in _WAV_FORMATS or channels == 0 or rate == 0 or block_align == 0:
                 raise AudioFormatError(f"WAV sample format not supported (format tag {tag:#x}, {channels} channels, "
                                        f"{rate} Hz, {bits} bits)")
+            _check_rate(rate)
             if tag in (1, 0xFFFE) and bits not in (8, 16, 24, 32):
                 raise AudioFormatError(f"WAV PCM with {bits}-bit samples is not supported (8, 16, 24 or 32)")
             held = file_size - body
@@ -172,6 +181,9 @@ def decode_audio(source: Union[str, os.PathLike, bytes, BinaryIO], max_seconds: 
         if not container.streams.audio:
             raise AudioFormatError(f"{what} has no audio stream")
         stream = container.streams.audio[0]
+        codec = stream.codec_context  # None without a decoder for it (decoding then fails cleanly)
+        if codec is not None and codec.sample_rate:  # 0: not known before decoding (each frame is checked)
+            _check_rate(codec.sample_rate)
         if container.duration is not None:
             _check_duration(container.duration / 1e6, max_seconds)
         # int16 output scaled by 1/32768, exactly faster-whisper's decode_audio: the same file gives
@@ -181,6 +193,7 @@ def decode_audio(source: Union[str, os.PathLike, bytes, BinaryIO], max_seconds: 
         limit = None if max_seconds is None else int(max_seconds * SAMPLE_RATE) + SAMPLE_RATE
         try:
             for frame in container.decode(stream):
+                _check_rate(frame.sample_rate)
                 frame.pts = None  # timestamps of broken files confuse the resampler; order is enough
                 for out in resampler.resample(frame):
                     parts.append(out.to_ndarray().reshape(-1))

@@ -23,6 +23,7 @@ import numpy as np
 
 from ..errors import ConstraintError
 from .constraint import Constraint
+from .grammar_check import unfinishable_start
 
 # JSON is generated on one line with the usual separators: flexible whitespace lets a small model
 # fill max_tokens with newlines, and one fixed shape makes tool-call streaming simple.
@@ -121,6 +122,10 @@ class CompiledConstraint:
         self.tokenizer = tok
         t0 = time.perf_counter()
         grammar = llguidance_grammar(constraint)
+        if constraint.kind in ("lark", "gbnf") and unfinishable_start(grammar):
+            # accepts nothing; llguidance's first mask for such a grammar can take minutes
+            raise ConstraintError(f"the {_what(constraint)} can never finish: every alternative of its start rule "
+                                  "recurses without end", param=_param(constraint))
         matcher = llg.LLMatcher(tok.ll, grammar, log_level=0, limits=llg.LLParserLimits(**_LIMITS))
         _raise_if_error(matcher, constraint, "")
         # A grammar that accepts nothing has no first token at all: refuse it now, not mid-request.

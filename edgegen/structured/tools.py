@@ -209,7 +209,7 @@ def _arguments_obj(fn: Mapping[str, Any]) -> Any:
     if isinstance(args, str):
         try:
             return json.loads(args or "{}")
-        except ValueError:
+        except (ValueError, RecursionError):  # RecursionError: nested deeper than the JSON parser goes
             raise ConstraintError(f"tool call {fn['name']!r} has arguments that are not JSON", param="messages") from None
     return args
 
@@ -241,9 +241,12 @@ def parse_tool_output(text: str) -> tuple[str, list[ToolCall]]:
         try:
             obj = json.loads(part[len(OPEN):-len(CLOSE)])
             name, args = obj["name"], obj["arguments"]
-        except (ValueError, KeyError, TypeError):
+            arguments = json.dumps(args)
+        except (ValueError, KeyError, TypeError, RecursionError):  # arguments nested past the JSON parser's depth
             return text, []
-        calls.append(ToolCall(new_call_id(), name, json.dumps(args)))
+        if not isinstance(name, str):
+            return text, []
+        calls.append(ToolCall(new_call_id(), name, arguments))
     return "", calls
 
 
@@ -356,7 +359,7 @@ def _call_end(args: str, tail: str) -> int:
         try:
             json.loads(args[:end])  # the tail's brace closes the call object, not the arguments
             return end
-        except ValueError:
+        except (ValueError, RecursionError):
             end = args.find(tail, end + 1)
     return -1
 

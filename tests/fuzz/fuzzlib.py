@@ -154,7 +154,7 @@ def run(name: str, seconds: float, runs: int | None = None, timeout_s: float = 1
     args = [*command(name), *dirs, f"-max_total_time={int(seconds)}", "-print_final_stats=1",
             f"-artifact_prefix={artifacts}/", f"-timeout={int(timeout_s)}", f"-rss_limit_mb={rss_limit_mb()}",
             f"-malloc_limit_mb={RSS_BUDGET_MB}",
-            f"-max_len={targets.MAX_LEN[targets.kind(name)]}"]
+            f"-max_len={targets.max_len(name)}"]
     if runs:
         args.append(f"-runs={runs}")
     t0 = time.monotonic()

@@ -219,7 +219,166 @@ def wyoming_seeds() -> dict[str, bytes]:
     }
 
 
+def structured_seeds() -> dict[str, bytes]:
+    """fuzz_structured inputs: mode byte (0 schema, 1 regex, 2 lark, 3 gbnf, 4 auto grammar,
+    5 response_format, 6 tools, 7 tool-call reply text), text, NUL, u16 token choices."""
+    import json
+
+    sys.path.insert(0, str(ROOT / "bench"))
+    from structured import SCHEMA as ROBOT  # bench/structured.py's robot-command schema
+
+    def deep(n: int) -> dict:
+        s: dict = {"type": "integer"}
+        for _ in range(n):
+            s = {"type": "object", "properties": {"a": s}, "required": ["a"]}
+        return s
+
+    walk = b"\0" + struct.pack("<12H", 0, 1, 7, 300, 2, 9, 4000, 5, 11, 65535, 3, 8)
+    cases = {
+        "schema-robot": (0, json.dumps(ROBOT)),
+        "schema-refs": (0, json.dumps({"$defs": {"n": {"anyOf": [{"type": "null"}, {"type": "object", "properties":
+                                      {"next": {"$ref": "#/$defs/n"}}}]}}, "$ref": "#/$defs/n"})),
+        "schema-recursive-no-base": (0, json.dumps({"$ref": "#/$defs/a", "$defs": {"a": {"$ref": "#/$defs/b"},
+                                                                                  "b": {"$ref": "#/$defs/a"}}})),
+        "schema-deep-500": (0, json.dumps(deep(70))),
+        "schema-text-deep": (0, '{"items":' * 600 + "{}" + "}" * 600),
+        "schema-formats": (0, json.dumps({"type": "object", "properties": {
+            "d": {"type": "string", "format": "date-time"}, "e": {"type": "string", "format": "email"},
+            "p": {"type": "string", "pattern": "^(a+)+$", "minLength": 2, "maxLength": 9},
+            "n": {"type": "number", "minimum": -1.5, "exclusiveMaximum": 1e308},
+            "i": {"type": "integer", "minimum": 9007199254740993, "maximum": 9007199254740995},
+            "l": {"type": "array", "items": {"enum": ["x", 1, None, True]}, "minItems": 3, "maxItems": 2}},
+            "required": ["d"], "additionalProperties": False})),
+        "schema-unsupported": (0, json.dumps({"type": "array", "uniqueItems": True, "contains": {"const": 1}})),
+        "schema-bool": (0, "false"),
+        "schema-enum": (0, json.dumps({"enum": [f"v{i}" for i in range(500)]})),
+        "regex-catastrophic": (1, r"(a+)+(b+)+(c+)+" * 10 + r"[\s\S]{100}(x|y){50}"),
+        "regex-empty-set": (1, r"[^\s\S]"),
+        "regex-unicode": (1, r"[\u0000-\U0010ffff]{0,5}é+\p{L}\d{3,}"),
+        "regex-bad": (1, r"(?P<x>a)(?P=x)\1(?<=b)["),
+        "lark-json": (2, 'start: obj\nobj: "{" pair ("," pair)* "}"\npair: STR ":" STR\nSTR: /"[a-z]*"/\n%ignore " "'),
+        "lark-never-ends": (2, 'start: a\na: "x" a'),
+        "lark-bad": (2, "start: ("),
+        "lark-json-block": (2, 'start: "x" j\nj: %json {"type": "object"}'),
+        "lark-lexeme-and": (2, 'start: T\nT: /(?s:.+)/ & ~/(?s:<a>.*)/'),
+        "gbnf-arith": (3, 'root ::= expr\nexpr ::= term (("+" | "-") term)*\nterm ::= [0-9]+ | "(" expr ")"'),
+        "gbnf-missing-rule": (3, 'root ::= "a" missing_rule'),
+        "gbnf-repeat": (3, 'root ::= "a"{2,5} [^\\x00-\\x1f]{0,3} "b"?'),
+        "auto-gbnf": (4, 'root ::= "yes" | "no"'),
+        "rf-json-object": (5, '{"type": "json_object"}'),
+        "rf-json-schema": (5, json.dumps({"type": "json_schema", "json_schema": {"name": "x", "schema": ROBOT}})),
+        "rf-text": (5, '{"type": "text"}'),
+        "rf-bad": (5, '{"type": "xml"}'),
+        "tools-two": (6, json.dumps({"tools": [
+            {"type": "function", "function": {"name": "move_arm", "parameters": ROBOT}},
+            {"type": "function", "function": {"name": "stop", "description": "halt"}}], "tool_choice": "required"})),
+        "tools-named": (6, json.dumps({"tools": [{"type": "function", "function": {"name": "f"}}],
+                                       "tool_choice": {"type": "function", "function": {"name": "f"}}})),
+        "tools-bad-name": (6, json.dumps([{"type": "function", "function": {"name": "bad name!\""}}])),
+        "reply-call": (7, '<tool_call>{"name": "f", "arguments": {"a": 1}}</tool_call>\n'
+                          '<tool_call>{"name": "g", "arguments": {}}</tool_call>'),
+        "reply-partial": (7, '<tool_call>{"name": "f", "arguments": {"a": [1, 2'),
+        "reply-deep": (7, '<tool_call>{"name": "f", "arguments": ' + "[" * 3000 + "]" * 3000 + "}</tool_call>"),
+        "reply-text": (7, "Sure, the answer is 42. <tool_call> is how I call tools."),
+    }
+    return {k: bytes([mode]) + text.encode("utf-8") + walk for k, (mode, text) in cases.items()}
+
+
+def prompt_cache_seeds() -> dict[str, bytes]:
+    """fuzz_prompt_cache inputs: mode byte (0 raw file, 1 this model's header + a KV payload built
+    from a spec, 2 header text + payload, 3 a valid file with one byte flipped), then the rest."""
+    import json
+
+    from tests.fuzz.python import fuzz_prompt_cache as target
+
+    target.setup()
+    valid = target.valid_file
+    groups = len(target.llm.backend.kv_cache.layout["groups"])
+
+    def spec(flags: int, length: int, los: list[int], delta: int, ids: list[int]) -> bytes:
+        return (bytes([flags]) + struct.pack(f"<H{groups}Hb", length, *los, delta)
+                + struct.pack(f"<{len(ids)}H", *ids))
+
+    header = {**target.expected, "tokens": [1, 2, 3], "format": 1, "payload_bytes": 4}
+    return {
+        "valid-file": b"\0" + valid,
+        "truncated": b"\0" + valid[:len(valid) // 2],
+        "not-a-cache": b"\0GGUF\x03\0\0\0",
+        "flip-header": b"\3" + struct.pack("<I", 30) + b"\x20",
+        "flip-payload": b"\3" + struct.pack("<I", len(valid) - 100) + b"\x01",
+        "kv-exact-7": b"\1" + spec(3, 7, [0] * groups, 0, [5, 6, 7]) + b"\0\0" + b"\x00\x3c",
+        "kv-exact-40": b"\1" + spec(3, 40, [32] * groups, 0, [9]) + b"\0\0" + b"\xff\x7f",
+        "kv-one-short": b"\1" + spec(3, 12, [0] * groups, -1, [4]) + b"\0\0" + b"\x01",
+        "kv-len-mismatch": b"\1" + spec(2, 12, [0] * groups, 0, [4, 4]) + b"\0\0" + b"\x01",
+        "kv-window-odd": b"\1" + spec(1, 20, [3] * groups, 0, [4]) + b"\0\0",
+        "kv-nan": b"\1" + spec(3, 9, [0] * groups, 0, [2]) + b"\0\0" + b"\xff\x7f\x00\x7c",
+        "kv-too-long": b"\1" + spec(3, 127, [96] * groups, 0, [3]) + b"\0\0" + b"\x01\x02",
+        "header-payload-bytes-huge": b"\2" + json.dumps({**header, "payload_bytes": 2**62}).encode() + b"\0\0abcd",
+        "header-negative-tokens": b"\2" + json.dumps({**header, "tokens": [-1, 2**40]}).encode() + b"\0\0abcd",
+        "header-not-object": b"\2[1, 2, 3]\0\0abcd",
+        "header-bad-utf8": b"\2{\"a\": \"\xff\"}\0\0abcd",
+    }
+
+
+def wav_seeds() -> dict[str, bytes]:
+    """fuzz_wav inputs: mode byte (0 file bytes, 1 a WAV from fuzzed header fields, 2 int16 samples
+    with a rate, 3 Content-Type NUL multipart body, 4 form fields NUL-separated then the file)."""
+    import io
+    import math
+    import wave
+
+    def wav(rate: int, n: int, width: int = 2, channels: int = 1) -> bytes:
+        buf = io.BytesIO()
+        with wave.open(buf, "wb") as w:
+            w.setnchannels(channels)
+            w.setsampwidth(width)
+            w.setframerate(rate)
+            frames = b"".join(int(8000 * math.sin(i / 7)).to_bytes(2, "little", signed=True)[:width] * channels
+                              for i in range(n))
+            w.writeframes(frames)
+        return buf.getvalue()
+
+    ok = wav(16000, 800)
+    stereo8k = wav(8000, 400, 2, 2)
+    from tests.fuzz.python.fuzz_wav import _multipart
+
+    ct, body = _multipart([b"whisper-1", b"en", b"a prompt", b"verbose_json", b"0.2", b"false"], ok)
+    fields = b"\0".join([b"whisper-1", b"-", b"-", b"json", b"-", b"-", ok])
+    return {
+        "pcm16-16k": b"\0" + ok,
+        "pcm16-stereo-8k": b"\0" + stereo8k,
+        "pcm8-22k": b"\0" + wav(22050, 500, 1),
+        "truncated-data": b"\0" + ok[:300],
+        "streamed-size-ffff": b"\0" + ok[:40] + b"\xff\xff\xff\xff" + ok[44:],
+        "header-only": b"\0" + ok[:44],
+        "rf64": b"\0RF64" + ok[4:],
+        "huge-declared-duration": b"\0" + ok[:4] + ok[4:24] + (1).to_bytes(4, "little") + ok[28:40] + (2**31).to_bytes(4, "little") + ok[44:],
+        "data-before-fmt": b"\0RIFF\x20\0\0\0WAVEdata\x04\0\0\0abcdfmt \x10\0\0\0" + b"\1\0\1\0" + b"\0" * 12,
+        "ogg-magic": b"\0OggS\0\2" + b"\0" * 40,
+        "mp3-frame": b"\0\xff\xfb\x90\x64" + b"\0" * 400,
+        "flac-magic": b"\0fLaC\0\0\0\x22" + b"\0" * 40,
+        "built-pcm16": b"\1" + struct.pack("<HHIHHIH", 0, 1, 1, 1, 2, 1, 0) + ok[44:444],
+        "built-float": b"\1" + struct.pack("<HHIHHIH", 1, 0, 2, 3, 4, 0, 1) + b"\0\0\x80\x3f" * 50,
+        "built-alaw-odd-align": b"\1" + struct.pack("<HHIHHIH", 2, 0x8003, 5, 0, 0x8007, 7, 3) + b"\x55" * 300,
+        "built-extensible-24": b"\1" + struct.pack("<HHIHHIH", 4, 1, 3, 2, 0x8006, 2, 0) + b"\x01\x02\x03" * 100,
+        "array-44k": b"\2" + (44100).to_bytes(3, "little") + ok[44:],
+        "array-bad-rate": b"\2" + (999).to_bytes(3, "little") + ok[44:100],
+        "array-negative-rate": b"\2" + (-16000).to_bytes(3, "little", signed=True) + ok[44:100],
+        "form-full": b"\3" + ct + b"\0" + body,
+        "form-no-boundary": b"\3multipart/form-data\0" + body,
+        "form-json": b"\3application/json\0{\"file\": \"x\"}",
+        "form-truncated": b"\3" + ct + b"\0" + body[:len(body) // 2],
+        "form-header-injection": b"\3" + ct + b"\0" + body.replace(b'name="file"', b'name="file"; filename*=utf-8\'\'%ff%fe'),
+        "fields-ok": b"\4" + fields,
+        "fields-bad": b"\4" + b"\0".join([b"gpt-9", b"xx", b"\xff", b"srt", b"nan", b"TRUE", ok[:100]]),
+        "fields-temperature": b"\4" + b"\0".join([b"whisper-1", b"EN", b"-", b"text", b"1e999", b"-", ok]),
+    }
+
+
 def main_python() -> None:
+    write("wav", wav_seeds())
+    write("prompt_cache", prompt_cache_seeds())
+    write("structured", structured_seeds())
     write("wyoming", wyoming_seeds())
     write("lora", lora_seeds())
     write("tokenizer_bpe", text_seeds())

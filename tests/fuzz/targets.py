@@ -15,6 +15,7 @@ NATIVE: dict[str, tuple[str, ...]] = {
     "model_spec": ("gguf.cpp", "gguf_checks.cpp", "model_spec.cpp", "kv_cache.cpp", "ops.cpp", "quant_ref.cpp"),
     "kv_cache": ("kv_cache.cpp", "ops.cpp", "quant_ref.cpp", "activations_ref.cpp"),
     "sampler": ("sampler.cpp",),
+    "kv_import": ("kv_cache.cpp", "kv_cache_io.cpp", "ops.cpp", "quant_ref.cpp", "activations_ref.cpp"),
 }
 
 PYTHON: tuple[str, ...] = (
@@ -25,6 +26,9 @@ PYTHON: tuple[str, ...] = (
     "manifest",
     "lora",
     "wyoming",
+    "structured",
+    "prompt_cache",
+    "wav",
 )
 
 # Seconds of fuzzing per target in the test suite's smoke run (the corpus is replayed first).
@@ -32,6 +36,14 @@ SMOKE_SECONDS = {"native": 3, "python": 3}
 # Largest input: GGUF seeds are ~7 KB; Python targets run pure-Python code whose cost grows with the
 # input (SentencePiece merges, template rendering), so they stay at a few KB.
 MAX_LEN = {"native": 65536, "python": 8192}
+# Per-target caps below that: SentencePiece over Gemma's ~6,000 special tokens in pure Python costs
+# ~1 ms per input byte, so 8 KB inputs ran at ~15/s; 1 KB texts still cover every merge and special
+# token path (the longest seed is 300 bytes).
+MAX_LEN_OVERRIDE = {"tokenizer_spm": 1024}
+
+
+def max_len(name: str) -> int:
+    return MAX_LEN_OVERRIDE.get(name, MAX_LEN[kind(name)])
 
 
 def all_targets() -> list[str]:

@@ -80,7 +80,7 @@ COUNTED = TemplateLimits(max_output_chars=100_000, max_ops=20_000, timeout_s=60.
 
 HOSTILE = {
     "nested range loops": "{% for i in range(100000) %}{% for j in range(100000) %}{% endfor %}{% endfor %}",
-    "nested loops over a list": "{% set l = range(100000)|list %}{% for a in l %}{% for b in l %}{% endfor %}{% endfor %}",
+    "nested loops over a list": "{% set l = range(10000)|list %}{% for a in l %}{% for b in l %}{% endfor %}{% endfor %}",
     "recursive macro": "{% macro f(n) %}{{ f(n) }}{% endmacro %}{{ f(1) }}",
     "recursive loop": "{% for m in messages recursive %}{{ loop(messages) }}{% endfor %}",
     "string repeat": "{{ 'x' * 1000000000 }}",
