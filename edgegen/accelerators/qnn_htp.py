@@ -40,7 +40,7 @@ from .devices import qnn_ep_devices, qnn_module
 
 log = logging.getLogger("edgegen.accelerators")
 
-SCHEME = "w8-per-channel-sym+a16-per-tensor-asym/1"
+SCHEME = "w8-per-channel-sym+a16-per-tensor-asym/2"
 # The products of a layer, grouped as the forward pass calls them (one input each).
 _GROUPS = (("attn_q", "attn_k", "attn_v"), ("attn_output",), ("ffn_gate", "ffn_up"), ("ffn_down",))
 _WEIGHT = re.compile(r"^blk\.(\d+)\.(attn_q|attn_k|attn_v|attn_output|ffn_gate|ffn_up|ffn_down)\.weight$")
@@ -64,10 +64,13 @@ class QnnOptions:
     min_batch: int = 16  # batches below this stay on the CPU (decode is one token)
     layers: Optional[tuple[int, ...]] = None  # the layers to offload (None: all)
     performance_mode: str = "burst"  # run-time only, not part of the cache key
+    # weights as int8 + int8 residual along the reduction axis, the residual's input scaled by
+    # 1/weight_residual (0: plain int8 weights); see _int8_weight
+    weight_residual: int = 16
 
     def key_fields(self) -> dict[str, Any]:
         return {"htp_arch": self.htp_arch, "layers": list(self.layers) if self.layers is not None else None,
-                "batch": GRAPH_BATCH, "scheme": SCHEME, "range_margin": RANGE_MARGIN, "outlier_factor": OUTLIER_FACTOR,
+                "batch": GRAPH_BATCH, "scheme": SCHEME, "weight_residual": self.weight_residual, "range_margin": RANGE_MARGIN, "outlier_factor": OUTLIER_FACTOR,
                 "calibration_tokens": CALIBRATION_TOKENS, "calibration_sha256": file_sha256(str(CALIBRATION_FILE))}
 
 
@@ -116,10 +119,14 @@ class QnnHtpProvider:
         sess = self._sessions.get(ids)
         if sess is None or x.shape[0] > GRAPH_BATCH:
             return False
-        n = x.shape[0]
-        pad = self._pad.setdefault(x.shape[1], np.zeros((GRAPH_BATCH, x.shape[1]), np.float32))
-        pad[:n] = x
+        n, k = x.shape
+        f = self.options.weight_residual
+        width = 2 * k if f else k
+        pad = self._pad.setdefault(width, np.zeros((GRAPH_BATCH, width), np.float32))
+        pad[:n, :k] = x
         pad[n:] = 0.0
+        if f:  # the residual weights' input: x / f (see _int8_weight)
+            np.multiply(x, 1.0 / f, out=pad[:n, k:])
         t = time.perf_counter()
         ys = sess.run(None, {"x": pad})
         self.run_seconds += time.perf_counter() - t
@@ -175,9 +182,8 @@ class QnnHtpProvider:
         nodes += [helper.make_node("QuantizeLinear", ["x", xs, xz], ["x_q"]),
                   helper.make_node("DequantizeLinear", ["x_q", xs, xz], ["x_dq"])]
 
-        def int8_weight(name: str, w: np.ndarray) -> str:  # per-output-channel symmetric int8
-            scale = np.maximum(np.abs(w).max(axis=1), 1e-30) / 127.0
-            wq = np.clip(np.rint(w / scale[:, None]), -127, 127).astype(np.int8)
+        def int8_weight(name: str, w: np.ndarray) -> str:
+            wq, scale = _int8_weight(w, self.options.weight_residual)
             inits.extend([numpy_helper.from_array(np.ascontiguousarray(wq.T), name),
                           numpy_helper.from_array(scale.astype(np.float32), f"{name}_s"),
                           numpy_helper.from_array(np.zeros(w.shape[0], np.int8), f"{name}_z")])
@@ -197,7 +203,7 @@ class QnnHtpProvider:
                       helper.make_node("DequantizeLinear", [f"y{k}_q", ys, yz], [f"y{k}"])]
             outputs.append(helper.make_tensor_value_info(f"y{k}", TensorProto.FLOAT, [GRAPH_BATCH, w.shape[0]]))
         graph = helper.make_graph(nodes, "edgegen_" + self.weights[ids[0]].name.replace(".", "_"),
-                                  [helper.make_tensor_value_info("x", TensorProto.FLOAT, [GRAPH_BATCH, cols])],
+                                  [helper.make_tensor_value_info("x", TensorProto.FLOAT, [GRAPH_BATCH, cols * (2 if self.options.weight_residual else 1)])],
                                   outputs, inits)
         model = helper.make_model(graph, opset_imports=[helper.make_opsetid("", 21)], producer_name="edgegen")
         model.ir_version = 10
@@ -256,6 +262,20 @@ class QnnHtpProvider:
                 scales[ids] = [cal[f"g{n:04d}_y{k}_scale"].astype(np.float32) if f"g{n:04d}_y{k}_scale" in cal.files
                                else None for k in range(len(ids))]
         self._sessions, self._row_scales = sessions, scales
+
+
+def _int8_weight(w: np.ndarray, residual: int = 0) -> tuple[np.ndarray, np.ndarray]:
+    """Per-output-channel symmetric int8 weights (rows, cols) -> (rows, cols) int8 and the rows'
+    scales. With residual=f > 0: (rows, 2*cols), the rounding error of the int8 part appended
+    along the reduction axis as a second int8 part on the grid scale/f, so that
+    [x, x/f] @ [q, r]^T * scale = x @ (q + r/f)^T * scale -- one product, the same per-channel
+    scales, the weight error f times smaller, for twice the reduction length."""
+    scale = np.maximum(np.abs(w).max(axis=1), 1e-30) / 127.0
+    q = np.clip(np.rint(w / scale[:, None]), -127, 127)
+    if residual:
+        r = np.clip(np.rint((w / scale[:, None] - q) * residual), -127, 127)
+        q = np.concatenate([q, r], axis=1)
+    return q.astype(np.int8), scale
 
 
 def _outlier_scales(y_min: np.ndarray, y_max: np.ndarray) -> Optional[np.ndarray]:
