@@ -104,7 +104,7 @@ def main() -> int:
         cpu.eval(cpu.new_cache(PREFILL + 64), 0, segs[0][:PREFILL])
         cpu_times.append(time.perf_counter() - t)
     L = spec["n_layer"]
-    result["seam"] = {"prefill_tokens": PREFILL, **d, "macs_per_token": d["macs"] / PREFILL,
+    result["seam"] = {"prefill_tokens": PREFILL, **d, "declined_by_range_guard": s["cpu_batched"] - before["cpu_batched"], "macs_per_token": d["macs"] / PREFILL,
                       "bytes_per_layer": (d["bytes_in"] + d["bytes_out"]) / L, "calls_per_layer": d["calls"] / L,
                       "simulator_seconds_not_device_time": sim_s, "cpu_prefill_seconds_median": float(np.median(cpu_times)),
                       "cpu_threads": args.threads}
@@ -129,7 +129,7 @@ def main() -> int:
         n_same = next((i for i, (x, y) in enumerate(zip(g_npu, g_cpu)) if x != y), min(len(g_npu), len(g_cpu)))
         same += n_same
         identical32 += g_npu == g_cpu
-        rows.append({"prompt": p, "prompt_tokens": len(ids), "same_prefix": n_same,
+        rows.append({"prompt": p, "prompt_tokens": len(ids), "same_prefix": n_same, "npu_cpu_batched": npu.offload_stats["cpu_batched"],
                      "npu": tok_text(tok, g_npu), "cpu": tok_text(tok, g_cpu)})
         print(json.dumps(rows[-1], ensure_ascii=False), flush=True)
         result["greedy"] = {"prompts": len(rows), "identical": identical32, "mean_same_prefix": same / len(rows),

@@ -45,7 +45,7 @@ SCHEME = "w8-per-channel-sym+a16-per-tensor-asym/2"
 _GROUPS = (("attn_q", "attn_k", "attn_v"), ("attn_output",), ("ffn_gate", "ffn_up"), ("ffn_down",))
 _WEIGHT = re.compile(r"^blk\.(\d+)\.(attn_q|attn_k|attn_v|attn_output|ffn_gate|ffn_up|ffn_down)\.weight$")
 CALIBRATION_FILE = Path(__file__).with_name("calibration.txt")
-CALIBRATION_TOKENS = 256
+CALIBRATION_TOKENS = 2048  # at most, over all the calibration sequences
 RANGE_MARGIN = 1.25  # calibration ranges widened by this factor (prompts outside the text set)
 # Output channels whose calibrated magnitude exceeds this multiple of the median channel's are
 # scaled down inside the graph (their weight rows divided, the results multiplied back on the CPU):
@@ -97,7 +97,11 @@ class QnnHtpProvider:
         self._row_scales: dict[tuple[int, ...], list[Optional[np.ndarray]]] = {}  # outputs' channel scales
         self._sessions: dict[tuple[int, ...], Any] = {}
         self._pad: dict[int, np.ndarray] = {}
+        # per group, what the graph can represent: the input's (lo, hi) and each output's
+        # (lo, hi, step) on its 16-bit grid (see run: the range guard)
+        self._limits: dict[tuple[int, ...], tuple[tuple[float, float], list[tuple[float, float, float]]]] = {}
         self.run_seconds = 0.0
+        self.declined = 0  # calls left to the CPU by the range guard
 
     # ---- called by the engine ---------------------------------------------------------------
     def offer(self, name: str, qtype: str, rows: int, cols: int, data: memoryview) -> int:
@@ -119,6 +123,10 @@ class QnnHtpProvider:
         sess = self._sessions.get(ids)
         if sess is None or x.shape[0] > GRAPH_BATCH:
             return False
+        (x_lo, x_hi), y_limits = self._limits[ids]
+        if float(x.min()) < x_lo or float(x.max()) > x_hi:  # would be clipped: the CPU's call
+            self.declined += 1
+            return False
         n, k = x.shape
         f = self.options.weight_residual
         width = 2 * k if f else k
@@ -130,6 +138,10 @@ class QnnHtpProvider:
         t = time.perf_counter()
         ys = sess.run(None, {"x": pad})
         self.run_seconds += time.perf_counter() - t
+        for y, (lo, hi, step) in zip(ys, y_limits):
+            if float(y[:n].min()) < lo + step / 2 or float(y[:n].max()) > hi - step / 2:  # saturated
+                self.declined += 1
+                return False
         for out, y, scale in zip(outs, ys, self._row_scales[ids]):
             if scale is None:
                 out[...] = y[:n]
@@ -157,28 +169,46 @@ class QnnHtpProvider:
         raw = np.frombuffer(w.data, dtype=np.uint8).reshape(w.rows, -1)
         return np.asarray(_native.dequantize(raw, w.qtype), dtype=np.float32).reshape(w.rows, w.cols)
 
+    def _input_range(self, ids: tuple[int, ...]) -> tuple[float, float]:
+        lo, hi = self._x_range[ids]
+        return lo * RANGE_MARGIN, hi * RANGE_MARGIN
+
+    def _output_range(self, ids: tuple[int, ...], k: int) -> tuple[float, float]:
+        """Output k's range inside the graph: outlier channels divided by their scales."""
+        y_min, y_max = self._y_ranges[ids][k]
+        scale = self._row_scales[ids][k]
+        if scale is not None:
+            y_min, y_max = y_min / scale, y_max / scale
+        return float(y_min.min()) * RANGE_MARGIN, float(y_max.max()) * RANGE_MARGIN
+
+    def _set_limits(self, ids: tuple[int, ...]) -> None:
+        """What the group's graph represents, for the range guard in run(): an input outside the
+        input's grid, or an output at the end of its grid, means values were clipped."""
+        def grid_ends(lo: float, hi: float) -> tuple[float, float, float]:
+            scale, zp = _act_grid(lo, hi)
+            return (0 - zp) * scale, (A_MAX - zp) * scale, scale
+
+        x_lo, x_hi, _ = grid_ends(*self._input_range(ids))
+        self._limits[ids] = ((x_lo, x_hi), [grid_ends(*self._output_range(ids, k)) for k in range(len(ids))])
+
     def build_graph(self, ids: tuple[int, ...]) -> Any:
         """The QDQ ONNX graph of one group: x (GRAPH_BATCH, cols) -> y_i (GRAPH_BATCH, rows_i)."""
         from onnx import TensorProto, helper, numpy_helper
 
         if ids not in self._x_range:
             raise AcceleratorError(f"no calibration ranges for {[self.weights[i].name for i in ids]}")
-        x_lo, x_hi = self._x_range[ids]
         scales = self._row_scales[ids] = [_outlier_scales(*r) for r in self._y_ranges[ids]]
+        self._set_limits(ids)
         cols = self.weights[ids[0]].cols
         inits, nodes, outputs = [], [], []
 
         def act_q(name: str, lo: float, hi: float) -> tuple[str, str]:
-            lo, hi = min(lo, 0.0), max(hi, 0.0)  # zero exact (padding rows)
-            if hi - lo < 1e-12:
-                hi = lo + 1e-6
-            scale = (hi - lo) / A_MAX
-            zp = int(np.clip(round(-lo / scale), 0, A_MAX))
+            scale, zp = _act_grid(lo, hi)
             inits.append(numpy_helper.from_array(np.array(scale, np.float32), f"{name}_s"))
             inits.append(numpy_helper.from_array(np.array(zp, np.uint16), f"{name}_z"))
             return f"{name}_s", f"{name}_z"
 
-        xs, xz = act_q("x", x_lo * RANGE_MARGIN, x_hi * RANGE_MARGIN)
+        xs, xz = act_q("x", *self._input_range(ids))
         nodes += [helper.make_node("QuantizeLinear", ["x", xs, xz], ["x_q"]),
                   helper.make_node("DequantizeLinear", ["x_q", xs, xz], ["x_dq"])]
 
@@ -192,12 +222,9 @@ class QnnHtpProvider:
 
         for k, i in enumerate(ids):
             w = self._dequantized(self.weights[i])  # (rows, cols)
-            y_min, y_max = self._y_ranges[ids][k]
             if scales[k] is not None:  # outlier channels scaled down (run() scales them back)
                 w = w / scales[k][:, None]
-                y_min, y_max = y_min / scales[k], y_max / scales[k]
-            y_lo, y_hi = float(y_min.min()) * RANGE_MARGIN, float(y_max.max()) * RANGE_MARGIN
-            ys, yz = act_q(f"y{k}", y_lo, y_hi)
+            ys, yz = act_q(f"y{k}", *self._output_range(ids, k))
             nodes += [helper.make_node("MatMul", ["x_dq", int8_weight(f"w{k}", w)], [f"y{k}_f"]),
                       helper.make_node("QuantizeLinear", [f"y{k}_f", ys, yz], [f"y{k}_q"]),
                       helper.make_node("DequantizeLinear", [f"y{k}_q", ys, yz], [f"y{k}"])]
@@ -255,13 +282,27 @@ class QnnHtpProvider:
         ort, _ = qnn_module()
         if [g["weights"] for g in manifest["graphs"]] != self.group_names():
             raise ValueError("its graphs are not this model's products")
-        sessions, scales = {}, {}
+        sessions, scales, x_range, y_ranges = {}, {}, {}, {}
         with np.load(directory / "calibration.npz") as cal:
             for n, (ids, g) in enumerate(zip(self.groups(), manifest["graphs"])):
                 sessions[ids] = ort.InferenceSession(str(directory / g["file"]), self._session_options())
                 scales[ids] = [cal[f"g{n:04d}_y{k}_scale"].astype(np.float32) if f"g{n:04d}_y{k}_scale" in cal.files
                                else None for k in range(len(ids))]
-        self._sessions, self._row_scales = sessions, scales
+                x_range[ids] = [float(v) for v in cal[f"g{n:04d}_x"]]
+                y_ranges[ids] = [(cal[f"g{n:04d}_y{k}_min"], cal[f"g{n:04d}_y{k}_max"]) for k in range(len(ids))]
+        self._sessions, self._row_scales, self._x_range, self._y_ranges = sessions, scales, x_range, y_ranges
+        for ids in self.groups():
+            self._set_limits(ids)
+
+
+def _act_grid(lo: float, hi: float) -> tuple[float, int]:
+    """The uint16 grid (scale, zero point) of an activation range; zero is always on it (the
+    padding rows)."""
+    lo, hi = min(lo, 0.0), max(hi, 0.0)
+    if hi - lo < 1e-12:
+        hi = lo + 1e-6
+    scale = (hi - lo) / A_MAX
+    return scale, int(np.clip(round(-lo / scale), 0, A_MAX))
 
 
 def _int8_weight(w: np.ndarray, residual: int = 0) -> tuple[np.ndarray, np.ndarray]:
@@ -287,19 +328,32 @@ def _outlier_scales(y_min: np.ndarray, y_max: np.ndarray) -> Optional[np.ndarray
     return scale.astype(np.float32) if (scale > 1.0).any() else None
 
 
-def _calibration_tokens(encode: Any) -> list[int]:
+def _calibration_tokens(encode: Any) -> list[list[int]]:
+    """The calibration text's paragraphs, each its own sequence: LLMs write their largest
+    activations at a sequence's first tokens (the "attention sink"), and how large depends on
+    which token comes first, so the ranges need many openings, not one long text."""
     text = CALIBRATION_FILE.read_text(encoding="utf-8")
-    return list(encode(text))[:CALIBRATION_TOKENS]
+    seqs, total = [], 0
+    for paragraph in re.split(r"\n\s*\n", text):
+        ids = list(encode(paragraph.strip("\n")))[:CALIBRATION_TOKENS - total]
+        if len(ids) >= 2:
+            seqs.append(ids)
+            total += len(ids)
+    return seqs
 
 
-def calibrate(model: Any, provider: QnnHtpProvider, tokens: Sequence[int]) -> None:
-    """Runs the CPU engine over the calibration tokens with every batched product shown to the
-    provider (its input and output ranges)."""
-    cache = model.new_cache(len(tokens) + GRAPH_BATCH)
+def calibrate(model: Any, provider: QnnHtpProvider, sequences: Sequence[Sequence[int]]) -> None:
+    """Runs the CPU engine over the calibration sequences (each from an empty cache, in chunks
+    of GRAPH_BATCH) with every batched product shown to the provider (its input and output
+    ranges). Chunks below the offload threshold are not shown: they are never offloaded."""
+    if sequences and isinstance(sequences[0], int):
+        sequences = [sequences]  # one sequence
     model.offload_mode = "calibrate"
     try:
-        for i in range(0, len(tokens), GRAPH_BATCH):
-            model.eval(cache, 0, list(tokens[i:i + GRAPH_BATCH]))
+        for tokens in sequences:
+            cache = model.new_cache(len(tokens) + GRAPH_BATCH)
+            for i in range(0, len(tokens), GRAPH_BATCH):
+                model.eval(cache, 0, list(tokens[i:i + GRAPH_BATCH]))
     finally:
         model.offload_mode = "off"
     missing = [provider.weights[g[0]].name for g in provider.groups() if g not in provider._x_range]
