@@ -126,11 +126,10 @@ def test_residual_weights_reconstruct_the_rows():
     assert errs[16] < errs[0] / 8
 
 
-def test_residual_weights_on_the_htp(tiny_copy):
-    """The same arithmetic compiled for the HTP (simulator): one graph of the tiny model (q/k/v of
-    layer 0, calibrated on the model's own activations), int8 vs int8 + residual weights, against
-    float64 products. The residual's share of the error must go: what stays is the 16-bit
-    activations' (input and output ranges)."""
+@pytest.fixture(scope="module")
+def layer0_qkv(tiny_copy):
+    """A provider calibrated on the tiny model's layer 0 (no graphs yet), its q/k/v group, and
+    the group's input from the calibration's last chunk. The model stays open while they are used."""
     from edgegen.accelerators.qnn_htp import QnnHtpProvider, QnnOptions, calibrate
 
     class Recording(QnnHtpProvider):
@@ -144,7 +143,18 @@ def test_residual_weights_on_the_htp(tiny_copy):
     model = _native.Model(tiny_copy, 2, compute="offload", provider=provider, min_batch=16)
     calibrate(model, provider, _encode_bytes("The quick brown fox jumps over the lazy dog. " * 6)[:128])
     ids = provider.groups()[0]
-    x = provider.last_x[ids]
+    yield provider, ids, provider.last_x[ids]
+    del model  # the provider's weights are views into the model's mapping: it outlives them
+
+
+def test_residual_weights_on_the_htp(layer0_qkv):
+    """The same arithmetic compiled for the HTP (simulator): one graph of the tiny model (q/k/v of
+    layer 0, calibrated on the model's own activations), int8 vs int8 + residual weights, against
+    float64 products. The residual's share of the error must go: what stays is the 16-bit
+    activations' (input and output ranges)."""
+    from edgegen.accelerators.qnn_htp import QnnOptions
+
+    provider, ids, x = layer0_qkv
     refs = [x.astype(np.float64) @ provider._dequantized(provider.weights[i]).astype(np.float64).T for i in ids]
     err = {}
     for f in (0, 16):
@@ -155,6 +165,31 @@ def test_residual_weights_on_the_htp(tiny_copy):
         err[f] = max(float(np.linalg.norm(o - r) / np.linalg.norm(r)) for o, r in zip(outs, refs))
     print(f"tiny q/k/v on the HTP: relative error int8 {err[0]:.4%}, int8+residual {err[16]:.4%}")
     assert err[16] < 0.35 * err[0] and err[16] < 0.003  # measured: 0.70% -> 0.12%
+
+
+def test_range_guard_leaves_clipped_calls_to_the_cpu(layer0_qkv):
+    """An input beyond the calibrated range, or an output that saturates the graph's 16-bit grid,
+    would come back clipped: run() declines the call (the CPU computes it) and counts it."""
+    from edgegen.accelerators.qnn_htp import QnnOptions
+
+    provider, ids, x = layer0_qkv
+    provider.options = QnnOptions(layers=(0,))
+    provider._sessions[ids] = _ort_session(provider, ids)
+    outs = [np.zeros((len(x), provider.weights[i].rows), np.float32) for i in ids]
+    before = provider.declined
+    assert provider.run(ids, x, outs)
+    x_big = x.copy()
+    x_big[3, 5] = provider._limits[ids][0][1] * 1.5  # one value past the input's grid
+    assert not provider.run(ids, x_big, outs) and provider.declined == before + 1
+    # outputs: the same graph with a tenth of the calibrated output ranges saturates on x
+    ranges = provider._y_ranges[ids]
+    provider._y_ranges[ids] = [(lo / 10, hi / 10) for lo, hi in ranges]
+    try:
+        provider._sessions[ids] = _ort_session(provider, ids)
+        assert not provider.run(ids, x, outs) and provider.declined == before + 2
+    finally:
+        provider._y_ranges[ids] = ranges
+        provider._sessions[ids] = _ort_session(provider, ids)
 
 
 def _ort_session(provider, ids):
