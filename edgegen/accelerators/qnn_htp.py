@@ -9,19 +9,24 @@ and down, four calls a layer. Each graph is built once per model with the `onnx`
 model that the QNN execution provider compiles for the HTP, and stored as an EP-context file (the
 QNN context binary inside an ONNX wrapper) in the cache next to the model (cache.py).
 
-Quantization (the choice, and why): weights int8, symmetric, one scale per output channel;
-activations (inputs and results) uint16 with one static range per tensor ("A16W8").
+Quantization (the choice, and why): weights int8, symmetric, one scale per output channel, plus
+an int8 residual along the reduction axis; activations (inputs and results) uint16 with one
+static range per tensor ("A16W8"). docs/accelerators.md has the measurements.
   * The HTP's fast path is integer; float16 runs there too but at a fraction of the int8 rate.
-  * Per-channel int8 weights keep every row's own scale: the GGUF blocks are re-expressed with a
-    relative error of ~0.4% per weight, and each weight is converted once per model.
+  * Per-channel int8 weights keep every row's own scale, but re-expressing Q4_1 blocks that way
+    costs ~0.3-1.3% per product; the residual (the int8 part's rounding error on the grid
+    scale/16, fed x/16: _int8_weight) makes the weights ~12-bit in the same single product.
+    Block-quantized weights would fit the GGUF better, but the HTP takes them from v73 on only.
   * LLM activations have outlier channels (hundreds of times the median after RMS norm and in the
     SwiGLU product); one 8-bit range per tensor would flush the small channels to zero. 16-bit
     activations with a static range keep them (measured on a 16x576x1536 product on the HTP
     simulator: 0.75% relative error with A16W8 vs 1.6% with A8W8). It is Qualcomm's own recipe
     for LLMs on the HTP (its AI Hub models are w4a16/w8a16).
   * The HTP needs the activation ranges ahead of time: a calibration run of the CPU engine over a
-    documented text set (calibration.txt, CALIBRATION_TOKENS tokens) records each product's input
-    and output ranges (widened by RANGE_MARGIN), stored with the cache.
+    documented text set (calibration.txt, each paragraph its own sequence) records each product's
+    input and output ranges (widened by RANGE_MARGIN), stored with the cache. A call whose input
+    falls outside its range, or whose output saturates, is left to the CPU (the range guard in
+    run()): a clipped value can be arbitrarily wrong.
 """
 from __future__ import annotations
 
