@@ -67,13 +67,16 @@ def main() -> int:
     ap.add_argument("--workdir", default="/tmp/edgegen-npu-bench", help="the model is copied here (its graph cache beside it)")
     ap.add_argument("--segments", type=int, default=6)
     ap.add_argument("--prompts", type=int, default=20)
+    ap.add_argument("--first-prompt", type=int, default=0, help="start the prompt set here (a run split in two)")
     ap.add_argument("--threads", type=int, default=2)
     ap.add_argument("--weight-residual", type=int, default=QnnOptions.weight_residual,
                     help="int8 residual weights on the grid scale/F (0: plain int8 weights)")
+    ap.add_argument("--out", help="result file (default: WORKDIR/result-wF.json)")
     ap.add_argument("--taus", default="0.1,0.25,0.5", help="tolerances (logit units) for the agreement within tau")
     args = ap.parse_args()
     work = Path(args.workdir)
     work.mkdir(parents=True, exist_ok=True)
+    out_path = Path(args.out) if args.out else work / f"result-w{args.weight_residual}.json"
     path = work / Path(args.model).name
     if not path.exists():
         shutil.copy(args.model, path)
@@ -92,6 +95,22 @@ def main() -> int:
     # what crosses the seam for one PREFILL-token batch, and the CPU's time for the same batch
     segs = corpus_segments(lambda t: tok.encode(t, add_special=True, parse_special=True), args.segments * (PREFILL + FOLLOW),
                            seg_len=PREFILL + FOLLOW)
+    agreement = Agreement([float(t) for t in args.taus.split(",")])
+    if args.segments:
+        seam_and_teacher_forced(args, npu, cpu, exact, segs, agreement, result, out_path)
+    greedy_prompts(args, path, tok, npu, cpu, exact, result, out_path)
+    brief = {k: v for k, v in result.items() if k not in ("greedy", "teacher_forced")}
+    brief["teacher_forced"] = agreement.summary(raw=False)
+    brief["greedy"] = {k: v for k, v in result.get("greedy", {}).items() if k != "rows"}
+    print(json.dumps(brief, indent=1))
+    out_path.write_text(json.dumps(result, indent=1, ensure_ascii=False))
+    return 0
+
+
+def seam_and_teacher_forced(args, npu, cpu, exact, segs, agreement, result, out_path) -> None:
+    """What crosses the seam for one PREFILL-token batch (and the CPU's time for it), then the
+    teacher-forced agreement over the segments (bench/npu_agreement.py)."""
+    spec = cpu.spec
     before = dict(npu.offload_stats)
     t = time.perf_counter()
     npu.eval(npu.new_cache(PREFILL + 64), 0, segs[0][:PREFILL])
@@ -110,19 +129,22 @@ def main() -> int:
                       "cpu_threads": args.threads}
     print(json.dumps(result["seam"], indent=1))
 
-    # teacher-forced: strict argmax agreement and agreement within tau (bench/npu_agreement.py)
-    agreement = Agreement([float(t) for t in args.taus.split(",")])
     for seg in segs[: args.segments]:
         agreement.add([teacher_forced(m, seg, True) for m in (npu, exact)] + [teacher_forced(cpu, seg, False)])
         print("teacher-forced, " + agreement.line(), flush=True)
         result["teacher_forced"] = agreement.summary()
-        (work / f"result-w{args.weight_residual}.json").write_text(json.dumps(result, indent=1, ensure_ascii=False))
+        out_path.write_text(json.dumps(result, indent=1, ensure_ascii=False))
 
+
+
+def greedy_prompts(args, path, tok, npu, cpu, exact, result, out_path) -> None:
+    """The chat-templated prompt set, greedy: NPU prefill vs the CPU's (and the exact prefill's)."""
+    spec = cpu.spec
     llm_tmpl = __import__("edgegen").load(str(path), backend="native", accelerator="cpu", n_ctx=512)
     eos = {i for i in (tok.eos_id,) if i is not None} | {int(i) for i in range(spec["n_vocab"]) if tok.is_eog(i)}
     same = identical32 = exact_identical = 0
     rows = []
-    for p in GREEDY_PROMPTS[: args.prompts]:
+    for p in GREEDY_PROMPTS[args.first_prompt: args.prompts]:
         ids = llm_tmpl.chat_prompt_ids([{"role": "user", "content": p}])
         g_npu, g_cpu = greedy(npu, ids, True, eos), greedy(cpu, ids, False, eos)
         exact_identical += greedy(exact, ids, True, eos) == g_cpu
@@ -134,16 +156,9 @@ def main() -> int:
         print(json.dumps(rows[-1], ensure_ascii=False), flush=True)
         result["greedy"] = {"prompts": len(rows), "identical": identical32, "mean_same_prefix": same / len(rows),
                             "exact_prefill_identical_to_cpu": exact_identical, "rows": rows}
-        (work / f"result-w{args.weight_residual}.json").write_text(json.dumps(result, indent=1, ensure_ascii=False))
+        out_path.write_text(json.dumps(result, indent=1, ensure_ascii=False))
     result["greedy"] = {"prompts": len(rows), "identical": identical32, "mean_same_prefix": same / max(len(rows), 1),
-                        "exact_prefill_identical_to_cpu": exact_identical,
-                        "rows": rows}
-    brief = {k: v for k, v in result.items() if k not in ("greedy", "teacher_forced")}
-    brief["teacher_forced"] = agreement.summary(raw=False)
-    brief["greedy"] = {k: v for k, v in result["greedy"].items() if k != "rows"}
-    print(json.dumps(brief, indent=1))
-    (work / f"result-w{args.weight_residual}.json").write_text(json.dumps(result, indent=1, ensure_ascii=False))
-    return 0
+                        "exact_prefill_identical_to_cpu": exact_identical, "rows": rows}
 
 
 def tok_text(tok, ids) -> str:
