@@ -1,6 +1,6 @@
 """NPU prefill on the QNN HTP (simulator on x86-64) for the tiny random-weight models: teacher-forced
 agreement of an NPU prefill with the CPU's and with exact float64 products, for each weight scheme
-(plain int8, int8 + int8 residual), on the F32 model and its Q8_0 / Q4_1 twins.
+(plain int8, int8 + int8 residual), on the F32 model and its Q8_0 / Q4_0 twins.
 
   nice -n 10 python bench/npu_prefill_tiny.py [--seeds 8] [--residuals 0,16]
 
@@ -32,7 +32,7 @@ from tests.engine.tiny_models import TinyModels, prompt_tokens, variant  # noqa:
 def main() -> int:
     ap = argparse.ArgumentParser()
     ap.add_argument("--seeds", type=int, default=8)
-    ap.add_argument("--formats", default="F32,Q8_0,Q4_1")
+    ap.add_argument("--formats", default="F32,Q8_0,Q4_0")
     ap.add_argument("--residuals", default=f"0,{QnnOptions.weight_residual}")
     ap.add_argument("--taus", default="0.1,0.25,0.5")
     args = ap.parse_args()
