@@ -11,13 +11,9 @@ from __future__ import annotations
 
 import numpy as np
 
+from tests.engine.conftest import log_softmax
+
 PAIRS = {"npu_vs_cpu": (0, 2), "npu_vs_exact": (0, 1), "exact_vs_cpu": (1, 2)}
-
-
-def log_softmax(x: np.ndarray) -> np.ndarray:
-    x = x.astype(np.float64)
-    m = x.max(axis=-1, keepdims=True)
-    return x - m - np.log(np.exp(x - m).sum(axis=-1, keepdims=True))
 
 
 class Agreement:
