@@ -62,7 +62,7 @@ def _open_qnn(gguf_native: Any, n_threads: int, device: Device, model_path: str,
     from .. import _native
     from .qnn_htp import QnnHtpProvider, QnnOptions, prepare
 
-    unknown = set(options) - {"htp_arch", "min_batch", "layers", "performance_mode"}
+    unknown = set(options) - {"htp_arch", "min_batch", "layers", "performance_mode", "weight_residual"}
     if unknown:
         raise AcceleratorError(f"unknown qnn-htp options {sorted(unknown)}")
     opts = dict(options)
