@@ -97,9 +97,9 @@ public:
 };
 
 // The CPU backend: the kernel table picked at run time (scalar / AVX2 / NEON) and a thread pool
-// of n_threads (<= 0: physical cores). exact: compute with the file's rows, bit-identical to
-// llama.cpp's x86 decode; otherwise Q4_0 / Q4_1 / Q8_0 weights are repacked at load for the fast
-// path where the ISA has it (repack.h), and their mapped pages released.
+// of n_threads (<= 0: physical cores). Unless `exact`, Q4_0 / Q4_1 / Q8_0 weights are repacked at
+// load where the ISA has products for them (repack.h: faster decode, the same values) and their
+// mapped pages released; exact: the file's rows are used as they are.
 std::unique_ptr<ComputeBackend> make_cpu_backend(int n_threads, bool exact);
 std::unique_ptr<ComputeBackend> make_cpu_backend(int n_threads);  // exact = exact_kernels_default()
 // EDGEGEN_EXACT_KERNELS=1 in the environment: the exact path by default.

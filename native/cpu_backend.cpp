@@ -29,7 +29,7 @@ public:
         Weight w;
         w.view = v;
         if (!exact_ && can_pack(kernels(), v.type, v.rows, v.cols)) {
-            w.cpu_packed = pack_rows(v.type, v.data, v.row_stride, v.rows, v.cols);
+            w.cpu_packed = pack_rows(v.type, v.data, v.row_stride, v.rows, v.cols, &pool_);
             // The products read only the packed copy now: the mapped rows leave RSS (get_rows and
             // the exact fallback re-read what they touch from the page cache).
             if (v.file_mapped) release_mapped_pages(v.data, v.row_stride * static_cast<size_t>(v.rows));
@@ -134,7 +134,7 @@ private:
     void attend(const AttnPlan& p, int64_t task, Scratch& s) const;
 
     ThreadPool pool_;
-    bool exact_;  // the file's rows only, bit-identical to llama.cpp's x86 decode (no packing)
+    bool exact_;  // the file's rows as they are (no repacking)
     std::vector<Scratch> scratch_;
     size_t s_stride_ = 0;  // floats per head in Scratch::scores
     int32_t scratch_group_ = 0, scratch_hd_ = 0;

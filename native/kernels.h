@@ -65,8 +65,8 @@ using dot_f16_rows_fn = void (*)(int64_t n_chunks, int64_t n_rows, const uint8_t
 using dot_f16t_fn = void (*)(int64_t hd, int64_t n_keys, const uint8_t* base, size_t dim_stride, int64_t n_q,
                              const float* q, size_t q_stride, float* out, size_t out_stride);
 // Products on row-interleaved weights (repack.h): groups g < n_groups of 8 rows, each
-// group_bytes long, against one activation row; out[8 * g + i] = row 8g + i. Not bit-identical
-// to vec_dot (integer block sums, one float multiply-add per block and 8 rows).
+// group_bytes long, against one activation row; out[8 * g + i] = row 8g + i, bit-identical to
+// vec_dot on the same rows.
 using packed_dot_fn = void (*)(int64_t n, const uint8_t* groups, size_t group_bytes, int64_t n_groups,
                                const void* act, float* out);
 using dot_f16_cols_fn = void (*)(int64_t n_chunks, const uint8_t* const* bases, size_t offset0, size_t step,

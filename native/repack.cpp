@@ -45,9 +45,9 @@ void pack_record(const Block* const* rows, uint8_t* dst) {
 }
 
 template <typename Block>
-void pack_all(const uint8_t* w, size_t stride, int64_t rows, int64_t nb, size_t record, uint8_t* out) {
+void pack_groups(const uint8_t* w, size_t stride, int64_t g0, int64_t g1, int64_t nb, size_t record, uint8_t* out) {
     const Block* rp[kPackRows];
-    for (int64_t g = 0; g < rows / kPackRows; ++g) {
+    for (int64_t g = g0; g < g1; ++g) {
         uint8_t* dst = out + g * nb * record;
         for (int64_t b = 0; b < nb; ++b) {
             for (int64_t i = 0; i < kPackRows; ++i)
@@ -69,7 +69,8 @@ bool can_pack(const KernelTable& kt, QType t, int64_t rows, int64_t cols) {
            rows % kPackRows == 0 && cols > 0 && cols % 32 == 0;
 }
 
-std::shared_ptr<const PackedRows> pack_rows(QType t, const uint8_t* w, size_t stride, int64_t rows, int64_t cols) {
+std::shared_ptr<const PackedRows> pack_rows(QType t, const uint8_t* w, size_t stride, int64_t rows, int64_t cols,
+                                            ThreadPool* pool) {
     EG_CHECK(packed_record_bytes(t) > 0 && rows % kPackRows == 0 && cols % 32 == 0, "matrix cannot be packed");
     auto p = std::make_shared<PackedRows>();
     p->type = t;
@@ -83,12 +84,21 @@ std::shared_ptr<const PackedRows> pack_rows(QType t, const uint8_t* w, size_t st
     void* mem = std::aligned_alloc(64, (total + 63) / 64 * 64);
     if (!mem) throw std::bad_alloc();
     p->data.reset(static_cast<uint8_t*>(mem));
-    switch (t) {
-        case QType::Q4_0: pack_all<block_q4_0>(w, stride, rows, nb, record, p->data.get()); break;
-        case QType::Q4_1: pack_all<block_q4_1>(w, stride, rows, nb, record, p->data.get()); break;
-        case QType::Q8_0: pack_all<block_q8_0>(w, stride, rows, nb, record, p->data.get()); break;
-        default: break;
-    }
+    uint8_t* out = p->data.get();
+    auto pack = [&](int ith, int nth) {  // first touches of the mapped and the new pages dominate
+        int64_t g0, g1;
+        split_range(rows / kPackRows, ith, nth, 1, &g0, &g1);
+        switch (t) {
+            case QType::Q4_0: pack_groups<block_q4_0>(w, stride, g0, g1, nb, record, out); break;
+            case QType::Q4_1: pack_groups<block_q4_1>(w, stride, g0, g1, nb, record, out); break;
+            case QType::Q8_0: pack_groups<block_q8_0>(w, stride, g0, g1, nb, record, out); break;
+            default: break;
+        }
+    };
+    if (pool && total >= (size_t(1) << 20))
+        pool->run(pack);
+    else
+        pack(0, 1);
     return p;
 }
 

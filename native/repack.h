@@ -11,14 +11,12 @@
 // exactly as in the GGUF block, so packing only moves bytes. A group's records follow each other
 // (one sequential stream per group), and groups follow each other.
 //
-// The products on this layout (packed_dot_fn) sum each row's block in integers and then apply
-// one float multiply-add per block for 8 rows at once. That is not ggml's float order, so the
-// results are not bit-identical to vec_dot's (and to llama.cpp's): they differ by float rounding
-// (tests/kernels/test_packed.py bounds it against the scalar reference; the engine's argmax
-// agreement and perplexity against the exact path are in docs/benchmarks.md). The CPU backend
-// uses this layout unless the exact path is asked for (EDGEGEN_EXACT_KERNELS=1, or
-// Model(exact=True)): then it computes with the file's rows, bit-identical to llama.cpp's x86
-// decode.
+// The products on this layout (packed_dot_fn, repack_avx2.cpp) perform ggml's x86 float
+// operations for 8 rows at once (its 8 int32 lanes per block are registers here, its 8 float
+// lanes are 8 accumulators), so they are bit-identical to vec_dot's and to llama.cpp's x86 decode;
+// tests/kernels/test_packed.py checks it. The CPU backend repacks Q4_0 / Q4_1 / Q8_0 weights at
+// load (the default) unless told to compute with the file's rows (EDGEGEN_EXACT_KERNELS=1, or
+// Model(exact=True)): the same values, without the packing's load time.
 #pragma once
 
 #include <cstdint>
@@ -27,6 +25,7 @@
 
 #include "common.h"
 #include "kernels.h"
+#include "threadpool.h"
 
 namespace eg {
 
@@ -48,8 +47,10 @@ struct PackedRows {
 // (rows a multiple of 8).
 bool can_pack(const KernelTable& kt, QType t, int64_t rows, int64_t cols);
 
-// Repacks `rows` rows of `cols` elements (rows `stride` bytes apart). Precondition: can_pack.
-std::shared_ptr<const PackedRows> pack_rows(QType t, const uint8_t* w, size_t stride, int64_t rows, int64_t cols);
+// Repacks `rows` rows of `cols` elements (rows `stride` bytes apart), on `pool`'s threads when
+// given and the matrix is large. Precondition: can_pack.
+std::shared_ptr<const PackedRows> pack_rows(QType t, const uint8_t* w, size_t stride, int64_t rows, int64_t cols,
+                                            ThreadPool* pool = nullptr);
 
 // out[t * y_stride + r] for rows r in [r0, r1) and tokens t < n_tok: the same values whatever
 // the row range or token count (each row's arithmetic is fixed), so prefill and decode agree.

@@ -89,15 +89,14 @@ def llama_logits(path: str, tokens: list[int]) -> np.ndarray:
 
 
 def native_logits(path: str, tokens: list[int]) -> np.ndarray:
-    """Our logits for every position, the prompt evaluated in one call (as test_vs_llamacpp), on
-    the exact path: the tolerance is float noise against llama.cpp's own arithmetic."""
-    model = _native.Model(path, 2, exact=True)
+    """Our logits for every position, the prompt evaluated in one call (as test_vs_llamacpp)."""
+    model = _native.Model(path, 2)
     cache = model.new_cache(512, "f16")
     return np.asarray(model.eval(cache, 0, tokens, all_logits=True))
 
 
 def native_logits_incremental(path: str, tokens: list[int]) -> np.ndarray:
-    model = _native.Model(path, 2, exact=True)
+    model = _native.Model(path, 2)
     cache = model.new_cache(512, "f16")
     return np.stack([np.asarray(model.eval(cache, 0, [t], all_logits=True))[-1] for t in tokens])
 

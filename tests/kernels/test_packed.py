@@ -1,11 +1,11 @@
-"""The fast decode path's products on repacked weights (native/repack.h) against float64 numpy and
-the scalar reference.
+"""The fast decode path's products on repacked weights (native/repack.h) against the exact kernels,
+float64 numpy and the scalar reference.
 
-They are not bit-identical to the exact kernels (integer block sums, then one float multiply-add
-per block for 8 rows, instead of ggml's per-block float lanes), so they are held to the same
-float32-accumulation bound as every other product (test_matmul.reference): |error| <=
-2e-6 * sum |w| * |a| (+ Q4_1's fp16 offset term). Within the fast path, one token or a batch,
-one thread or two, must give the same bits: decode and prefill share its arithmetic.
+The packed products run ggml's x86 float operations for 8 rows at once, so they must be
+bit-identical to the exact kernels (quant_avx2.cpp, themselves bit-identical to llama.cpp's x86
+decode) for one token or a batch, one thread or two, short rows and rows longer than the
+activation chunk; and like every product, within float32 accumulation of float64 numpy
+(test_matmul.reference) and of the scalar reference.
 """
 from __future__ import annotations
 
@@ -33,6 +33,7 @@ def test_packed_matches_float64_and_scalar(fmt: str, n_blocks: int, rows: int, i
     w = _native.quantize(random_matrix(rng, rows, 32 * n_blocks), fmt)
     x = random_matrix(rng, 3, 32 * n_blocks)
     got = packed(w, fmt, x)
+    assert np.array_equal(got, _native.matmul(w, fmt, x)), "packed products differ from the exact kernels"
     ref, scale = reference(w, fmt, x)
     if fmt != "q4_1":  # Q4_1: both paths use the activation's fp16 sum s; held to the scalar path below
         check_close(got, ref, scale, fmt)
@@ -64,6 +65,7 @@ def test_packed_extreme_values_do_not_overflow(fmt: str, sign: float) -> None:
     w = extreme_rows(fmt, 16, 40)
     x = np.full((1, 32 * 40), 3.0 * sign, np.float32)
     got = packed(w, fmt, x)
+    assert np.array_equal(got, _native.matmul(w, fmt, x))
     ref, scale = reference(w, fmt, x)
     check_close(got, ref, scale, fmt)
 
@@ -77,6 +79,7 @@ def test_packed_same_bits_for_any_batch_or_split(fmt: str) -> None:
     batch = packed(w, fmt, x, _native.ThreadPool(2))
     one = np.stack([packed(w, fmt, x[t], _native.ThreadPool(1)) for t in range(5)])
     assert np.array_equal(batch, one)
+    assert np.array_equal(batch, _native.matmul(w, fmt, x))
 
 
 def test_packed_refused_where_unavailable() -> None:
