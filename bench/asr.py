@@ -112,16 +112,17 @@ def loop(args: argparse.Namespace) -> dict:
             rows.append({"question": q, "error": "no reply"})
             continue
         d = reply.detail
-        wait, asr = heard.detail["end_of_speech_wait_s"], heard.detail["asr_s"]
-        rows.append({"question": q, "heard": heard.text, "reply": reply.text[:60],
-                     "endpointing_wait_s": wait, "asr_s": round(asr, 3),
+        wait, asr = heard.detail["end_of_speech_wait_s"], heard.detail["asr_wait_s"]
+        rows.append({"question": q, "heard": heard.text, "reply": reply.text[:60], "early": heard.detail["early"],
+                     "endpointing_wait_s": wait, "asr_compute_s": round(heard.detail["asr_s"], 3),
+                     "asr_s": round(asr, 3),
                      "llm_first_token_s": round(d["llm_first_token_s"], 3),
                      "first_clause_synthesis_s": round(d["first_clause_synthesis_s"], 3),
                      "first_audio_after_transcript_s": round(d["first_audio_s"], 3),
                      "end_of_speech_to_first_audio_s": round(wait + asr + d["first_audio_s"], 3)})
     ok = [r for r in rows if "error" not in r]
     med = {k: round(statistics.median(r[k] for r in ok), 3) for k in
-           ("endpointing_wait_s", "asr_s", "llm_first_token_s", "first_clause_synthesis_s",
+           ("endpointing_wait_s", "asr_compute_s", "asr_s", "llm_first_token_s", "first_clause_synthesis_s",
             "first_audio_after_transcript_s", "end_of_speech_to_first_audio_s")} if ok else {}
     return {"threads": args.threads, "load_s": round(load_s, 2), "turns": rows, "median": med,
             "rss_after_load_mib": round(rss_loaded / 2**20, 1), "peak_rss_mib": round(vm("VmHWM") / 2**20, 1)}

@@ -72,6 +72,10 @@ using packed_dot_fn = void (*)(int64_t n, const uint8_t* groups, size_t group_by
 using dot_f16_cols_fn = void (*)(int64_t n_chunks, const uint8_t* const* bases, size_t offset0, size_t step,
                                  int64_t n_out, const float* y, float* out);
 
+// The most tokens a gemm_few kernel takes: a decode step of up to eight sequences.
+constexpr int64_t kFewTokens = 8;
+constexpr int64_t kFewMaxCols = 8192;  // and rows up to this length (longer ones use gemm)
+
 struct KernelTable {
     const char* isa = "scalar";
     // Activation quantizers (float -> Q8_0 / Q8_1 / Q8_K for products). They follow ggml's x86
@@ -92,6 +96,9 @@ struct KernelTable {
     vec_dot_fn vec_dot_tile[kTypeCount] = {};
     // Register-tiled batch products (prefill); null means "vec_dot_tile per token".
     gemm_fn gemm[kTypeCount] = {};
+    // Streaming products with a few tokens (1..kFewTokens: several sequences' decode steps),
+    // bit-identical per (row, token) to vec_dot; null means "use gemm".
+    gemm_fn gemm_few[kTypeCount] = {};
     vec_mad_fn vec_mad[kTypeCount] = {};              // indexed by row type (F32, F16, Q8_0)
     // The fast decode path's products on repacked weights (repack.h); null: not packed.
     packed_dot_fn packed_dot[kTypeCount] = {};
@@ -106,6 +113,7 @@ void fill_table_avx2(KernelTable& t);          // quant_avx2.cpp
 void fill_table_avx2_k(KernelTable& t);        // quant_k_avx2.cpp
 void fill_table_avx2_gemm(KernelTable& t);     // gemm_avx2.cpp: Q4_0, Q4_1, Q5_0, Q8_0 batches
 void fill_table_avx2_gemm_k(KernelTable& t);   // gemm_k_avx2.cpp: Q4_K, Q5_K, Q6_K batches
+void fill_table_avx2_multi(KernelTable& t);    // gemv_multi_avx2.cpp: Q4_0, Q4_1, Q8_0, few tokens
 void fill_table_avx2_packed(KernelTable& t);   // repack_avx2.cpp: Q4_0, Q4_1, Q8_0 on repacked rows
 void fill_table_neon(KernelTable& t);          // quant_neon.cpp (aarch64 baseline)
 void fill_table_neon_dotprod(KernelTable& t);  // quant_neon_dotprod.cpp (armv8.2 dotprod)

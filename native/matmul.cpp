@@ -35,7 +35,7 @@ void matmul_multi(const KernelTable& kt, ThreadPool& pool, const MatmulJob* jobs
     EG_CHECK(n_tok >= 0, "negative token count");
     const QType at = type_traits(jobs[0].wtype).vec_dot_type;
     vec_dot_fn dots[8], tiles[8];
-    gemm_fn gemms[8];
+    gemm_fn gemms[8], fews[8];
     int64_t row_start[9] = {0};  // jobs' rows concatenated: job j owns [row_start[j], row_start[j+1])
     for (int j = 0; j < n_jobs; ++j) {
         const MatmulJob& jb = jobs[j];
@@ -53,6 +53,7 @@ void matmul_multi(const KernelTable& kt, ThreadPool& pool, const MatmulJob* jobs
         EG_CHECK(dots[j] != nullptr, std::string("no kernel for ") + wt.name);
         tiles[j] = kt.vec_dot_tile[static_cast<int>(jb.wtype)] ? kt.vec_dot_tile[static_cast<int>(jb.wtype)] : dots[j];
         gemms[j] = kt.gemm[static_cast<int>(jb.wtype)];
+        fews[j] = n_tok <= kFewTokens && n_cols <= kFewMaxCols ? kt.gemm_few[static_cast<int>(jb.wtype)] : nullptr;
         row_start[j + 1] = row_start[j] + jb.n_rows;
     }
     const quantize_row_fn quant = kt.quantize_act[static_cast<int>(at)];
@@ -96,6 +97,10 @@ void matmul_multi(const KernelTable& kt, ThreadPool& pool, const MatmulJob* jobs
             const uint8_t* wb = static_cast<const uint8_t*>(jb.w);
             if (n_tok == 1) {
                 dots[j](n_cols, jb.y + b, wb + b * jb.w_stride, jb.w_stride, e - b, act);
+                continue;
+            }
+            if (fews[j]) {  // a few tokens (a multi-sequence decode step): weights streamed once
+                fews[j](n_cols, jb.y + b, jb.y_stride, wb + b * jb.w_stride, jb.w_stride, e - b, act, act_row, n_tok);
                 continue;
             }
             for (int64_t rt = b; rt < e; rt += kRowTile) {

@@ -21,6 +21,13 @@ within one block: ≤ 32 ms plus PortAudio's stop), the generation is cancelled,
 assistant's message in the history is cut to the clauses that finished playing; the LLM's KV
 cache is truncated to the prompt plus the generated tokens of those clauses, so the next turn
 continues from exactly what the person heard. The interrupting speech is the next turn.
+
+Transcribing while the turn ends. The endpointer waits `min_silence_ms` (600 ms) of silence
+before it calls a turn over; after `vad.pause_ms` (192 ms) of it, it hands out the audio the turn
+will have if the silence lasts, and the recogniser starts on it on a worker thread. When the turn
+does end with that same audio, its transcript is (or is about to be) ready; when the person goes
+on speaking, that transcript is dropped and the finished turn is transcribed as usual. The
+transcript is the same either way (the same samples, the same settings).
 """
 from __future__ import annotations
 
@@ -33,7 +40,7 @@ from typing import Any, Callable, Iterable, Iterator, Optional, Union
 import numpy as np
 
 from edgegen.audio.reply import Reply, ReplyResult
-from edgegen.audio.vad import SAMPLE_RATE, WINDOW, Endpointer, SpeechEnd, SpeechStart, VADConfig
+from edgegen.audio.vad import SAMPLE_RATE, WINDOW, Endpointer, SpeechEnd, SpeechPause, SpeechStart, VADConfig
 from edgegen.errors import InvalidRequestError
 
 MODES = ("wake", "always", "push_to_talk")
@@ -115,6 +122,8 @@ class Assistant:
         self._stop = threading.Event()
         self._user_text = ""
         self._pending_events: list[AssistantEvent] = []
+        self._early: Optional[tuple[np.ndarray, Any]] = None  # (audio, future) of a transcript started at a pause
+        self._asr_pool: Any = None
 
     # ---- control from other threads
     def push_to_talk(self) -> None:
@@ -185,9 +194,13 @@ class Assistant:
                             yield from self._finish_reply(endpointer, wait=True)
                         listen_until = float("inf")
                         yield AssistantEvent("speech_start", event.time)
+                    elif isinstance(event, SpeechPause):
+                        if not speaking:
+                            self._transcribe_early(event.audio)
                     elif isinstance(event, SpeechEnd):
+                        ended = time.perf_counter()
                         yield from self._finish_reply(endpointer, wait=True)
-                        turns += self._answer(event.audio, now)
+                        turns += self._answer(event.audio, now, ended)
                         yield from self._pending_events
                         if cfg.mode != "always":
                             listening = False
@@ -198,12 +211,37 @@ class Assistant:
         finally:
             self.close()
 
-    def _answer(self, audio: np.ndarray, now: float) -> int:
+    def _transcribe_early(self, audio: np.ndarray) -> None:
+        """Start transcribing a turn that may be over (a SpeechPause) on the worker thread. One at a
+        time: while an earlier guess still runs, this pause goes without one."""
+        if self._early is not None and not self._early[1].done():
+            return
+        if self._asr_pool is None:
+            from concurrent.futures import ThreadPoolExecutor
+
+            self._asr_pool = ThreadPoolExecutor(1, thread_name_prefix="edgegen-asr")
+        self._early = (audio, self._asr_pool.submit(self.asr.transcribe_samples, audio, language=self.config.language))
+
+    def _transcript(self, audio: np.ndarray) -> tuple[Any, bool]:
+        """The turn's transcript: the one started at its pause when that had the same audio."""
+        early, self._early = self._early, None
+        if early is not None:
+            same = len(early[0]) == len(audio) and np.array_equal(early[0], audio)
+            if same:
+                return early[1].result(), True
+            early[1].result()  # the recogniser is busy with a stale guess until it finishes
+        return self.asr.transcribe_samples(audio, language=self.config.language), False
+
+    def _answer(self, audio: np.ndarray, now: float, ended: Optional[float] = None) -> int:
         """Transcribe a finished turn and start speaking the reply; 1 when a reply started."""
-        transcript = self.asr.transcribe_samples(audio, language=self.config.language)
+        ended = time.perf_counter() if ended is None else ended
+        transcript, early = self._transcript(audio)
         self._pending_events = [AssistantEvent("heard", now, transcript.text, {
-            "asr_s": transcript.seconds, "audio_s": transcript.duration,
-            "end_of_speech_wait_s": self.config.vad.min_silence_ms / 1000})]
+            "asr_s": transcript.seconds, "audio_s": transcript.duration, "early": early,
+            # what the person waits for: the end of the turn, then the transcript (less when it
+            # was started at the pause)
+            "end_of_speech_wait_s": self.config.vad.min_silence_ms / 1000,
+            "asr_wait_s": time.perf_counter() - ended})]
         text = transcript.text.strip()
         if not text:
             return 0
@@ -248,6 +286,10 @@ class Assistant:
             self.reply.interrupt()
             self.reply.result()
             self.reply = None
+        if self._asr_pool is not None:
+            self._asr_pool.shutdown(wait=True)
+            self._asr_pool = None
+        self._early = None
 
 
 # ---- loading the whole set under one memory budget -------------------------------------------

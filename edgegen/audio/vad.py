@@ -96,12 +96,18 @@ class VADConfig:
     min_silence_ms: int = 600  # this much silence ends a turn
     max_utterance_s: float = 20.0  # a turn longer than this is cut and handed on
     speech_pad_ms: int = 96  # audio kept before the first and after the last speech window
+    # After this much silence inside a turn a SpeechPause hands out the audio the turn will have if
+    # the silence lasts (0: never): a listener can start transcribing while the endpointer waits
+    # out the rest of min_silence_ms. Only used between speech_pad_ms and min_silence_ms.
+    pause_ms: int = 192
 
     def validate(self) -> "VADConfig":
         if not 0.0 < self.threshold < 1.0:
             raise InvalidRequestError(f"VAD threshold must be in (0, 1), got {self.threshold}", param="threshold")
         if self.min_speech_ms < 0 or self.min_silence_ms < 32 or self.speech_pad_ms < 0:
             raise InvalidRequestError("need min_speech_ms >= 0, min_silence_ms >= 32 and speech_pad_ms >= 0")
+        if self.pause_ms < 0:
+            raise InvalidRequestError(f"pause_ms must be >= 0, got {self.pause_ms}", param="pause_ms")
         if not 0.5 <= self.max_utterance_s <= 600:
             raise InvalidRequestError(f"max_utterance_s must be in [0.5, 600], got {self.max_utterance_s}")
         return self
@@ -110,6 +116,15 @@ class VADConfig:
 @dataclass(frozen=True)
 class SpeechStart:
     time: float  # seconds since the endpointer's reset, of the first speech window (before padding)
+
+
+@dataclass(frozen=True)
+class SpeechPause:
+    """`pause_ms` of silence inside a turn: `audio` is exactly the SpeechEnd audio this turn gets if
+    the silence goes on to `min_silence_ms` (speech that resumes makes it stale)."""
+
+    start: float
+    audio: np.ndarray
 
 
 @dataclass(frozen=True)
@@ -155,7 +170,7 @@ class Endpointer:
     def time(self) -> float:
         return self.frame_index * WINDOW / SAMPLE_RATE
 
-    def process(self, samples: np.ndarray) -> Iterator[Union[SpeechStart, SpeechEnd]]:
+    def process(self, samples: np.ndarray) -> Iterator[Union[SpeechStart, SpeechPause, SpeechEnd]]:
         """Float32 16 kHz samples of any length -> events for the complete windows among them."""
         buf = np.concatenate([self._pending, np.asarray(samples, dtype=np.float32).reshape(-1)])
         n = len(buf) // WINDOW
@@ -180,7 +195,7 @@ class Endpointer:
         """The running utterance so far (padded start), for partial transcripts; empty outside speech."""
         return np.concatenate(self._utterance) if self.in_speech and self._utterance else np.zeros(0, np.float32)
 
-    def _step(self, window: np.ndarray, prob: float) -> Union[SpeechStart, SpeechEnd, None]:
+    def _step(self, window: np.ndarray, prob: float) -> Union[SpeechStart, SpeechPause, SpeechEnd, None]:
         cfg = self.config
         self.last_probability = prob
         self.frame_index += 1
@@ -203,11 +218,19 @@ class Endpointer:
             self._silence_run += 1
         elif prob >= self.threshold:
             self._silence_run = 0
+        # The audio a silence ending here keeps: the same at the pause and at the end while the
+        # silence runs unbroken (both counts grow together), so a transcript started at the pause
+        # is the final one.
+        keep = len(self._utterance) - self._silence_run + _frames(cfg.speech_pad_ms)
         if self._silence_run >= _frames(cfg.min_silence_ms):
-            keep = len(self._utterance) - self._silence_run + _frames(cfg.speech_pad_ms)
             return self._end(min(keep, len(self._utterance)), "silence")
         if len(self._utterance) * WINDOW >= cfg.max_utterance_s * SAMPLE_RATE:
             return self._end(len(self._utterance), "max_length")
+        pause = _frames(cfg.pause_ms)
+        if (cfg.pause_ms and _frames(cfg.speech_pad_ms) <= pause < _frames(cfg.min_silence_ms)
+                and self._silence_run == pause and prob < self.threshold - 0.15):
+            return SpeechPause(self._start_frame * WINDOW / SAMPLE_RATE,
+                               np.concatenate(self._utterance[:min(keep, len(self._utterance))]))
         return None
 
     def _end(self, keep: int, reason: str) -> SpeechEnd:

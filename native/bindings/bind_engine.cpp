@@ -174,8 +174,8 @@ void bind_engine(py::module_& m) {
              py::arg("min_batch") = 16, py::arg("exact") = py::none(),
              "Wire an open GGUFFile's weights (the file is mapped once, shared with the caller). "
              "compute='offload': batched products of >= min_batch tokens go to `provider` (edgegen.accelerators). "
-             "exact=True: products bit-identical to llama.cpp's x86 decode (the file's rows); False: Q4_0/Q4_1/Q8_0 "
-             "repacked for the fast path; None: exact only when EDGEGEN_EXACT_KERNELS=1.")
+             "exact=False: Q4_0/Q4_1/Q8_0 weights repacked at load for faster decode (the same values); "
+             "True: the file's rows as they are; None (default): repacked unless EDGEGEN_EXACT_KERNELS=1.")
         .def(py::init([](const std::string& path, int n_threads, const std::string& compute, const py::object& provider,
                          int64_t min_batch, const py::object& exact) {
                  std::shared_ptr<eg::GGUFFile> f;

@@ -40,6 +40,9 @@ def test_turns_and_replies(loop):
     for got, said in zip(heard, ["What is the capital of France?", "Tell me a long story about a dragon and a knight.",
                                  "Stop. What time is it?", "What color is the sky?"]):
         assert word_error_rate(said, got)[0] <= 1, (said, got)
+    # a question followed by silence was transcribed from its pause, before the turn ended
+    first_heard = next(d for kind, _, d in loop["events"] if kind == "heard")
+    assert first_heard["early"] and first_heard["asr_wait_s"] < first_heard["asr_s"] + 0.05
     replies = [(text, d) for kind, text, d in loop["events"] if kind == "reply"]
     assert "Paris" in replies[0][0] and not replies[0][1]["interrupted"]
     assert replies[0][0] == replies[0][1]["full_text"].strip()  # spoken in full

@@ -6,7 +6,7 @@ import numpy as np
 import pytest
 
 import edgegen
-from edgegen.audio.vad import Endpointer, SpeechEnd, SpeechStart, VADConfig, load_vad, speech_segments
+from edgegen.audio.vad import Endpointer, SpeechEnd, SpeechPause, SpeechStart, VADConfig, load_vad, speech_segments
 from edgegen.errors import InvalidRequestError
 from tests.asr.conftest import silence, speech
 
@@ -40,11 +40,27 @@ def test_streaming_endpointer_any_block_size(two_turns):
         events = [e for i in range(0, len(audio), block) for e in ep.process(audio[i:i + block])]
         results.append([(type(e).__name__, round(getattr(e, "start", getattr(e, "time", 0)), 3)) for e in events])
         ends = [e for e in events if isinstance(e, SpeechEnd)]
-        assert [type(e) for e in events] == [SpeechStart, SpeechEnd, SpeechStart, SpeechEnd]
+        assert [type(e) for e in events] == [SpeechStart, SpeechPause, SpeechEnd, SpeechStart, SpeechPause, SpeechEnd]
+        # the audio handed out at the pause is exactly the turn's final audio (the silence lasted)
+        pauses = [e for e in events if isinstance(e, SpeechPause)]
+        assert all(np.array_equal(p.audio, e.audio) and p.start == e.start for p, e in zip(pauses, ends))
         assert all(e.reason == "silence" for e in ends)
         # each turn's audio holds its speech (padding on both sides, the silence after it cut away)
         assert [len(e.audio) / 16000 for e in ends] == [pytest.approx(n / 16000, abs=0.35) for n in (n1, n2)]
     assert results[0] == results[1] == results[2]  # the block size changes nothing
+
+
+def test_a_pause_that_speech_resumes_after_is_stale(voice):
+    # a 400 ms gap inside a turn: longer than pause_ms, shorter than min_silence_ms
+    first, second = speech(voice, "Turn on the radio."), speech(voice, "In the kitchen.")
+    audio = np.concatenate([silence(0.5), first, silence(0.4), second, silence(1.0)])
+    events = list(Endpointer(load_vad(), VADConfig(min_silence_ms=700)).process(audio))
+    ends = [e for e in events if isinstance(e, SpeechEnd)]
+    pauses = [e for e in events if isinstance(e, SpeechPause)]
+    assert len(ends) == 1 and len(pauses) == 2  # one turn; a pause in the gap and one at its end
+    assert len(pauses[0].audio) < len(ends[0].audio) and np.array_equal(pauses[1].audio, ends[0].audio)
+    no_pause = list(Endpointer(load_vad(), VADConfig(min_silence_ms=700, pause_ms=0)).process(audio))
+    assert not [e for e in no_pause if isinstance(e, SpeechPause)]
 
 
 def test_max_utterance_and_threshold(two_turns):

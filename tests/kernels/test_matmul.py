@@ -62,12 +62,13 @@ def test_matmul_matches_float64_and_per_token_matvec(fmt: str) -> None:
 
 @pytest.mark.parametrize("fmt", BLOCK32_FORMATS)
 def test_batch_tiles_equal_one_token_at_a_time_on_every_isa(fmt: str, isa) -> None:
-    # The batched kernels work on register tiles of rows x tokens (4 x 4 on AVX2); row and token
-    # counts around the tile edges must give exactly what single-token products give.
+    # The batched kernels work on register tiles of rows x tokens (4 x 4 on AVX2), and up to 8
+    # tokens (a multi-sequence decode step) on streamed rows; row and token counts around the
+    # tile edges and every few-token count must give exactly what single-token products give.
     rng = np.random.default_rng(11)
     for name in ["scalar"] + simd_isas():
         isa(name)
-        for rows, n_tok in [(1, 2), (3, 5), (4, 4), (5, 7), (16, 13), (17, 64), (37, 9)]:
+        for rows, n_tok in [(1, 2), (2, 3), (3, 5), (4, 4), (6, 6), (5, 7), (9, 8), (16, 13), (17, 64), (37, 9)]:
             w = _native.quantize(random_matrix(rng, rows, 32 * 7), fmt)
             x = random_matrix(rng, n_tok, 32 * 7)
             got = _native.matmul(w, fmt, x)
