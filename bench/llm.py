@@ -11,7 +11,9 @@ the installed llama-cpp-python wheel (bench/llama_cpp_build.py): llama_model_def
 llama_context_default_params() except n_threads/n_threads_batch and n_ctx, so weight repacking is on,
 flash attention "auto", n_batch/n_ubatch the defaults; greedy argmax in C, one llama_decode per
 generated token, no Python in that process. edgegen runs in a Python worker process calling
-`_native` directly (each step one native call).
+`_native` directly (each step one native call), on its default path (Q4_0/Q4_1/Q8_0 weights repacked
+at load: native/repack.h); --exact adds its exact path (bit-identical to llama.cpp's x86 decode) as
+a third engine, "native exact", in the same rounds.
 
 Per engine and file, each measured in its own process so peak RSS is its own:
   decode tok/s  greedy, --decode tokens (128) after a --ttft-tokens (16) prompt
@@ -63,7 +65,7 @@ ENGINES = ("native", "llama.cpp")
 # ---- the native side (runs in a worker process) ------------------------------------------------
 
 def native_worker(path: str, ids_file: str, threads: int, ctx: int, ttft_tokens: int, n_decode: int,
-                  runs: int, warmup: int) -> dict[str, Any]:
+                  runs: int, warmup: int, exact: bool = False) -> dict[str, Any]:
     # the prompt arrives tokenized, so this process's peak RSS is the engine's alone
     from edgegen import _native
     from edgegen.errors import UnsupportedModelError
@@ -73,7 +75,7 @@ def native_worker(path: str, ids_file: str, threads: int, ctx: int, ttft_tokens:
     rss_base = current_rss_mb()  # the interpreter and the imports, before any model: llama.cpp's side has none
     t = time.perf_counter()
     try:
-        model = _native.Model(path, threads)
+        model = _native.Model(path, threads, exact=exact)
     except UnsupportedModelError as exc:
         return {"engine": "native", "unsupported": str(exc)}
     load_s = time.perf_counter() - t
@@ -190,9 +192,10 @@ def tokenize(path: str, text: str) -> list[int]:
             ll.close()
 
 
-def run_native(args: argparse.Namespace, path: str, ids_file: str) -> dict[str, Any]:
+def run_native(args: argparse.Namespace, path: str, ids_file: str, exact: bool = False) -> dict[str, Any]:
     cmd = [sys.executable, __file__, "--native-worker", path, ids_file, "--threads", str(args.threads),
            "--ctx", str(args.ctx), "--ttft-tokens", str(args.ttft_tokens), "--decode", str(args.decode)]
+    cmd += ["--exact"] if exact else []
     out = subprocess.run(cmd, capture_output=True, text=True)
     if out.returncode != 0:
         raise SystemExit(f"native worker failed on {path}:\n{out.stderr}")
@@ -239,11 +242,14 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--ttft-tokens", type=int, default=16, help="prompt length for TTFT and before decode")
     ap.add_argument("--decode", type=int, default=128, help="greedy tokens timed for decode tok/s")
     ap.add_argument("--markdown", action="store_true", help="print for docs/benchmarks.md: notes fenced, then the table")
+    ap.add_argument("--exact", action="store_true",
+                    help="also run the native engine's exact path (Model(exact=True), bit-identical to llama.cpp's "
+                         "x86 decode) as a third engine, 'native exact', beside the default fast path")
     ap.add_argument("--native-worker", nargs=2, metavar=("PATH", "IDS"), help=argparse.SUPPRESS)
     args = ap.parse_args(argv)
     if args.native_worker:
         print(json.dumps(native_worker(args.native_worker[0], args.native_worker[1], args.threads, args.ctx,
-                                       args.ttft_tokens, args.decode, runs=1, warmup=1)))
+                                       args.ttft_tokens, args.decode, runs=1, warmup=1, exact=args.exact)))
         return 0
 
     sys.path.insert(0, str(ROOT / "bench"))
@@ -271,6 +277,7 @@ def main(argv: list[str] | None = None) -> int:
     if not args.markdown:
         print("\n".join(lines), flush=True)
     rows, notes = [], []
+    engines = ENGINES + (("native exact",) if args.exact else ())
     for name in args.models:
         path = files[name]
         bound = bw * 1e9 / weight_bytes_per_token(path)
@@ -282,27 +289,26 @@ def main(argv: list[str] | None = None) -> int:
         # Rounds alternate the engines (native first, then llama.cpp first, ...), each round a fresh
         # process per engine with one warm-up run, so drifting load on a shared machine hits both
         # alike; the ratios are medians of the per-round ratios.
-        per: dict[str, list[dict[str, Any]]] = {e: [] for e in ENGINES}
+        per: dict[str, list[dict[str, Any]]] = {e: [] for e in engines}
         for rnd in range(args.runs):
-            order = ENGINES if rnd % 2 == 0 else ENGINES[::-1]
+            order = engines if rnd % 2 == 0 else engines[::-1]
             for engine in order:
-                if engine == "native":
-                    if per["native"] and "unsupported" in per["native"][0]:
+                if engine.startswith("native"):
+                    if per[engine] and "unsupported" in per[engine][0]:
                         continue  # refused once: the engine will refuse it again
-                    per[engine].append(run_native(args, path, ids_file))
+                    per[engine].append(run_native(args, path, ids_file, exact=engine == "native exact"))
                 else:
                     per[engine].append(run_llama_cpp(args, binary, path, ids_file))
             print(f"# {name} round {rnd + 1}/{args.runs}: " + ", ".join(
                 f"{e} " + ("unsupported" if "unsupported" in per[e][-1] else
                            f"decode {per[e][-1]['decode']:.1f} prefill {per[e][-1]['prefill']:.1f}")
-                for e in ENGINES), file=sys.stderr, flush=True)
-        res = {e: summarize(per[e]) for e in ENGINES}
-        ratios: dict[str, dict[str, float]] = {"native": {}, "llama.cpp": {}}
+                for e in engines), file=sys.stderr, flush=True)
+        res = {e: summarize(per[e]) for e in engines}
+        ratios: dict[str, dict[str, float]] = {e: {} for e in engines}
         if "unsupported" not in res["native"]:
             for key in ("decode", "prefill"):
-                ratios["native"][key] = statistics.median(
-                    n[key] / ll[key] for n, ll in zip(per["native"], per["llama.cpp"]))
-                ratios["llama.cpp"][key] = 1.0
+                for e in engines:
+                    ratios[e][key] = statistics.median(n[key] / ll[key] for n, ll in zip(per[e], per["llama.cpp"]))
             notes.append(f"# {name}: edgegen's peak RSS includes its Python worker's "
                          f"{res['native']['last']['rss_base_mb']:.0f} MB before loading the model")
             kb = res["native"]["last"].get("kv_bytes_backend")
@@ -322,7 +328,7 @@ def main(argv: list[str] | None = None) -> int:
     hdr = ["| model | engine | decode tok/s | prefill tok/s | TTFT ms | load ms | peak RSS MB | "
            f"KV MiB @{args.ctx} | decode ratio | prefill ratio | decode bound tok/s |",
            "|---|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|"]
-    table = hdr + [fmt_row(name, e, res[e], ratios[e], bound) for name, bound, res, ratios in rows for e in ENGINES]
+    table = hdr + [fmt_row(name, e, res[e], ratios[e], bound) for name, bound, res, ratios in rows for e in engines]
     if args.markdown:  # ready to paste into docs/benchmarks.md
         print("```\n" + "\n".join(lines + notes) + "\n```")
         print("\n".join(table))

@@ -31,7 +31,10 @@ struct WeightView {
     const uint8_t* data = nullptr;
     size_t row_stride = 0;
     std::string name;  // the tensor's name in the file (an offloading backend picks weights by it)
+    bool file_mapped = false;  // data lies in a read-only file mapping (its pages may be dropped)
 };
+
+struct PackedRows;  // repack.h
 
 // A weight as a backend holds it: the mapped rows (every backend can fall back to them) and,
 // when a backend prepared its own copy (repacked, uploaded), an opaque handle it owns.
@@ -39,6 +42,9 @@ struct Weight {
     WeightView view;
     std::shared_ptr<void> prepared;  // backend-private; null when the rows are used as they are
     const void* owner = nullptr;     // the backend that made `prepared`
+    // The CPU backend's repacked rows (repack.h: its fast path), kept apart from `prepared` so a
+    // delegating backend that prepares its own copy leaves the CPU's decode path as it was.
+    std::shared_ptr<const PackedRows> cpu_packed;
 };
 
 // One product of a batch sharing the same input: y[t * y_stride + r] = dot(row r of w, x row t).
@@ -91,8 +97,13 @@ public:
 };
 
 // The CPU backend: the kernel table picked at run time (scalar / AVX2 / NEON) and a thread pool
-// of n_threads (<= 0: physical cores).
-std::unique_ptr<ComputeBackend> make_cpu_backend(int n_threads);
+// of n_threads (<= 0: physical cores). Unless `exact`, Q4_0 / Q4_1 / Q8_0 weights are repacked at
+// load where the ISA has products for them (repack.h: faster decode, the same values) and their
+// mapped pages released; exact: the file's rows are used as they are.
+std::unique_ptr<ComputeBackend> make_cpu_backend(int n_threads, bool exact);
+std::unique_ptr<ComputeBackend> make_cpu_backend(int n_threads);  // exact = exact_kernels_default()
+// EDGEGEN_EXACT_KERNELS=1 in the environment: the exact path by default.
+bool exact_kernels_default();
 
 // Forwards every operation to `inner`; derive and override what the new backend takes.
 class DelegatingBackend : public ComputeBackend {

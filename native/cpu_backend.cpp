@@ -2,12 +2,15 @@
 // table (scalar / AVX2 / NEON, picked once at run time) and a persistent thread pool.
 #include <algorithm>
 #include <cmath>
+#include <cstdlib>
+#include <string>
 #include <vector>
 
 #include "compute_backend.h"
 #include "kernels.h"
 #include "matmul.h"
 #include "model_spec.h"
+#include "repack.h"
 #include "threadpool.h"
 
 namespace eg {
@@ -16,7 +19,7 @@ namespace {
 
 class CpuBackend final : public ComputeBackend {
 public:
-    explicit CpuBackend(int n_threads) : pool_(n_threads) {}
+    CpuBackend(int n_threads, bool exact) : pool_(n_threads), exact_(exact) {}
     std::string name() const override { return std::string("cpu-") + kernels().isa; }
     int n_threads() const override { return pool_.size(); }
 
@@ -25,6 +28,12 @@ public:
             throw UnsupportedError(std::string("no CPU kernel for weights of type ") + type_traits(v.type).name);
         Weight w;
         w.view = v;
+        if (!exact_ && can_pack(kernels(), v.type, v.rows, v.cols)) {
+            w.cpu_packed = pack_rows(v.type, v.data, v.row_stride, v.rows, v.cols, &pool_);
+            // The products read only the packed copy now: the mapped rows leave RSS (get_rows and
+            // the exact fallback re-read what they touch from the page cache).
+            if (v.file_mapped) release_mapped_pages(v.data, v.row_stride * static_cast<size_t>(v.rows));
+        }
         return w;
     }
 
@@ -39,6 +48,8 @@ public:
             const WeightView& w = j.w->view;
             EG_CHECK(w.cols == jobs.begin()->w->view.cols, "products sharing an input need the same width");
             mj[n++] = MatmulJob{w.type, w.data, w.row_stride, w.rows, j.y, j.y_stride ? j.y_stride : w.rows};
+            // packed rows, while the table in use has their products (an ISA switch falls back)
+            if (j.w->cpu_packed && kt.packed_dot[static_cast<int>(w.type)]) mj[n - 1].packed = j.w->cpu_packed.get();
             same_act = same_act && type_traits(w.type).vec_dot_type == at;
         }
         const int64_t cols = jobs.begin()->w->view.cols;
@@ -123,6 +134,7 @@ private:
     void attend(const AttnPlan& p, int64_t task, Scratch& s) const;
 
     ThreadPool pool_;
+    bool exact_;  // the file's rows as they are (no repacking)
     std::vector<Scratch> scratch_;
     size_t s_stride_ = 0;  // floats per head in Scratch::scores
     int32_t scratch_group_ = 0, scratch_hd_ = 0;
@@ -309,7 +321,15 @@ private:
 
 }  // namespace
 
-std::unique_ptr<ComputeBackend> make_cpu_backend(int n_threads) { return std::make_unique<CpuBackend>(n_threads); }
+bool exact_kernels_default() {
+    const char* e = std::getenv("EDGEGEN_EXACT_KERNELS");
+    return e && *e && std::string(e) != "0";
+}
+
+std::unique_ptr<ComputeBackend> make_cpu_backend(int n_threads, bool exact) {
+    return std::make_unique<CpuBackend>(n_threads, exact);
+}
+std::unique_ptr<ComputeBackend> make_cpu_backend(int n_threads) { return make_cpu_backend(n_threads, exact_kernels_default()); }
 
 std::unique_ptr<ComputeBackend> make_counting_backend(std::unique_ptr<ComputeBackend> inner,
                                                       std::shared_ptr<int64_t[]> counts) {

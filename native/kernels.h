@@ -64,6 +64,11 @@ using dot_f16_rows_fn = void (*)(int64_t n_chunks, int64_t n_rows, const uint8_t
 // n_keys rounded up to a multiple of 8 (the extra lanes are computed and dropped).
 using dot_f16t_fn = void (*)(int64_t hd, int64_t n_keys, const uint8_t* base, size_t dim_stride, int64_t n_q,
                              const float* q, size_t q_stride, float* out, size_t out_stride);
+// Products on row-interleaved weights (repack.h): groups g < n_groups of 8 rows, each
+// group_bytes long, against one activation row; out[8 * g + i] = row 8g + i, bit-identical to
+// vec_dot on the same rows.
+using packed_dot_fn = void (*)(int64_t n, const uint8_t* groups, size_t group_bytes, int64_t n_groups,
+                               const void* act, float* out);
 using dot_f16_cols_fn = void (*)(int64_t n_chunks, const uint8_t* const* bases, size_t offset0, size_t step,
                                  int64_t n_out, const float* y, float* out);
 
@@ -95,6 +100,8 @@ struct KernelTable {
     // bit-identical per (row, token) to vec_dot; null means "use gemm".
     gemm_fn gemm_few[kTypeCount] = {};
     vec_mad_fn vec_mad[kTypeCount] = {};              // indexed by row type (F32, F16, Q8_0)
+    // The fast decode path's products on repacked weights (repack.h); null: not packed.
+    packed_dot_fn packed_dot[kTypeCount] = {};
     quantize_row_fn quantize_row[kTypeCount] = {};    // indexed by destination type
     dequantize_row_fn dequantize_row[kTypeCount] = {};
 };
@@ -107,6 +114,7 @@ void fill_table_avx2_k(KernelTable& t);        // quant_k_avx2.cpp
 void fill_table_avx2_gemm(KernelTable& t);     // gemm_avx2.cpp: Q4_0, Q4_1, Q5_0, Q8_0 batches
 void fill_table_avx2_gemm_k(KernelTable& t);   // gemm_k_avx2.cpp: Q4_K, Q5_K, Q6_K batches
 void fill_table_avx2_multi(KernelTable& t);    // gemm_few_avx2.cpp: Q4_0, Q4_1, Q8_0, few tokens
+void fill_table_avx2_packed(KernelTable& t);   // repack_avx2.cpp: Q4_0, Q4_1, Q8_0 on repacked rows
 void fill_table_neon(KernelTable& t);          // quant_neon.cpp (aarch64 baseline)
 void fill_table_neon_dotprod(KernelTable& t);  // quant_neon_dotprod.cpp (armv8.2 dotprod)
 void fill_table_scalar_act(KernelTable& t);    // activations_ref.cpp: quantize_act, silu_mul, softmax

@@ -46,6 +46,8 @@ void matmul_multi(const KernelTable& kt, ThreadPool& pool, const MatmulJob* jobs
                  std::string("row length ") + std::to_string(n_cols) + " is not a positive multiple of the " +
                      wt.name + " block size " + std::to_string(wt.block_size));
         EG_CHECK(jb.w_stride >= row_size(jb.wtype, n_cols), "weight row stride smaller than a row");
+        EG_CHECK(!jb.packed || (jb.packed->type == jb.wtype && jb.packed->rows == jb.n_rows && jb.packed->cols == n_cols),
+                 "packed rows do not match the product");
         EG_CHECK(jb.y_stride >= jb.n_rows, "output row stride smaller than a row");
         dots[j] = kt.vec_dot[static_cast<int>(jb.wtype)];
         EG_CHECK(dots[j] != nullptr, std::string("no kernel for ") + wt.name);
@@ -82,12 +84,16 @@ void matmul_multi(const KernelTable& kt, ThreadPool& pool, const MatmulJob* jobs
             for (int it = 0; converted.load(std::memory_order_acquire) != nth;) spin_wait_step(it);
         }
         int64_t r0, r1;
-        split_range(total_rows, ith, nth, 4, &r0, &r1);
+        split_range(total_rows, ith, nth, kPackRows, &r0, &r1);  // whole packed groups where rows allow
         for (int j = 0; j < n_jobs; ++j) {  // the part of each product inside [r0, r1)
             const int64_t b = std::max(r0, row_start[j]) - row_start[j];
             const int64_t e = std::min(r1, row_start[j + 1]) - row_start[j];
             if (e <= b) continue;
             const MatmulJob& jb = jobs[j];
+            if (jb.packed) {  // the fast path: the same per-row arithmetic for one token or many
+                packed_product(kt, *jb.packed, b, e, act, act_row, n_tok, jb.y, jb.y_stride);
+                continue;
+            }
             const uint8_t* wb = static_cast<const uint8_t*>(jb.w);
             if (n_tok == 1) {
                 dots[j](n_cols, jb.y + b, wb + b * jb.w_stride, jb.w_stride, e - b, act);

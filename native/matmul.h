@@ -4,6 +4,7 @@
 #include <cstdint>
 
 #include "kernels.h"
+#include "repack.h"
 #include "threadpool.h"
 
 namespace eg {
@@ -28,6 +29,7 @@ struct MatmulJob {
     int64_t n_rows;
     float* y;  // (n_tok, y_stride)
     int64_t y_stride;
+    const PackedRows* packed = nullptr;  // when set, the products read these rows (repack.h), not w
 };
 void matmul_multi(const KernelTable& kt, ThreadPool& pool, const MatmulJob* jobs, int n_jobs, int64_t n_cols,
                   const float* x, int64_t n_tok);

@@ -27,6 +27,7 @@ WeightView view_of(const GGUFFile& f, const std::string& name, int64_t cols, int
     v.data = t.data;
     v.name = name;
     v.row_stride = row_size(v.type, cols);
+    v.file_mapped = true;  // GGUFFile maps its file read-only
     if (v.row_stride * static_cast<size_t>(rows) != t.nbytes) throw GGUFError("tensor " + name + " has the wrong byte size");
     return v;
 }

@@ -127,14 +127,15 @@ std::vector<int32_t> step(const std::shared_ptr<PyModel>& m, PyCache& c, const p
 }
 
 std::shared_ptr<PyModel> load_model(std::shared_ptr<eg::GGUFFile> file, int n_threads, const std::string& compute,
-                                    const py::object& provider, int64_t min_batch) {
+                                    const py::object& provider, int64_t min_batch, const py::object& exact_obj) {
+    const bool exact = exact_obj.is_none() ? eg::exact_kernels_default() : exact_obj.cast<bool>();
     if (compute != "cpu" && compute != "counting" && compute != "offload")
         throw eg::Error("compute must be 'cpu', 'counting' or 'offload', not '" + compute + "'");
     if ((compute == "offload") != !provider.is_none()) throw eg::Error("compute='offload' goes with a provider, and only it");
     auto pm = std::make_shared<PyModel>();
     std::shared_ptr<eg::MatmulProvider> prov = provider.is_none() ? nullptr : make_py_provider(provider);
     py::gil_scoped_release nogil;
-    std::unique_ptr<eg::ComputeBackend> be = eg::make_cpu_backend(n_threads);
+    std::unique_ptr<eg::ComputeBackend> be = eg::make_cpu_backend(n_threads, exact);
     if (compute == "counting") {
         pm->op_counts = std::shared_ptr<int64_t[]>(new int64_t[eg::kOpCount]());
         be = eg::make_counting_backend(std::move(be), pm->op_counts);
@@ -166,24 +167,26 @@ void bind_engine(py::module_& m) {
 
     py::class_<PyModel, std::shared_ptr<PyModel>>(m, "Model", "A GGUF model on edgegen's engine (see supported_architectures()).")
         .def(py::init([](std::shared_ptr<eg::GGUFFile> file, int n_threads, const std::string& compute,
-                         const py::object& provider, int64_t min_batch) {
-                 return load_model(std::move(file), n_threads, compute, provider, min_batch);
+                         const py::object& provider, int64_t min_batch, const py::object& exact) {
+                 return load_model(std::move(file), n_threads, compute, provider, min_batch, exact);
              }),
              py::arg("file"), py::arg("n_threads") = 0, py::arg("compute") = "cpu", py::arg("provider") = py::none(),
-             py::arg("min_batch") = 16,
+             py::arg("min_batch") = 16, py::arg("exact") = py::none(),
              "Wire an open GGUFFile's weights (the file is mapped once, shared with the caller). "
-             "compute='offload': batched products of >= min_batch tokens go to `provider` (edgegen.accelerators).")
+             "compute='offload': batched products of >= min_batch tokens go to `provider` (edgegen.accelerators). "
+             "exact=False: Q4_0/Q4_1/Q8_0 weights repacked at load for faster decode (the same values); "
+             "True: the file's rows as they are; None (default): repacked unless EDGEGEN_EXACT_KERNELS=1.")
         .def(py::init([](const std::string& path, int n_threads, const std::string& compute, const py::object& provider,
-                         int64_t min_batch) {
+                         int64_t min_batch, const py::object& exact) {
                  std::shared_ptr<eg::GGUFFile> f;
                  {
                      py::gil_scoped_release nogil;
                      f = eg::GGUFFile::open(path);
                  }
-                 return load_model(std::move(f), n_threads, compute, provider, min_batch);
+                 return load_model(std::move(f), n_threads, compute, provider, min_batch, exact);
              }),
              py::arg("path"), py::arg("n_threads") = 0, py::arg("compute") = "cpu", py::arg("provider") = py::none(),
-             py::arg("min_batch") = 16)
+             py::arg("min_batch") = 16, py::arg("exact") = py::none())
         .def_property_readonly("spec", [](const PyModel& pm) { return spec_dict(pm.model->spec()); })
         .def_property_readonly("config", [](const PyModel& pm) { return spec_dict(pm.model->spec()); },
                                "Alias of spec (hyper-parameters and per-layer properties).")

@@ -124,7 +124,17 @@ U8Array quantize_activations(F32Array x, const py::object& weight_qtype) {
     return out;
 }
 
-F32Array matmul(U8Array w, const py::object& qtype_obj, F32Array x, const py::object& pool_obj) {
+// The weights repacked for the fast path (repack.h); throws when this ISA has no packed products
+// for the type or the row count is not a multiple of 8.
+std::shared_ptr<const eg::PackedRows> pack_for_product(QType q, const uint8_t* w, int64_t row_bytes, int64_t n_rows,
+                                                       int64_t n_cols) {
+    if (!eg::can_pack(eg::kernels(), q, n_rows, n_cols))
+        throw eg::Error(std::string("no packed products for ") + eg::type_traits(q).name + " with " +
+                        std::to_string(n_rows) + " rows on " + eg::kernels().isa);
+    return eg::pack_rows(q, w, static_cast<size_t>(row_bytes), n_rows, n_cols);
+}
+
+F32Array matmul(U8Array w, const py::object& qtype_obj, F32Array x, const py::object& pool_obj, bool packed) {
     const QType q = parse_qtype(qtype_obj);
     const eg::TypeTraits& tr = eg::type_traits(q);
     if (w.ndim() != 2) throw eg::Error("weights must be a 2-D uint8 array (rows, row_bytes)");
@@ -146,7 +156,10 @@ F32Array matmul(U8Array w, const py::object& qtype_obj, F32Array x, const py::ob
     float* yp = y.mutable_data();
     {
         py::gil_scoped_release nogil;
-        eg::matmul(eg::kernels(), *pool, q, wp, static_cast<size_t>(row_bytes), n_rows, n_cols, xp, n_tok, yp, n_rows);
+        eg::MatmulJob job{q, wp, static_cast<size_t>(row_bytes), n_rows, yp, n_rows};
+        const auto pk = packed ? pack_for_product(q, wp, row_bytes, n_rows, n_cols) : nullptr;
+        job.packed = pk.get();
+        eg::matmul_multi(eg::kernels(), *pool, &job, 1, n_cols, xp, n_tok);
     }
     return y;
 }
@@ -155,7 +168,7 @@ F32Array matmul(U8Array w, const py::object& qtype_obj, F32Array x, const py::ob
 // (copies of one matrix, so that together they exceed the caches and every call reads its weights
 // from memory, as decode does) until `min_seconds` have passed; returns seconds per product.
 double time_matmul(const std::vector<U8Array>& weights, const py::object& qtype_obj, F32Array x,
-                   double min_seconds, const py::object& pool_obj) {
+                   double min_seconds, const py::object& pool_obj, bool packed) {
     const QType q = parse_qtype(qtype_obj);
     const eg::TypeTraits& tr = eg::type_traits(q);
     if (weights.empty()) throw eg::Error("no weight matrices given");
@@ -171,13 +184,18 @@ double time_matmul(const std::vector<U8Array>& weights, const py::object& qtype_
     std::vector<float> y(n_rows);
     const float* xp = x.data();
     py::gil_scoped_release nogil;
+    std::vector<std::shared_ptr<const eg::PackedRows>> packs;  // one packed copy per weight copy
+    if (packed)
+        for (const uint8_t* w : ptrs) packs.push_back(pack_for_product(q, w, row_bytes, n_rows, n_cols));
     const eg::KernelTable& kt = eg::kernels();
     int64_t calls = 0;
     const auto t0 = std::chrono::steady_clock::now();
     double elapsed = 0.0;
     do {
-        for (const uint8_t* w : ptrs) {
-            eg::matmul(kt, *pool, q, w, static_cast<size_t>(row_bytes), n_rows, n_cols, xp, 1, y.data(), n_rows);
+        for (size_t i = 0; i < ptrs.size(); ++i) {
+            eg::MatmulJob job{q, ptrs[i], static_cast<size_t>(row_bytes), n_rows, y.data(), n_rows};
+            job.packed = packed ? packs[i].get() : nullptr;
+            eg::matmul_multi(kt, *pool, &job, 1, n_cols, xp, 1);
             ++calls;
         }
         elapsed = std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count();
@@ -248,7 +266,9 @@ void bind_kernels(py::module_& m) {
     m.def("quantize_activations", &quantize_activations, py::arg("x"), py::arg("weight_qtype"),
           "float32 (..., n) -> the weight type's activation format (q8_0 / q8_1 / q8_K / f32 bytes).");
     m.def("matmul", &matmul, py::arg("w"), py::arg("qtype"), py::arg("x"), py::arg("pool") = py::none(),
-          "Y = W·X: w uint8 (rows, row_bytes); x float32 (cols,) -> (rows,) or (tokens, cols) -> (tokens, rows).");
+          py::arg("packed") = false,
+          "Y = W·X: w uint8 (rows, row_bytes); x float32 (cols,) -> (rows,) or (tokens, cols) -> (tokens, rows).\n"
+          "packed=True: through the fast path's repacked rows (repack.h; Q4_0/Q4_1/Q8_0, rows a multiple of 8).");
     // The forward pass's float kernels, exposed so tests can hold them against references.
     m.def("softmax", [](F32Array x) {
         F32Array y(x.size());
@@ -282,8 +302,9 @@ void bind_kernels(py::module_& m) {
         return eg::kernels().dot_f16_chunks(static_cast<int64_t>(bases.size()), bases.data(), 0, y.data());
     }, py::arg("x"), py::arg("y"), "Dot product of two f16 vectors (uint16 bits) in ggml's order.");
     m.def("time_matmul", &time_matmul, py::arg("weights"), py::arg("qtype"), py::arg("x"),
-          py::arg("min_seconds") = 0.2, py::arg("pool") = py::none(),
-          "Benchmark helper: seconds per matrix-vector product, cycling through weight copies.");
+          py::arg("min_seconds") = 0.2, py::arg("pool") = py::none(), py::arg("packed") = false,
+          "Benchmark helper: seconds per matrix-vector product, cycling through weight copies\n"
+          "(packed=True: each copy repacked first, the fast path's products).");
     m.def("measure_read_bandwidth", [](size_t bytes, int repeats, const py::object& pool_obj) {
         auto pool = pick_pool(pool_obj);
         py::gil_scoped_release nogil;
