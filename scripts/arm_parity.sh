@@ -13,7 +13,7 @@ out=native/tests/build
 mkdir -p "$out"
 # -ffp-contract=off as in quant_ref.cpp's contract: a fused multiply-add would change rounding.
 flags=(-O2 -std=c++17 -ffp-contract=off -Wall -Wextra -I native)
-sources=(native/quant_*.cpp native/gemm_*.cpp native/activations_*.cpp native/cpu_isa.cpp native/tests/kernel_parity.cpp)
+sources=(native/quant_*.cpp native/gemm_*.cpp native/repack_avx2.cpp native/activations_*.cpp native/cpu_isa.cpp native/tests/kernel_parity.cpp)
 status=0
 
 build() {  # build <compiler> <objdir> <binary> [extra flags]: one object per source, two at a time
