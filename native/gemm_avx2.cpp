@@ -16,23 +16,14 @@
 
 #include <immintrin.h>
 
+#include "avx2_helpers.h"
+
 namespace eg {
 namespace {
 
-inline float h2f(fp16_t h) { return _cvtsh_ss(h); }
-
-inline float hsum_ps(__m256 v) {  // the same reduction as quant_avx2.cpp's
-    __m128 r = _mm_add_ps(_mm256_castps256_ps128(v), _mm256_extractf128_ps(v, 1));
-    r = _mm_add_ps(r, _mm_movehl_ps(r, r));
-    r = _mm_add_ss(r, _mm_movehdup_ps(r));
-    return _mm_cvtss_f32(r);
-}
-
-inline __m256i nibbles_to_bytes(const uint8_t* p) {
-    const __m128i t = _mm_loadu_si128(reinterpret_cast<const __m128i*>(p));
-    const __m256i b = _mm256_set_m128i(_mm_srli_epi16(t, 4), t);
-    return _mm256_and_si256(b, _mm256_set1_epi8(0x0F));
-}
+using avx2::h2f;
+using avx2::hsum_ps;
+using avx2::nibbles_to_bytes;
 
 // 32 bits -> 32 bytes, 0xFF where the bit is set (quant_avx2.cpp's).
 inline __m256i bits_to_bytes(const uint8_t* p) {
