@@ -29,6 +29,7 @@ run has passed. Resident memory is sampled split into anonymous (heap, arenas) a
 Exit status 0 only when all of that holds.
 
     flock /tmp/edgegen-bench.lock python3 bench/soak.py --duration 600 --clients 64
+    python3 bench/soak.py --rss-probe big_body,speech --clients 8   # where RSS moves, kind by kind
 """
 from __future__ import annotations
 
@@ -346,9 +347,35 @@ class Soak:
                 self.rss.append((time.monotonic() - t0, rss))
             time.sleep(5)
 
-    def run(self) -> dict[str, Any]:
-        a = self.args
+    def rss_probe(self, kinds: list[str], rounds: int, per_client: int) -> None:
+        """Where RSS moves: rounds of one kind at a time (--clients clients, per_client requests
+        each), RSS printed after each round."""
         self.start_server()
+        self.references()
+        self.deadline = time.monotonic() + 3600
+
+        def show(label: str) -> None:
+            parts = {k: round(v / 2**20, 1) for k, v in proc_rss(self.proc.pid).items()}
+            print(f"{label:<16} RSS {parts['total']:7.1f} MiB (anon {parts['anon']:7.1f}, file {parts['file']:5.1f})",
+                  dict(self.outcomes.get(label.split()[0], {})), flush=True)
+
+        def client() -> None:
+            with httpx.Client(base_url=self.base, timeout=httpx.Timeout(300, connect=30)) as c:
+                for _ in range(per_client):
+                    self.do_kind(c, kind)
+
+        show("start")
+        for kind in kinds:
+            for r in range(rounds):
+                threads = [threading.Thread(target=client) for _ in range(self.args.clients)]
+                for t in threads:
+                    t.start()
+                for t in threads:
+                    t.join()
+                show(f"{kind} {r + 1}")
+
+    def references(self) -> None:
+        """The reference answers, clips and transcripts every later answer is compared with."""
         with httpx.Client(base_url=self.base, timeout=300) as c:  # references, which also warm up
             for p in PROMPTS:
                 self.ref_chat[p] = c.post("/v1/chat/completions", json=self.chat_body(p, False)).json()["choices"][0]["message"]["content"]
@@ -360,6 +387,11 @@ class Soak:
                 if r.status_code != 200:
                     raise RuntimeError(f"transcription before the soak failed: {r.status_code} {r.text[:300]}")
                 self.ref_transcript[p] = r.json()["text"]
+
+    def run(self) -> dict[str, Any]:
+        a = self.args
+        self.start_server()
+        self.references()
         self.warm_up()
         t0 = self.t0 = time.monotonic()
         self.deadline = t0 + a.duration
@@ -459,8 +491,17 @@ def main() -> int:
                     help="RSS reference: the end of this share of the run at the earliest (default 0.2)")
     ap.add_argument("--rss-tolerance", type=float, default=0.05, help="allowed RSS growth over the warm-up level (default 0.05)")
     ap.add_argument("--json", default=None, help="also write the result here")
+    ap.add_argument("--rss-probe", default=None, metavar="KIND,KIND",
+                    help="instead of a soak: rounds of one kind at a time, RSS after each (see --rounds)")
+    ap.add_argument("--rounds", type=int, default=4, help="--rss-probe: rounds per kind (each: 4 requests per client)")
     a = ap.parse_args()
     soak = Soak(a)
+    if a.rss_probe:
+        try:
+            soak.rss_probe(a.rss_probe.split(","), a.rounds, 4)
+        finally:
+            soak.stop()
+        return 0
     try:
         res = soak.run()
     finally:
