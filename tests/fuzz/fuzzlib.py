@@ -1,7 +1,7 @@
 """Builds and runs the fuzz targets of tests/fuzz/targets.py (the smoke tests, the regression
 replays and scripts/fuzz.sh all go through here).
 
-    python -m tests.fuzz.fuzzlib TARGET SECONDS [--runs N]   # a campaign; prints and logs its figures
+    python -m tests.fuzz.fuzzlib TARGET SECONDS [--runs N] [--timeout S]   # a campaign; prints and logs its figures
 
 Native targets are compiled with clang (-fsanitize=fuzzer,address,undefined), one object per
 source, cached in build/fuzz by the hash of the sources, every native header and the flags, so a
@@ -180,13 +180,17 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("target", choices=targets.all_targets())
     ap.add_argument("seconds", type=float)
     ap.add_argument("--runs", type=int, default=None, help="stop after this many executions")
+    ap.add_argument("--timeout", type=float, default=10.0,
+                    help="seconds one input may take before it is a finding (default 10; raise it on a machine "
+                         "where the campaign's process can be starved or paused for that long)")
     a = ap.parse_args(argv)
-    res = run(a.target, a.seconds, a.runs)
+    res = run(a.target, a.seconds, a.runs, timeout_s=a.timeout)
     print(res.summary())
     BUILD.mkdir(parents=True, exist_ok=True)
     with open(BUILD / "campaigns.jsonl", "a") as f:
         f.write(json.dumps({"target": a.target, "seconds": round(res.seconds, 1), "executions": res.executions,
                             "new_units": res.new_units, "finding": res.finding, "artifacts": res.artifacts,
+                            "timeout_s": a.timeout,
                             "when": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime())}) + "\n")
     if res.finding:
         print(res.log[-6000:], file=sys.stderr)
