@@ -24,7 +24,7 @@ import numpy as np
 
 from edgegen.audio.lanes import PARALLEL_EFFICIENCY, in_lanes, lanes_pay_off
 from edgegen.audio.phonemize import Clause, phonemes_to_ids, phonemize
-from edgegen.audio.voice_config import VoiceConfig
+from edgegen.audio.voice_config import BOS, EOS, PAD, VoiceConfig
 from edgegen.errors import InvalidRequestError, ModelFormatError, ModelNotFoundError
 
 Split = Literal["auto", "clause", "sentence"]
@@ -255,6 +255,7 @@ class Voice:
         self.lanes = lanes if model_path is not None else 1
         self._lane_session = None
         self._lane_lock = threading.Lock()
+        self._run_options: Any = None
 
     @property
     def sample_rate(self) -> int:
@@ -374,7 +375,8 @@ class Voice:
             tuple(p for c in chunks for p in c.phonemes),
         )
 
-    def _run(self, ids: Sequence[int], scales: np.ndarray, sid: Optional[int], session=None) -> np.ndarray:
+    def _run(self, ids: Sequence[int], scales: np.ndarray, sid: Optional[int], session=None,
+             shrink: bool = False) -> np.ndarray:
         phoneme_ids = np.asarray(ids, dtype=np.int64)[None, :]  # (1, n_ids)
         feeds = {
             "input": phoneme_ids,
@@ -384,8 +386,33 @@ class Voice:
         if sid is not None:
             feeds["sid"] = np.array([sid], dtype=np.int64)
         session = self.session if session is None else session
-        audio = np.asarray(session.run(None, feeds)[0], dtype=np.float32).reshape(-1)  # (n_samples,)
+        options = self._shrink_options() if shrink else None
+        audio = np.asarray(session.run(None, feeds, options)[0], dtype=np.float32).reshape(-1)  # (n_samples,)
         return audio if audio.flags.writeable else audio.copy()  # post-processed in place
+
+    def release_memory(self) -> None:
+        """Give back the memory onnxruntime's arena keeps from earlier runs (it grows to the longest
+        utterance's buffers, ~150 MiB for a long sentence with joe-medium, and keeps them). It only
+        shrinks at the end of a run, so this runs the model once on the shortest input (pad between
+        BOS and EOS, ~5 ms) with shrinkage on. Shrinking after every run would do the same but
+        costs ~7 % of synthesis time (the buffers are allocated afresh each run), so callers do
+        this when they go idle: the assistant between turns, before the recogniser's peak."""
+        ids = [i for sym in (BOS, PAD, EOS) for i in self.config.phoneme_id_map[sym]]
+        scales = np.array([0.0, 1.0, 0.0], dtype=np.float32)
+        sid = self._speaker_id(None)
+        for session in (self.session, self._lane_session):
+            if session is not None:
+                self._run(ids, scales, sid, session, shrink=True)
+
+    def _shrink_options(self) -> Any:
+        if self._run_options is None:
+            from edgegen.extras import require
+
+            ort = require("onnxruntime", "voice", "Piper voices")
+            options = ort.RunOptions()
+            options.add_run_config_entry("memory.enable_memory_arena_shrinkage", "cpu:0")
+            self._run_options = options
+        return self._run_options
 
     def _speaker_id(self, speaker: Union[int, str, None]) -> Optional[int]:
         n = self.config.num_speakers

@@ -8,6 +8,7 @@ import numpy as np
 import pytest
 
 import edgegen
+from edgegen.audio.speak import SpeechStream
 from edgegen.errors import InvalidRequestError
 from edgegen.types import TextChunk
 
@@ -151,3 +152,31 @@ def test_long_text_without_punctuation_is_cut(voice):
     stream = edgegen.speak_stream([text], voice, max_clause_chars=100)
     chunks = list(stream)
     assert len(chunks) >= 3 and all(len(c.text) <= 100 for c in chunks)
+
+
+def test_synthesis_guard_is_held_around_each_synthesis_only(counted) -> None:
+    """The guard (the LLM's hold() in a Reply) is entered for every model run and released while
+    the caller holds a chunk (playing it), so the LLM can go on meanwhile."""
+    voice, counter = counted
+    inside = {"now": False, "runs_inside": 0, "entered": 0}
+    original = counter.run
+
+    def run(*args, **kwargs):
+        inside["runs_inside"] += inside["now"]
+        return original(*args, **kwargs)
+
+    counter.run = run
+
+    class Guard:
+        def __enter__(self):
+            inside["now"] = True
+            inside["entered"] += 1
+
+        def __exit__(self, *exc):
+            inside["now"] = False
+
+    stream = SpeechStream(iter(["One, ", "two. ", "Three."]), voice, synthesis_guard=Guard, noise_scale=0,
+                                  noise_w=0)
+    for _ in stream:
+        assert not inside["now"]  # the caller's turn: not held
+    assert counter.runs == inside["runs_inside"] == 3 and inside["entered"] == 3 + 3  # plus each clause's end
