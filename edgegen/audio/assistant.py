@@ -69,6 +69,10 @@ class AssistantConfig:
     echo_ratio: float = 0.2
     noise_floor: float = 0.003  # mic RMS below this is never speech (for the echo gate)
     lead_s: float = 0.2  # reply audio written ahead of the speaker
+    # Longer clauses are spoken in parts cut at words (Voice.stream's max_phonemes): the voice's
+    # buffers grow ~20 MiB per second of joe-medium audio, and past ~4 s (72 phonemes) one run
+    # would take the loop over 512 MiB on top of the LLM and the recogniser. None: no limit.
+    max_clause_phonemes: Optional[int] = 72
     max_history_turns: int = 8  # user+assistant pairs kept in the prompt
     sampling: dict[str, Any] = field(default_factory=lambda: {"max_tokens": 96, "temperature": 0.0})
     language: Optional[str] = None
@@ -281,7 +285,8 @@ class Assistant:
             return 0
         self._user_text = text
         self.reply = Reply(self.llm, self.voice, self.messages(text), player_factory=self.player_factory,
-                           sampling=dict(self.config.sampling), lead_s=self.config.lead_s)
+                           sampling=dict(self.config.sampling), lead_s=self.config.lead_s,
+                           max_phonemes=self.config.max_clause_phonemes)
         return 1
 
     def warm_up(self) -> None:
