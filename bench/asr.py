@@ -31,7 +31,9 @@ sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 TEXT = ("The morning train pulled into the station forty minutes late. The passengers climbed aboard without a word. "
         "Outside, the rain kept falling on the empty platform, and nobody seemed to mind.")
 QUESTIONS = ["What is the capital of France?", "How many legs does a spider have?", "What color is the sky?",
-             "Who wrote Romeo and Juliet?", "What is the boiling point of water?"]
+             "Who wrote Romeo and Juliet?", "What is the boiling point of water?", "How far away is the moon?",
+             "What is the tallest mountain?", "How many days are in a year?", "What do bees make?",
+             "What is the largest ocean?"]
 
 
 def vm(key: str) -> int:

@@ -23,7 +23,7 @@ cache is truncated to the prompt plus the generated tokens of those clauses, so 
 continues from exactly what the person heard. The interrupting speech is the next turn.
 
 Transcribing while the turn ends. The endpointer waits `min_silence_ms` (600 ms) of silence
-before it calls a turn over; after `vad.pause_ms` (192 ms) of it, it hands out the audio the turn
+before it calls a turn over; after `vad.pause_ms` (160 ms) of it, it hands out the audio the turn
 will have if the silence lasts, and the recogniser starts on it on a worker thread. When the turn
 does end with that same audio, its transcript is (or is about to be) ready; when the person goes
 on speaking, that transcript is dropped and the finished turn is transcribed as usual. The
@@ -69,6 +69,10 @@ class AssistantConfig:
     echo_ratio: float = 0.2
     noise_floor: float = 0.003  # mic RMS below this is never speech (for the echo gate)
     lead_s: float = 0.2  # reply audio written ahead of the speaker
+    # Longer clauses are spoken in parts cut at words (Voice.stream's max_phonemes): the voice's
+    # buffers grow ~20 MiB per second of joe-medium audio, and past ~4 s (72 phonemes) one run
+    # would take the loop over 512 MiB on top of the LLM and the recogniser. None: no limit.
+    max_clause_phonemes: Optional[int] = 72
     max_history_turns: int = 8  # user+assistant pairs kept in the prompt
     sampling: dict[str, Any] = field(default_factory=lambda: {"max_tokens": 96, "temperature": 0.0})
     language: Optional[str] = None
@@ -148,7 +152,13 @@ class Assistant:
 
     # ---- the loop
     def messages(self, user_text: str) -> list[dict[str, str]]:
-        keep = self.history[-2 * self.config.max_history_turns:]
+        # Past the limit the window starts half a window later at a time, not a turn later: each
+        # start is a new prompt prefix whose history the LLM evaluates afresh (~0.5 s for 8 turns
+        # on 2 cores), so it moves once every max/2 turns and every other turn reuses the cache.
+        pairs, limit = len(self.history) // 2, self.config.max_history_turns
+        step = max(1, limit // 2)
+        start = 0 if pairs <= limit else ((pairs - limit - 1) // step + 1) * step
+        keep = self.history[2 * start:] if limit > 0 else []
         return [{"role": "system", "content": self.config.system_prompt}, *keep, {"role": "user", "content": user_text}]
 
     def run(self, source: Iterable[np.ndarray], *, max_turns: Optional[int] = None) -> Iterator[AssistantEvent]:
@@ -275,7 +285,8 @@ class Assistant:
             return 0
         self._user_text = text
         self.reply = Reply(self.llm, self.voice, self.messages(text), player_factory=self.player_factory,
-                           sampling=dict(self.config.sampling), lead_s=self.config.lead_s)
+                           sampling=dict(self.config.sampling), lead_s=self.config.lead_s,
+                           max_phonemes=self.config.max_clause_phonemes)
         return 1
 
     def warm_up(self) -> None:

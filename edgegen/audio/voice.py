@@ -288,6 +288,7 @@ class Voice:
         volume: float = 1.0,
         normalize: bool = True,
         sentence_silence: float = 0.0,
+        max_phonemes: Optional[int] = None,
     ) -> Iterator[AudioChunk]:
         """Yield audio as soon as the first clause is synthesised.
 
@@ -298,6 +299,10 @@ class Voice:
         Scales default to the voice config's (`length_scale` > 1 is slower speech). Each chunk is
         peak-normalised on its own, as Piper does per sentence. `sentence_silence` seconds of
         silence end every sentence but the last. Closing the generator stops the work.
+        `max_phonemes`: a unit with more phonemes is spoken in parts cut at word boundaries
+        (halves, then halves of those): the model's buffers grow with the utterance, ~20 MiB per
+        second of audio for joe-medium, so this bounds the memory one run takes (the assistant
+        uses it to stay within its 512 MiB).
         """
         if split not in ("auto", "clause", "sentence"):
             raise InvalidRequestError(f"split must be 'auto', 'clause' or 'sentence', got {split!r}")
@@ -315,16 +320,22 @@ class Voice:
         if not (isinstance(sentence_silence, (int, float)) and 0 <= sentence_silence <= 60):
             raise InvalidRequestError(f"sentence_silence must be between 0 and 60 seconds, got {sentence_silence!r}")
         silence = np.zeros(int(self.sample_rate * sentence_silence), dtype=np.float32)
+        if max_phonemes is not None and (isinstance(max_phonemes, bool) or not isinstance(max_phonemes, int)
+                                         or max_phonemes < 8):
+            raise InvalidRequestError(f"max_phonemes must be an int >= 8 or None, got {max_phonemes!r}")
         # Settings are checked above, at call time; the work starts on the first next().
-        return self._generate(_check_text(text), split, scales, sid, normalize, float(volume), silence)
+        return self._generate(_check_text(text), split, scales, sid, normalize, float(volume), silence, max_phonemes)
 
     def _generate(
-        self, text: str, split: Split, scales: np.ndarray, sid: Optional[int], normalize: bool, volume: float, silence: np.ndarray
+        self, text: str, split: Split, scales: np.ndarray, sid: Optional[int], normalize: bool, volume: float, silence: np.ndarray,
+        max_phonemes: Optional[int] = None,
     ) -> Iterator[AudioChunk]:
         sentences = [s for s in phonemize(text, self.config) if any(c.phonemes for c in s)]
         plan = []  # (clause, ids, ends its sentence, sentence index)
         for n, sentence in enumerate(sentences):
             units = _units(sentence, split, first_sentence=n == 0)
+            if max_phonemes is not None:
+                units = [part for unit in units for part in _halved(unit, max_phonemes)]
             for k, clause in enumerate(units):
                 plan.append((clause, phonemes_to_ids(clause.phonemes, self.config.phoneme_id_map), k == len(units) - 1, n))
         audios = self._model_audio([ids for _, ids, _, _ in plan], scales, sid)
@@ -435,6 +446,30 @@ def _units(sentence: list[Clause], split: Split, first_sentence: bool) -> list[C
     if split == "auto" and first_sentence:  # first clause alone, then the rest of the sentence
         return [clauses[0], _joined(clauses[1:])]
     return [_joined(clauses)]
+
+
+def _halved(unit: Clause, max_phonemes: int) -> list[Clause]:
+    """`unit` cut at the word boundary nearest its middle until every part has at most
+    `max_phonemes` phonemes (a part that is one long word stays whole). The text label is cut at
+    the same word when text and phonemes have as many words; otherwise (a number spoken as
+    several words) the whole label goes with the last part, so a listener that counts labels as
+    heard (the assistant's barge-in) never counts words that have not been played yet."""
+    if len(unit.phonemes) <= max_phonemes:
+        return [unit]
+    spaces = [i for i, p in enumerate(unit.phonemes) if p == " " and 0 < i < len(unit.phonemes) - 1]
+    if not spaces:
+        return [unit]
+    mid = len(unit.phonemes) / 2
+    cut = min(spaces, key=lambda i: abs(i - mid))
+    words = unit.text.split()
+    if len(words) == len(spaces) + 1:
+        k = sum(1 for i in spaces if i < cut) + 1  # words before the cut
+        first_text, rest_text = " ".join(words[:k]), " ".join(words[k:])
+    else:
+        first_text, rest_text = "", unit.text
+    first = Clause(unit.phonemes[:cut], first_text, False)
+    rest = Clause(unit.phonemes[cut + 1:], rest_text, unit.ends_sentence)
+    return _halved(first, max_phonemes) + _halved(rest, max_phonemes)
 
 
 def _joined(clauses: list[Clause]) -> Clause:

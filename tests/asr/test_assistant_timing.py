@@ -64,7 +64,7 @@ def test_listening_is_held_back_while_the_early_transcript_runs() -> None:
     assert len(heard) == 1 and heard[0].detail["early"] and asr.calls == 1
     assert asr.windows_during == [0]  # no VAD window ran beside the recogniser
     # measured from the arrival of the turn's last block (held back ~0.1 s, then processed):
-    # what is left of the 0.3 s transcript after the 600 - 192 ms the endpointer waits out
+    # what is left of the 0.3 s transcript after the 600 - 160 ms the endpointer waits out
     assert heard[0].detail["asr_wait_s"] < 0.2
     assert [e.kind for e in events].count("speech_start") == 1
 
@@ -94,3 +94,19 @@ def test_warm_up_runs_each_part_once_and_keeps_no_history() -> None:
     a.warm_up()
     assert calls == ["llm:system:1", "voice", f"asr:{SAMPLE_RATE}", "release"] and vad.windows == 1
     assert a.history == []
+
+
+def test_history_window_moves_half_a_window_at_a_time() -> None:
+    """The prompt's history starts at the same turn for max/2 turns in a row, so the LLM's cached
+    prefix covers it; never more than max_history_turns pairs."""
+    a = Assistant(llm=None, voice=None, asr=None, vad=LoudnessVAD(), player_factory=lambda rate: None,
+                  max_history_turns=4)
+    firsts = []
+    for turn in range(12):
+        messages = a.messages(f"question {turn}")
+        assert messages[0]["role"] == "system" and messages[-1]["content"] == f"question {turn}"
+        assert len(messages) - 2 <= 2 * 4
+        firsts.append(messages[1]["content"] if len(messages) > 2 else None)
+        a.history += [{"role": "user", "content": f"question {turn}"}, {"role": "assistant", "content": f"answer {turn}"}]
+    assert firsts == [None, "question 0", "question 0", "question 0", "question 0", "question 2", "question 2",
+                      "question 4", "question 4", "question 6", "question 6", "question 8"]
