@@ -49,10 +49,16 @@ constexpr size_t header_bytes() {
 
 inline __m256 f16x8(const uint8_t* p) { return _mm256_cvtph_ps(_mm_loadu_si128(reinterpret_cast<const __m128i*>(p))); }
 
+// Unpacks records [0, nb) at rec and asks for the same records `ahead` bytes further (the next
+// group's) to be fetched: the tokens' products over this chunk then run while memory delivers
+// the next one, where a burst of reads at each group's start would leave the cores waiting.
 template <QType W>
-void unpack(const uint8_t* rec, size_t record, int64_t nb, Unpacked* u) {
+void unpack(const uint8_t* rec, size_t record, int64_t nb, Unpacked* u, size_t ahead) {
     const __m256i m4 = _mm256_set1_epi8(0x0F);
     for (int64_t b = 0; b < nb; ++b, rec += record) {
+        if (ahead)
+            for (size_t line = 0; line < record; line += 64)
+                _mm_prefetch(reinterpret_cast<const char*>(rec + ahead + line), _MM_HINT_T0);
         u[b].d = f16x8(rec);
         if constexpr (W == QType::Q4_1) u[b].m = f16x8(rec + 16);
         const uint8_t* qs = rec + header_bytes<W>();
@@ -141,7 +147,7 @@ void packed_gemm(int64_t n, const uint8_t* groups, size_t group_bytes, int64_t n
         for (int64_t b0 = 0; b0 < nb; b0 += kChunk) {
             const int64_t m = std::min(kChunk, nb - b0);
             const bool first = b0 == 0, last = b0 + m == nb;
-            unpack<W>(gr + b0 * record, record, m, u);
+            unpack<W>(gr + b0 * record, record, m, u, g + 1 < n_groups ? group_bytes : 0);
             for (int64_t t = 0; t < n_tok; ++t) {
                 __m256 acc[8], accm;
                 float* keep = carry + 72 * t;

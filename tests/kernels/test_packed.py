@@ -88,8 +88,9 @@ def test_packed_same_bits_for_any_batch_or_split(fmt: str) -> None:
 @pytest.mark.parametrize("fmt", PACKED_FORMATS)
 @pytest.mark.parametrize("n_blocks,rows", [(1, 8), (3, 24), (33, 40), (65, 16)])  # 33, 65: past 32-block chunks
 def test_few_tokens_same_bits_as_one_at_a_time(fmt: str, n_blocks: int, rows: int) -> None:
-    """A multi-sequence step (2..8 tokens: gemm_packed_avx2.cpp, each group unpacked once for all
-    tokens) gives every (row, token) the bits the one-token kernel gives it, for every count."""
+    """A multi-sequence step (4..8 tokens: gemm_packed_avx2.cpp, each group unpacked once for all
+    tokens; 2..3: the one-token kernel per token) gives every (row, token) the bits the one-token
+    kernel gives it, for every count."""
     rng = np.random.default_rng(n_blocks * 7 + rows)
     w = _native.quantize(random_matrix(rng, rows, 32 * n_blocks), fmt)
     x = random_matrix(rng, 8, 32 * n_blocks)
