@@ -292,3 +292,51 @@ def check_model_fit(model_path: Union[str, Path], n_ctx: int, kv_type: str = "f1
     sizes = tuple(Path(p).stat().st_size for p in voice_paths)
     estimate = estimate_for_gguf(model_path, n_ctx, kv_type, sizes, n_batch, gguf_file=gguf_file, n_parallel=n_parallel)
     return check_fit(estimate, budget, what=Path(model_path).name)
+
+
+def release_free_heap() -> None:
+    """Hand the C heap's free pages back to the system (glibc's malloc_trim; elsewhere nothing).
+
+    Loading a voice parses its 60 MiB protobuf and frees it, and a transcription frees a ~60 MiB
+    attention buffer: glibc keeps such memory inside the heap when anything lives above it, so
+    the process's resident size stays at its high-water mark although nothing uses it, and the
+    next peak (the recogniser's, the voice's) comes on top. The assistant calls this after
+    loading and between turns, when nothing runs; it takes a few milliseconds."""
+    global _MALLOC_TRIM
+    if _MALLOC_TRIM is None:
+        try:
+            import ctypes
+
+            _MALLOC_TRIM = ctypes.CDLL("libc.so.6").malloc_trim
+        except (OSError, AttributeError):  # not glibc (musl, macOS): nothing to do
+            _MALLOC_TRIM = False
+    if _MALLOC_TRIM:
+        _MALLOC_TRIM(0)
+
+
+def return_large_buffers_to_system(threshold: int = 16 << 20) -> None:
+    """Serve C allocations of `threshold` bytes and more with their own mappings (glibc's
+    M_MMAP_THRESHOLD; elsewhere nothing), so that freeing one gives its memory back at once.
+
+    glibc raises that threshold by itself after freeing a large block (up to 32 MiB), after which
+    buffers of that size come from the heap and stay resident when freed; the recogniser's and the
+    voice's per-call buffers (up to 60 MiB) then pile up between turns. With the threshold fixed
+    the whole loop (LLM + voice + recogniser + VAD + wake word) peaked ~30 MiB lower (1, 4 and
+    16 MiB all within a few MiB of each other; 16 MiB keeps the encoder's 2-9 MiB activations on
+    the heap, reused), with no measurable change in recognition or synthesis time (bench/asr.py,
+    docs/benchmarks.md). Process-wide: called by the assistant, which is the process it runs in."""
+    global _MALLOPT
+    if _MALLOPT is None:
+        try:
+            import ctypes
+
+            _MALLOPT = ctypes.CDLL("libc.so.6").mallopt
+        except (OSError, AttributeError):
+            _MALLOPT = False
+    if _MALLOPT:
+        _MALLOPT(_M_MMAP_THRESHOLD, int(threshold))
+
+
+_M_MMAP_THRESHOLD = -3  # glibc's malloc.h
+_MALLOC_TRIM: Any = None
+_MALLOPT: Any = None

@@ -23,6 +23,7 @@ Only the scheduler thread changes the cache; callers talk to it through the requ
 from __future__ import annotations
 
 import collections
+import contextlib
 import itertools
 import queue
 import threading
@@ -126,6 +127,7 @@ class BatchScheduler:
         self._calls: list[tuple[Callable[[], Any], list[Any], threading.Event]] = []  # between_steps
         self._ids = itertools.count(1)
         self._closed = False
+        self._holds = 0  # hold(): steps wait while > 0
         self._on_step = on_step
         self.stats = {"prompt_tokens_evaluated": 0, "prompt_tokens_reused": 0, "steps": 0, "step_rows": 0}
         self._thread: Optional[threading.Thread] = None
@@ -174,6 +176,20 @@ class BatchScheduler:
             raise box[0]
         return box[0]
 
+    @contextlib.contextmanager
+    def hold(self) -> Iterator[None]:
+        """No step starts while the block runs (one already running finishes): the cores go to
+        latency-critical work beside the model, e.g. the voice synthesising the clause a person is
+        about to hear while the rest of the reply can wait. Holds every sequence; nests."""
+        with self._cond:
+            self._holds += 1
+        try:
+            yield
+        finally:
+            with self._cond:
+                self._holds -= 1
+                self._cond.notify()
+
     def _start(self) -> None:
         if self._thread is None:
             self._thread = threading.Thread(target=self._loop, name="edgegen-batch", daemon=True)
@@ -209,6 +225,9 @@ class BatchScheduler:
                             self._finish(r, None)
                         self._waiting.clear()
                         return
+                    if self._holds and not self._closed:
+                        self._cond.wait()
+                        continue
                     admitted = self._admit()
                     if self._active or admitted:
                         break

@@ -23,11 +23,16 @@ cache is truncated to the prompt plus the generated tokens of those clauses, so 
 continues from exactly what the person heard. The interrupting speech is the next turn.
 
 Transcribing while the turn ends. The endpointer waits `min_silence_ms` (600 ms) of silence
-before it calls a turn over; after `vad.pause_ms` (192 ms) of it, it hands out the audio the turn
+before it calls a turn over; after `vad.pause_ms` (160 ms) of it, it hands out the audio the turn
 will have if the silence lasts, and the recogniser starts on it on a worker thread. When the turn
 does end with that same audio, its transcript is (or is about to be) ready; when the person goes
 on speaking, that transcript is dropped and the finished turn is transcribed as usual. The
-transcript is the same either way (the same samples, the same settings).
+transcript is the same either way (the same samples, the same settings). While that transcript
+runs, the blocks arriving are held back and run through the endpointer once it is done: on a
+2-core board the recogniser needs both cores, and a VAD window every 32 ms on one of them stalls
+its threads at every synchronisation (12 % longer transcriptions, measured). Nothing is lost by
+waiting: the turn's end cannot be answered before its transcript exists, and nothing is being
+said back that could be interrupted.
 """
 from __future__ import annotations
 
@@ -42,6 +47,7 @@ import numpy as np
 from edgegen.audio.reply import Reply, ReplyResult
 from edgegen.audio.vad import SAMPLE_RATE, WINDOW, Endpointer, SpeechEnd, SpeechPause, SpeechStart, VADConfig
 from edgegen.errors import InvalidRequestError
+from edgegen.fit import release_free_heap, return_large_buffers_to_system
 
 MODES = ("wake", "always", "push_to_talk")
 GATE_FRACTION = 0.6  # of the barge-in window's blocks must be louder than the echo bound (speech has dips)
@@ -63,6 +69,10 @@ class AssistantConfig:
     echo_ratio: float = 0.2
     noise_floor: float = 0.003  # mic RMS below this is never speech (for the echo gate)
     lead_s: float = 0.2  # reply audio written ahead of the speaker
+    # Longer clauses are spoken in parts cut at words (Voice.stream's max_phonemes): the voice's
+    # buffers grow ~20 MiB per second of joe-medium audio, and past ~4 s (72 phonemes) one run
+    # would take the loop over 512 MiB on top of the LLM and the recogniser. None: no limit.
+    max_clause_phonemes: Optional[int] = 72
     max_history_turns: int = 8  # user+assistant pairs kept in the prompt
     sampling: dict[str, Any] = field(default_factory=lambda: {"max_tokens": 96, "temperature": 0.0})
     language: Optional[str] = None
@@ -115,6 +125,8 @@ class Assistant:
 
             player_factory = lambda rate: Player(rate, output_device)  # noqa: E731
         self.player_factory = player_factory
+        return_large_buffers_to_system()  # the loop's per-turn buffers (edgegen.fit)
+        self._release_memory()
         self.history: list[dict[str, str]] = []
         self.replies: list[ReplyResult] = []  # every finished reply, for callers and tests
         self.reply: Optional[Reply] = None  # the one speaking now
@@ -140,7 +152,13 @@ class Assistant:
 
     # ---- the loop
     def messages(self, user_text: str) -> list[dict[str, str]]:
-        keep = self.history[-2 * self.config.max_history_turns:]
+        # Past the limit the window starts half a window later at a time, not a turn later: each
+        # start is a new prompt prefix whose history the LLM evaluates afresh (~0.5 s for 8 turns
+        # on 2 cores), so it moves once every max/2 turns and every other turn reuses the cache.
+        pairs, limit = len(self.history) // 2, self.config.max_history_turns
+        step = max(1, limit // 2)
+        start = 0 if pairs <= limit else ((pairs - limit - 1) // step + 1) * step
+        keep = self.history[2 * start:] if limit > 0 else []
         return [{"role": "system", "content": self.config.system_prompt}, *keep, {"role": "user", "content": user_text}]
 
     def run(self, source: Iterable[np.ndarray], *, max_turns: Optional[int] = None) -> Iterator[AssistantEvent]:
@@ -157,8 +175,24 @@ class Assistant:
         gate: collections.deque[bool] = collections.deque(maxlen=256)  # per block: passed the echo gate
         normal_frames = endpointer.min_speech_frames
         barge_frames = max(1, round(cfg.barge_in_min_speech_ms * SAMPLE_RATE / 1000 / WINDOW))
-        try:
+        backlog: list[tuple[np.ndarray, float]] = []
+
+        def blocks() -> Iterator[tuple[np.ndarray, float]]:
+            """The source's blocks with their arrival times; held back while a transcript started
+            at a pause runs (see the module's notes), then handed out in order."""
             for block in source:
+                arrived = time.perf_counter()
+                if (listening and not self._stop.is_set() and self._early is not None
+                        and not self._early[1].done() and not self.speaking):
+                    backlog.append((block, arrived))
+                    continue
+                yield from backlog
+                backlog.clear()
+                yield block, arrived
+            yield from backlog
+
+        try:
+            for block, arrived in blocks():
                 if self._stop.is_set():
                     break
                 block = np.asarray(block, dtype=np.float32).reshape(-1)
@@ -198,7 +232,7 @@ class Assistant:
                         if not speaking:
                             self._transcribe_early(event.audio)
                     elif isinstance(event, SpeechEnd):
-                        ended = time.perf_counter()
+                        ended = arrived  # when the turn's last block came in, held back or not
                         yield from self._finish_reply(endpointer, wait=True)
                         turns += self._answer(event.audio, now, ended)
                         yield from self._pending_events
@@ -220,7 +254,7 @@ class Assistant:
             from concurrent.futures import ThreadPoolExecutor
 
             self._asr_pool = ThreadPoolExecutor(1, thread_name_prefix="edgegen-asr")
-        self._early = (audio, self._asr_pool.submit(self.asr.transcribe_samples, audio, language=self.config.language))
+        self._early = (audio, self._asr_pool.submit(self._recognise, audio))
 
     def _transcript(self, audio: np.ndarray) -> tuple[Any, bool]:
         """The turn's transcript: the one started at its pause when that had the same audio."""
@@ -230,7 +264,11 @@ class Assistant:
             if same:
                 return early[1].result(), True
             early[1].result()  # the recogniser is busy with a stale guess until it finishes
-        return self.asr.transcribe_samples(audio, language=self.config.language), False
+        return self._recognise(audio), False
+
+    def _recognise(self, audio: np.ndarray) -> Any:
+        # No timestamps: the loop never uses segment times, and decoding them costs ~50 ms a turn.
+        return self.asr.transcribe_samples(audio, language=self.config.language, without_timestamps=True)
 
     def _answer(self, audio: np.ndarray, now: float, ended: Optional[float] = None) -> int:
         """Transcribe a finished turn and start speaking the reply; 1 when a reply started."""
@@ -247,8 +285,30 @@ class Assistant:
             return 0
         self._user_text = text
         self.reply = Reply(self.llm, self.voice, self.messages(text), player_factory=self.player_factory,
-                           sampling=dict(self.config.sampling), lead_s=self.config.lead_s)
+                           sampling=dict(self.config.sampling), lead_s=self.config.lead_s,
+                           max_phonemes=self.config.max_clause_phonemes)
         return 1
+
+    def warm_up(self) -> None:
+        """Run each part once so the first question is answered as fast as the later ones (~1 s,
+        once): the LLM evaluates the system prompt (kept, so every turn resumes after it), the
+        voice, the recogniser and the VAD make their first allocations and thread pools; then the
+        memory that took goes back (`_release_memory`)."""
+        self.llm.chat(self.messages("Hello."), max_tokens=1, temperature=0.0)
+        for _ in self.voice.stream("Hello."):
+            pass
+        self._recognise(np.zeros(SAMPLE_RATE, np.float32))
+        self.vad.process(np.zeros(WINDOW, np.float32))
+        self.vad.reset()
+        self._release_memory()
+
+    def _release_memory(self) -> None:
+        """Between turns, before the recogniser's peak: the voice's arena and the C heap's free
+        pages go back to the system (~10 ms)."""
+        release = getattr(self.voice, "release_memory", None)
+        if release is not None:
+            release()
+        release_free_heap()
 
     def _wake(self, block: np.ndarray) -> bool:
         pcm = (np.clip(block, -1.0, 1.0) * 32767.0).astype(np.int16)
@@ -267,6 +327,7 @@ class Assistant:
             return
         result = reply.result(timeout=None)
         self.reply = None
+        self._release_memory()
         self.replies.append(result)
         self.history += [{"role": "user", "content": self._user_text},
                          {"role": "assistant", "content": result.spoken_text}]
@@ -322,16 +383,22 @@ def check_assistant_fit(llm: str = "smollm2", voice: str = "joe", asr: str = "wh
 
 def load_assistant(llm: str = "smollm2", voice: str = "joe", asr: str = "whisper-tiny.en", *,
                    wake_words: Optional[list[str]] = None, threads: Optional[int] = None, n_ctx: int = 2048,
-                   kv_type: str = "f16", memory_budget: Union[None, int, str] = None, **settings: Any) -> Assistant:
+                   kv_type: str = "f16", memory_budget: Union[None, int, str] = None, warm_up: bool = True,
+                   **settings: Any) -> Assistant:
     """Check that the whole set fits `memory_budget` (MemoryBudgetError with the numbers if not),
     then load it: the recogniser first (its load peaks ~100 MiB above its resident size, so it
-    peaks while nothing else is resident), then the LLM, the voice, the VAD and the wake words."""
+    peaks while nothing else is resident), then the LLM, the voice, the VAD and the wake words;
+    then (`warm_up`) run each once, so the first question is answered as fast as the rest."""
     import edgegen
     from edgegen.audio.vad import load_vad
 
+    return_large_buffers_to_system()  # before anything is loaded: see edgegen.fit
     n_words = len(wake_words) if wake_words else (1 if settings.get("mode") == "wake" else 0)
     check_assistant_fit(llm, voice, asr, n_ctx=n_ctx, kv_type=kv_type, wake_words=n_words, memory_budget=memory_budget)
     recogniser = edgegen.load_asr(asr, threads=threads, beam_size=settings.pop("beam_size", 1))
     model = edgegen.load(llm, n_ctx=n_ctx, n_threads=threads, kv_type=kv_type, memory_budget=memory_budget)
     speaker = edgegen.load_voice(voice, threads=threads, parallel_units=False)
-    return Assistant(model, speaker, recogniser, vad=load_vad(), wake_words=wake_words, **settings)
+    assistant = Assistant(model, speaker, recogniser, vad=load_vad(), wake_words=wake_words, **settings)
+    if warm_up:
+        assistant.warm_up()
+    return assistant

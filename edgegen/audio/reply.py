@@ -49,12 +49,14 @@ class ReplyResult:
 
 class Reply:
     def __init__(self, llm: Any, voice: Any, messages: list[dict[str, Any]], *, player_factory: Callable[[int], Any],
-                 sampling: dict[str, Any], lead_s: float = 0.2, on_clause: Optional[Callable[[str], None]] = None) -> None:
+                 sampling: dict[str, Any], lead_s: float = 0.2, on_clause: Optional[Callable[[str], None]] = None,
+                 max_phonemes: Optional[int] = None) -> None:
         self.llm, self.voice = llm, voice
         self.prepared = llm.prepare_chat(messages)
         self.sampling = sampling
         self.lead_s = lead_s
         self.on_clause = on_clause
+        self.max_phonemes = max_phonemes  # the voice's limit per model run (Voice.stream)
         self.timings = ReplyTimings(started=time.perf_counter())
         self.cancel = threading.Event()  # the LLM's cancel: checked after every token
         self.stopped = threading.Event()  # interrupt(): stop speaking now
@@ -95,7 +97,12 @@ class Reply:
     def _run(self) -> None:
         speech: Optional[SpeechStream] = None
         try:
-            speech = SpeechStream(self._deltas(), self.voice)
+            # The voice synthesises while the LLM is held (a native model's scheduler): on 2 cores the
+            # rest of the reply's tokens would slow the clause the person is waiting for by ~20 %,
+            # and they have the whole playback of that clause to catch up.
+            scheduler = getattr(getattr(self.llm, "backend", None), "scheduler", None)
+            limit = {} if self.max_phonemes is None else {"max_phonemes": self.max_phonemes}
+            speech = SpeechStream(self._deltas(), self.voice, synthesis_guard=getattr(scheduler, "hold", None), **limit)
             t_clause = time.perf_counter()
             for chunk in speech:
                 if self.stopped.is_set():

@@ -11,10 +11,11 @@ that is the backpressure that keeps a fast LLM from racing far ahead of the voic
 """
 from __future__ import annotations
 
+import contextlib
 import queue
 import threading
 import time
-from typing import Any, Iterable, Iterator, Optional
+from typing import Any, Callable, ContextManager, Iterable, Iterator, Optional
 
 import numpy as np
 
@@ -53,6 +54,7 @@ class SpeechStream:
         min_clause_chars: int = 1,
         max_clause_chars: int = 400,
         sentence_silence: float = 0.0,
+        synthesis_guard: Optional[Callable[[], ContextManager[Any]]] = None,
         **synth_settings: Any,
     ) -> None:
         if max_queue < 1 or min_clause_chars < 1 or max_clause_chars < min_clause_chars:
@@ -64,6 +66,9 @@ class SpeechStream:
         self.time_to_first_audio: Optional[float] = None  # seconds from the call to the first audio chunk
         self.audio_seconds = 0.0
         self._settings = synth_settings
+        # entered around each synthesis step: e.g. the LLM's hold(), so the clause about to be heard
+        # gets the cores rather than sharing them with the rest of the reply
+        self._guard = synthesis_guard or contextlib.nullcontext
         self._silence = np.zeros(int(voice.sample_rate * sentence_silence), dtype=np.float32)
         self._min, self._max = min_clause_chars, max_clause_chars
         self._deltas = iter(deltas)
@@ -124,7 +129,12 @@ class SpeechStream:
                 return
             if isinstance(item, _Failed):
                 raise item.exc
-            for chunk in self.voice.stream(item, split="clause", **self._settings):
+            pieces = self.voice.stream(item, split="clause", **self._settings)
+            while True:
+                with self._guard():
+                    chunk = next(pieces, None)
+                if chunk is None:
+                    break
                 if after_sentence and self._silence.size:
                     chunk = AudioChunk(
                         np.concatenate([self._silence, chunk.samples]),

@@ -99,7 +99,7 @@ class VADConfig:
     # After this much silence inside a turn a SpeechPause hands out the audio the turn will have if
     # the silence lasts (0: never): a listener can start transcribing while the endpointer waits
     # out the rest of min_silence_ms. Only used between speech_pad_ms and min_silence_ms.
-    pause_ms: int = 192
+    pause_ms: int = 160  # 192 measured ~0.1 s slower to first audio; 128 no faster than 160, more stale guesses
 
     def validate(self) -> "VADConfig":
         if not 0.0 < self.threshold < 1.0:

@@ -24,7 +24,7 @@ import numpy as np
 
 from edgegen.audio.lanes import PARALLEL_EFFICIENCY, in_lanes, lanes_pay_off
 from edgegen.audio.phonemize import Clause, phonemes_to_ids, phonemize
-from edgegen.audio.voice_config import VoiceConfig
+from edgegen.audio.voice_config import BOS, EOS, PAD, VoiceConfig
 from edgegen.errors import InvalidRequestError, ModelFormatError, ModelNotFoundError
 
 Split = Literal["auto", "clause", "sentence"]
@@ -255,6 +255,7 @@ class Voice:
         self.lanes = lanes if model_path is not None else 1
         self._lane_session = None
         self._lane_lock = threading.Lock()
+        self._run_options: Any = None
 
     @property
     def sample_rate(self) -> int:
@@ -287,6 +288,7 @@ class Voice:
         volume: float = 1.0,
         normalize: bool = True,
         sentence_silence: float = 0.0,
+        max_phonemes: Optional[int] = None,
     ) -> Iterator[AudioChunk]:
         """Yield audio as soon as the first clause is synthesised.
 
@@ -297,6 +299,10 @@ class Voice:
         Scales default to the voice config's (`length_scale` > 1 is slower speech). Each chunk is
         peak-normalised on its own, as Piper does per sentence. `sentence_silence` seconds of
         silence end every sentence but the last. Closing the generator stops the work.
+        `max_phonemes`: a unit with more phonemes is spoken in parts cut at word boundaries
+        (halves, then halves of those): the model's buffers grow with the utterance, ~20 MiB per
+        second of audio for joe-medium, so this bounds the memory one run takes (the assistant
+        uses it to stay within its 512 MiB).
         """
         if split not in ("auto", "clause", "sentence"):
             raise InvalidRequestError(f"split must be 'auto', 'clause' or 'sentence', got {split!r}")
@@ -314,16 +320,22 @@ class Voice:
         if not (isinstance(sentence_silence, (int, float)) and 0 <= sentence_silence <= 60):
             raise InvalidRequestError(f"sentence_silence must be between 0 and 60 seconds, got {sentence_silence!r}")
         silence = np.zeros(int(self.sample_rate * sentence_silence), dtype=np.float32)
+        if max_phonemes is not None and (isinstance(max_phonemes, bool) or not isinstance(max_phonemes, int)
+                                         or max_phonemes < 8):
+            raise InvalidRequestError(f"max_phonemes must be an int >= 8 or None, got {max_phonemes!r}")
         # Settings are checked above, at call time; the work starts on the first next().
-        return self._generate(_check_text(text), split, scales, sid, normalize, float(volume), silence)
+        return self._generate(_check_text(text), split, scales, sid, normalize, float(volume), silence, max_phonemes)
 
     def _generate(
-        self, text: str, split: Split, scales: np.ndarray, sid: Optional[int], normalize: bool, volume: float, silence: np.ndarray
+        self, text: str, split: Split, scales: np.ndarray, sid: Optional[int], normalize: bool, volume: float, silence: np.ndarray,
+        max_phonemes: Optional[int] = None,
     ) -> Iterator[AudioChunk]:
         sentences = [s for s in phonemize(text, self.config) if any(c.phonemes for c in s)]
         plan = []  # (clause, ids, ends its sentence, sentence index)
         for n, sentence in enumerate(sentences):
             units = _units(sentence, split, first_sentence=n == 0)
+            if max_phonemes is not None:
+                units = [part for unit in units for part in _halved(unit, max_phonemes)]
             for k, clause in enumerate(units):
                 plan.append((clause, phonemes_to_ids(clause.phonemes, self.config.phoneme_id_map), k == len(units) - 1, n))
         audios = self._model_audio([ids for _, ids, _, _ in plan], scales, sid)
@@ -374,7 +386,8 @@ class Voice:
             tuple(p for c in chunks for p in c.phonemes),
         )
 
-    def _run(self, ids: Sequence[int], scales: np.ndarray, sid: Optional[int], session=None) -> np.ndarray:
+    def _run(self, ids: Sequence[int], scales: np.ndarray, sid: Optional[int], session=None,
+             shrink: bool = False) -> np.ndarray:
         phoneme_ids = np.asarray(ids, dtype=np.int64)[None, :]  # (1, n_ids)
         feeds = {
             "input": phoneme_ids,
@@ -384,8 +397,33 @@ class Voice:
         if sid is not None:
             feeds["sid"] = np.array([sid], dtype=np.int64)
         session = self.session if session is None else session
-        audio = np.asarray(session.run(None, feeds)[0], dtype=np.float32).reshape(-1)  # (n_samples,)
+        options = self._shrink_options() if shrink else None
+        audio = np.asarray(session.run(None, feeds, options)[0], dtype=np.float32).reshape(-1)  # (n_samples,)
         return audio if audio.flags.writeable else audio.copy()  # post-processed in place
+
+    def release_memory(self) -> None:
+        """Give back the memory onnxruntime's arena keeps from earlier runs (it grows to the longest
+        utterance's buffers, ~150 MiB for a long sentence with joe-medium, and keeps them). It only
+        shrinks at the end of a run, so this runs the model once on the shortest input (pad between
+        BOS and EOS, ~5 ms) with shrinkage on. Shrinking after every run would do the same but
+        costs ~7 % of synthesis time (the buffers are allocated afresh each run), so callers do
+        this when they go idle: the assistant between turns, before the recogniser's peak."""
+        ids = [i for sym in (BOS, PAD, EOS) for i in self.config.phoneme_id_map[sym]]
+        scales = np.array([0.0, 1.0, 0.0], dtype=np.float32)
+        sid = self._speaker_id(None)
+        for session in (self.session, self._lane_session):
+            if session is not None:
+                self._run(ids, scales, sid, session, shrink=True)
+
+    def _shrink_options(self) -> Any:
+        if self._run_options is None:
+            from edgegen.extras import require
+
+            ort = require("onnxruntime", "voice", "Piper voices")
+            options = ort.RunOptions()
+            options.add_run_config_entry("memory.enable_memory_arena_shrinkage", "cpu:0")
+            self._run_options = options
+        return self._run_options
 
     def _speaker_id(self, speaker: Union[int, str, None]) -> Optional[int]:
         n = self.config.num_speakers
@@ -408,6 +446,30 @@ def _units(sentence: list[Clause], split: Split, first_sentence: bool) -> list[C
     if split == "auto" and first_sentence:  # first clause alone, then the rest of the sentence
         return [clauses[0], _joined(clauses[1:])]
     return [_joined(clauses)]
+
+
+def _halved(unit: Clause, max_phonemes: int) -> list[Clause]:
+    """`unit` cut at the word boundary nearest its middle until every part has at most
+    `max_phonemes` phonemes (a part that is one long word stays whole). The text label is cut at
+    the same word when text and phonemes have as many words; otherwise (a number spoken as
+    several words) the whole label goes with the last part, so a listener that counts labels as
+    heard (the assistant's barge-in) never counts words that have not been played yet."""
+    if len(unit.phonemes) <= max_phonemes:
+        return [unit]
+    spaces = [i for i, p in enumerate(unit.phonemes) if p == " " and 0 < i < len(unit.phonemes) - 1]
+    if not spaces:
+        return [unit]
+    mid = len(unit.phonemes) / 2
+    cut = min(spaces, key=lambda i: abs(i - mid))
+    words = unit.text.split()
+    if len(words) == len(spaces) + 1:
+        k = sum(1 for i in spaces if i < cut) + 1  # words before the cut
+        first_text, rest_text = " ".join(words[:k]), " ".join(words[k:])
+    else:
+        first_text, rest_text = "", unit.text
+    first = Clause(unit.phonemes[:cut], first_text, False)
+    rest = Clause(unit.phonemes[cut + 1:], rest_text, unit.ends_sentence)
+    return _halved(first, max_phonemes) + _halved(rest, max_phonemes)
 
 
 def _joined(clauses: list[Clause]) -> Clause:

@@ -8,6 +8,7 @@ import numpy as np
 import pytest
 
 import edgegen
+from edgegen.audio.speak import SpeechStream
 from edgegen.errors import InvalidRequestError
 from edgegen.types import TextChunk
 
@@ -151,3 +152,46 @@ def test_long_text_without_punctuation_is_cut(voice):
     stream = edgegen.speak_stream([text], voice, max_clause_chars=100)
     chunks = list(stream)
     assert len(chunks) >= 3 and all(len(c.text) <= 100 for c in chunks)
+
+
+def test_synthesis_guard_is_held_around_each_synthesis_only(counted) -> None:
+    """The guard (the LLM's hold() in a Reply) is entered for every model run and released while
+    the caller holds a chunk (playing it), so the LLM can go on meanwhile."""
+    voice, counter = counted
+    inside = {"now": False, "runs_inside": 0, "entered": 0}
+    original = counter.run
+
+    def run(*args, **kwargs):
+        inside["runs_inside"] += inside["now"]
+        return original(*args, **kwargs)
+
+    counter.run = run
+
+    class Guard:
+        def __enter__(self):
+            inside["now"] = True
+            inside["entered"] += 1
+
+        def __exit__(self, *exc):
+            inside["now"] = False
+
+    stream = SpeechStream(iter(["One, ", "two. ", "Three."]), voice, synthesis_guard=Guard, noise_scale=0,
+                                  noise_w=0)
+    for _ in stream:
+        assert not inside["now"]  # the caller's turn: not held
+    assert counter.runs == inside["runs_inside"] == 3 and inside["entered"] == 3 + 3  # plus each clause's end
+
+
+def test_max_phonemes_cuts_long_units_at_words(voice) -> None:
+    """Units over max_phonemes are spoken in halves cut at word boundaries: every part within the
+    limit, the phonemes those of the whole (less the spaces cut at), the label only where it is
+    sure (text and phonemes word for word), else on the last part."""
+    text = "The tallest mountain in the whole wide world is Mount Everest, near the border of Nepal and China."
+    whole = list(voice.stream(text, split="clause", noise_scale=0, noise_w=0))
+    parts = list(voice.stream(text, split="clause", max_phonemes=24, noise_scale=0, noise_w=0))
+    assert len(parts) > len(whole) and all(len(p.phonemes) <= 24 for p in parts)
+    assert [p for c in whole for p in c.phonemes if p != " "] == [p for c in parts for p in c.phonemes if p != " "]
+    assert " ".join(p.text for p in parts if p.text).split() == text.split()
+    assert parts[-1].text and parts[-1].ends_sentence and not any(p.ends_sentence for p in parts[:-1])
+    with pytest.raises(InvalidRequestError, match="max_phonemes"):
+        voice.stream(text, max_phonemes=2)

@@ -208,3 +208,24 @@ def test_exiting_with_a_stream_open_is_clean(tmp_path) -> None:
     out = subprocess.run([sys.executable, str(script)], capture_output=True, text=True, timeout=120)
     assert out.returncode == 0, out.stderr
     assert out.stdout.strip() == "True"
+
+
+def test_hold_pauses_every_step_and_changes_no_token(alone) -> None:
+    """hold(): no step starts while held (nested holds too); released, the generation goes on and
+    its tokens are those of an unheld run."""
+    prompt = "Tell me about the museum's dinosaurs."
+    expected = alone.chat([{"role": "user", "content": prompt}], max_tokens=N_TOKENS, temperature=0.0).text
+    sched = alone.backend.scheduler
+    got: list[str] = []
+    with sched.hold():
+        with sched.hold():
+            steps = sched.stats["steps"]
+            t = threading.Thread(target=lambda: got.append(alone.chat([{"role": "user", "content": prompt}],
+                                                                       max_tokens=N_TOKENS, temperature=0.0).text))
+            t.start()
+            t.join(0.3)
+            assert t.is_alive() and sched.stats["steps"] == steps
+        t.join(0.2)
+        assert t.is_alive() and sched.stats["steps"] == steps  # the outer hold still holds
+    t.join(60)
+    assert got == [expected] and sched.stats["steps"] > steps
