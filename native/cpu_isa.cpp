@@ -56,6 +56,7 @@ KernelTable build_table(const std::string& isa) {
         fill_table_avx2_gemm_k(t);
         fill_table_avx2_multi(t);
         fill_table_avx2_packed(t);
+        fill_table_avx2_packed_gemm(t);
         fill_table_avx2_act(t);
     } else if (isa == "neon") {
         fill_table_neon(t);

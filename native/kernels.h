@@ -69,6 +69,11 @@ using dot_f16t_fn = void (*)(int64_t hd, int64_t n_keys, const uint8_t* base, si
 // vec_dot on the same rows.
 using packed_dot_fn = void (*)(int64_t n, const uint8_t* groups, size_t group_bytes, int64_t n_groups,
                                const void* act, float* out);
+// The same products for n_tok activation rows at once (act_stride bytes apart), each group's
+// weights read once for all of them: y[t * y_stride + 8 * g + i] = row 8g + i against token t,
+// bit-identical to packed_dot per (row, token).
+using packed_gemm_fn = void (*)(int64_t n, const uint8_t* groups, size_t group_bytes, int64_t n_groups,
+                                const void* act, size_t act_stride, int64_t n_tok, float* y, int64_t y_stride);
 using dot_f16_cols_fn = void (*)(int64_t n_chunks, const uint8_t* const* bases, size_t offset0, size_t step,
                                  int64_t n_out, const float* y, float* out);
 
@@ -102,6 +107,8 @@ struct KernelTable {
     vec_mad_fn vec_mad[kTypeCount] = {};              // indexed by row type (F32, F16, Q8_0)
     // The fast decode path's products on repacked weights (repack.h); null: not packed.
     packed_dot_fn packed_dot[kTypeCount] = {};
+    // Their few-token products (a multi-sequence decode step); null: packed_dot once per token.
+    packed_gemm_fn packed_gemm[kTypeCount] = {};
     quantize_row_fn quantize_row[kTypeCount] = {};    // indexed by destination type
     dequantize_row_fn dequantize_row[kTypeCount] = {};
 };
@@ -115,6 +122,7 @@ void fill_table_avx2_gemm(KernelTable& t);     // gemm_avx2.cpp: Q4_0, Q4_1, Q5_
 void fill_table_avx2_gemm_k(KernelTable& t);   // gemm_k_avx2.cpp: Q4_K, Q5_K, Q6_K batches
 void fill_table_avx2_multi(KernelTable& t);    // gemm_few_avx2.cpp: Q4_0, Q4_1, Q8_0, few tokens
 void fill_table_avx2_packed(KernelTable& t);   // repack_avx2.cpp: Q4_0, Q4_1, Q8_0 on repacked rows
+void fill_table_avx2_packed_gemm(KernelTable& t);  // gemm_packed_avx2.cpp: the same, a few tokens
 void fill_table_neon(KernelTable& t);          // quant_neon.cpp (aarch64 baseline)
 void fill_table_neon_dotprod(KernelTable& t);  // quant_neon_dotprod.cpp (armv8.2 dotprod)
 void fill_table_scalar_act(KernelTable& t);    // activations_ref.cpp: quantize_act, silu_mul, softmax

@@ -21,43 +21,25 @@
 
 #include <immintrin.h>
 
+#include "repack_avx2_ops.h"
+
 namespace eg {
 namespace {
 
+using packed_avx2::act_terms;
+using packed_avx2::lane_fma;
+
 constexpr int64_t kActChunk = 256;  // activation blocks whose terms are formed at a time
 
-// The same four activation bytes in every 32-bit lane.
-inline __m256i bcast4(const int8_t* p) {
-    int32_t v;
-    std::memcpy(&v, p, 4);
-    return _mm256_set1_epi32(v);
-}
-
-// Per activation block: its scale as a float, and the term the weight format needs (Q4_0: 8 times
-// the sum of each ggml lane's four activations; Q4_1: the f16 sum s as a float).
+// Per activation block: the terms act_terms forms (repack_avx2_ops.h).
 template <QType W>
 struct ActTerms {
-    alignas(32) float d[kActChunk];
-    alignas(32) float s[W == QType::Q4_1 ? kActChunk : 1];
-    alignas(32) int32_t off[W == QType::Q4_0 ? kActChunk : 1][8];
+    float d[kActChunk];
+    float s[W == QType::Q4_1 ? kActChunk : 1];
+    int32_t off[W == QType::Q4_0 ? kActChunk : 1][8];
+    template <typename BlockAct>
+    void form(const BlockAct* y, int64_t nb) { act_terms<W>(y, nb, d, s, off[0]); }
 };
-
-template <QType W, typename BlockAct>
-inline void act_terms(const BlockAct* y, int64_t nb, ActTerms<W>& at) {
-    for (int64_t b = 0; b < nb; ++b) {
-        at.d[b] = _cvtsh_ss(y[b].d);
-        if constexpr (W == QType::Q4_1) at.s[b] = _cvtsh_ss(y[b].s);
-        if constexpr (W == QType::Q4_0) {  // ggml lane k holds elements 4k..4k+3 (k < 8)
-            const __m256i q = _mm256_loadu_si256(reinterpret_cast<const __m256i*>(y[b].qs));
-            const __m256i off = _mm256_madd_epi16(_mm256_maddubs_epi16(_mm256_set1_epi8(8), q), _mm256_set1_epi16(1));
-            _mm256_store_si256(reinterpret_cast<__m256i*>(at.off[b]), off);
-        }
-    }
-}
-
-// ggml's lane k of one block (the int32 it forms from four products) for 8 rows, times the
-// block's scales, into acc[k]: the float steps of ggml's per-row kernel, for 8 rows at once.
-inline void lane_fma(__m256 ds, __m256i p, __m256& acc) { acc = _mm256_fmadd_ps(ds, _mm256_cvtepi32_ps(p), acc); }
 
 // One group's records for activation blocks [0, nb), accumulated into acc[8] (ggml's 8 float lanes,
 // each for 8 rows) and, for Q4_1, accm (the m * s terms).
@@ -65,7 +47,6 @@ template <QType W, typename BlockAct>
 inline void group_blocks(const uint8_t* rec, size_t record, const BlockAct* y, int64_t nb, const ActTerms<W>& at,
                          __m256 (&acc)[8], __m256& accm) {
     constexpr size_t kHeader = W == QType::Q4_1 ? 32 : 16;
-    const __m256i ones = _mm256_set1_epi16(1);
     const __m256i m4 = _mm256_set1_epi8(0x0F);
     for (int64_t b = 0; b < nb; ++b, rec += record) {
         const __m256 d = _mm256_cvtph_ps(_mm_loadu_si128(reinterpret_cast<const __m128i*>(rec)));
@@ -75,16 +56,15 @@ inline void group_blocks(const uint8_t* rec, size_t record, const BlockAct* y, i
         if constexpr (W == QType::Q8_0) {  // load k, lane i: row i's elements 4k..4k+3 = ggml lane k
             for (int k = 0; k < 8; ++k) {
                 const __m256i w = _mm256_loadu_si256(reinterpret_cast<const __m256i*>(qs + 32 * k));
-                const __m256i p16 = _mm256_maddubs_epi16(_mm256_sign_epi8(w, w), _mm256_sign_epi8(bcast4(yq + 4 * k), w));
-                lane_fma(ds, _mm256_madd_epi16(p16, ones), acc[k]);
+                lane_fma(ds, packed_avx2::q8_lane(w, _mm256_sign_epi8(w, w), yq + 4 * k), acc[k]);
             }
         } else {  // load k: low nibbles = ggml lane k (elements 4k..), high = lane 4 + k (16 + 4k..)
             for (int k = 0; k < 4; ++k) {
                 const __m256i raw = _mm256_loadu_si256(reinterpret_cast<const __m256i*>(qs + 32 * k));
                 const __m256i lo = _mm256_and_si256(raw, m4);
                 const __m256i hi = _mm256_and_si256(_mm256_srli_epi16(raw, 4), m4);
-                __m256i plo = _mm256_madd_epi16(_mm256_maddubs_epi16(lo, bcast4(yq + 4 * k)), ones);
-                __m256i phi = _mm256_madd_epi16(_mm256_maddubs_epi16(hi, bcast4(yq + 16 + 4 * k)), ones);
+                __m256i plo = packed_avx2::q4_lane(lo, yq + 4 * k);
+                __m256i phi = packed_avx2::q4_lane(hi, yq + 16 + 4 * k);
                 if constexpr (W == QType::Q4_0) {  // (q - 8) * y, exactly as ggml's int32 lanes
                     plo = _mm256_sub_epi32(plo, _mm256_set1_epi32(at.off[b][k]));
                     phi = _mm256_sub_epi32(phi, _mm256_set1_epi32(at.off[b][4 + k]));
@@ -100,31 +80,19 @@ inline void group_blocks(const uint8_t* rec, size_t record, const BlockAct* y, i
     }
 }
 
-// ggml's horizontal sum of its 8 lanes (hsum_float_8), done for 8 rows with vertical adds:
-// ((l0 + l4) + (l2 + l6)) + ((l1 + l5) + (l3 + l7)).
-inline __m256 reduce_lanes(const __m256 (&acc)[8]) {
-    const __m256 s0 = _mm256_add_ps(acc[0], acc[4]), s1 = _mm256_add_ps(acc[1], acc[5]);
-    const __m256 s2 = _mm256_add_ps(acc[2], acc[6]), s3 = _mm256_add_ps(acc[3], acc[7]);
-    return _mm256_add_ps(_mm256_add_ps(s0, s2), _mm256_add_ps(s1, s3));
-}
-
 template <QType W, typename BlockAct>
 void packed_dot(int64_t n, const uint8_t* groups, size_t group_bytes, int64_t n_groups, const void* act, float* out) {
     const int64_t nb = n / 32;
     const size_t record = group_bytes / static_cast<size_t>(nb);
     const auto* y = static_cast<const BlockAct*>(act);
     ActTerms<W> at;
-    auto finish = [&](const __m256 (&acc)[8], __m256 accm, float* o) {
-        const __m256 r = reduce_lanes(acc);
-        _mm256_storeu_ps(o, W == QType::Q4_1 ? _mm256_add_ps(r, accm) : r);
-    };
     if (nb <= kActChunk) {  // the usual case: the activation's terms once for every group
-        act_terms<W>(y, nb, at);
+        at.form(y, nb);
         for (int64_t g = 0; g < n_groups; ++g) {
             __m256 acc[8], accm = _mm256_setzero_ps();
             for (auto& a : acc) a = _mm256_setzero_ps();
             group_blocks<W>(groups + g * group_bytes, record, y, nb, at, acc, accm);
-            finish(acc, accm, out + 8 * g);
+            packed_avx2::finish_rows<W>(acc, accm, out + 8 * g);
         }
         return;
     }
@@ -133,10 +101,10 @@ void packed_dot(int64_t n, const uint8_t* groups, size_t group_bytes, int64_t n_
         for (auto& a : acc) a = _mm256_setzero_ps();
         for (int64_t b0 = 0; b0 < nb; b0 += kActChunk) {
             const int64_t m = std::min(kActChunk, nb - b0);
-            act_terms<W>(y + b0, m, at);
+            at.form(y + b0, m);
             group_blocks<W>(groups + g * group_bytes + b0 * record, record, y + b0, m, at, acc, accm);
         }
-        finish(acc, accm, out + 8 * g);
+        packed_avx2::finish_rows<W>(acc, accm, out + 8 * g);
     }
 }
 

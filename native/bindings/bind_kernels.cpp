@@ -6,8 +6,10 @@
 #include <pybind11/pybind11.h>
 #include <pybind11/stl.h>
 
+#include <algorithm>
 #include <chrono>
 #include <cstring>
+#include <limits>
 #include <memory>
 #include <string>
 #include <vector>
@@ -17,6 +19,7 @@
 #include "kernels.h"
 #include "matmul.h"
 #include "membench.h"
+#include "repack.h"
 #include "threadpool.h"
 
 namespace py = pybind11;
@@ -134,7 +137,8 @@ std::shared_ptr<const eg::PackedRows> pack_for_product(QType q, const uint8_t* w
     return eg::pack_rows(q, w, static_cast<size_t>(row_bytes), n_rows, n_cols);
 }
 
-F32Array matmul(U8Array w, const py::object& qtype_obj, F32Array x, const py::object& pool_obj, bool packed) {
+F32Array matmul(U8Array w, const py::object& qtype_obj, F32Array x, const py::object& pool_obj, bool packed,
+                const py::object& rows_obj) {
     const QType q = parse_qtype(qtype_obj);
     const eg::TypeTraits& tr = eg::type_traits(q);
     if (w.ndim() != 2) throw eg::Error("weights must be a 2-D uint8 array (rows, row_bytes)");
@@ -154,6 +158,22 @@ F32Array matmul(U8Array w, const py::object& qtype_obj, F32Array x, const py::ob
     const uint8_t* wp = w.data();
     const float* xp = x.data();
     float* yp = y.mutable_data();
+    if (!rows_obj.is_none()) {  // one thread's share of the rows, as matmul_multi hands it out
+        const auto range = rows_obj.cast<std::pair<int64_t, int64_t>>();
+        if (!packed) throw eg::Error("rows= is for the packed products (packed=True)");
+        if (range.first < 0 || range.first >= range.second || range.second > n_rows)
+            throw eg::Error("rows must be (r0, r1) with 0 <= r0 < r1 <= " + std::to_string(n_rows));
+        std::fill_n(yp, n_tok * n_rows, std::numeric_limits<float>::quiet_NaN());
+        {
+            py::gil_scoped_release nogil;
+            const auto pk = pack_for_product(q, wp, row_bytes, n_rows, n_cols);
+            const size_t act_row = eg::row_size(tr.vec_dot_type, n_cols);
+            std::vector<uint8_t> act(act_row * n_tok);
+            eg::quantize_activations(eg::kernels(), q, xp, n_tok, n_cols, act.data());
+            eg::packed_product(eg::kernels(), *pk, range.first, range.second, act.data(), act_row, n_tok, yp, n_rows);
+        }
+        return y;
+    }
     {
         py::gil_scoped_release nogil;
         eg::MatmulJob job{q, wp, static_cast<size_t>(row_bytes), n_rows, yp, n_rows};
@@ -177,11 +197,13 @@ double time_matmul(const std::vector<U8Array>& weights, const py::object& qtype_
         if (w.ndim() != 2 || w.shape(0) != n_rows || w.shape(1) != row_bytes)
             throw eg::Error("all weight copies must have the same 2-D shape");
     const int64_t n_cols = row_bytes / tr.type_size * tr.block_size;
-    if (x.ndim() != 1 || x.shape(0) != n_cols) throw eg::Error("x must be 1-D with the weights' column count");
+    if ((x.ndim() != 1 && x.ndim() != 2) || x.shape(x.ndim() - 1) != n_cols)
+        throw eg::Error("x must be (cols,) or (tokens, cols) with the weights' column count");
+    const int64_t n_tok = x.ndim() == 2 ? x.shape(0) : 1;
     auto pool = pick_pool(pool_obj);
     std::vector<const uint8_t*> ptrs;
     for (const auto& w : weights) ptrs.push_back(w.data());
-    std::vector<float> y(n_rows);
+    std::vector<float> y(n_rows * n_tok);
     const float* xp = x.data();
     py::gil_scoped_release nogil;
     std::vector<std::shared_ptr<const eg::PackedRows>> packs;  // one packed copy per weight copy
@@ -195,7 +217,7 @@ double time_matmul(const std::vector<U8Array>& weights, const py::object& qtype_
         for (size_t i = 0; i < ptrs.size(); ++i) {
             eg::MatmulJob job{q, ptrs[i], static_cast<size_t>(row_bytes), n_rows, y.data(), n_rows};
             job.packed = packed ? packs[i].get() : nullptr;
-            eg::matmul_multi(kt, *pool, &job, 1, n_cols, xp, 1);
+            eg::matmul_multi(kt, *pool, &job, 1, n_cols, xp, n_tok);
             ++calls;
         }
         elapsed = std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count();
@@ -266,9 +288,11 @@ void bind_kernels(py::module_& m) {
     m.def("quantize_activations", &quantize_activations, py::arg("x"), py::arg("weight_qtype"),
           "float32 (..., n) -> the weight type's activation format (q8_0 / q8_1 / q8_K / f32 bytes).");
     m.def("matmul", &matmul, py::arg("w"), py::arg("qtype"), py::arg("x"), py::arg("pool") = py::none(),
-          py::arg("packed") = false,
+          py::arg("packed") = false, py::arg("rows") = py::none(),
           "Y = W·X: w uint8 (rows, row_bytes); x float32 (cols,) -> (rows,) or (tokens, cols) -> (tokens, rows).\n"
-          "packed=True: through the fast path's repacked rows (repack.h; Q4_0/Q4_1/Q8_0, rows a multiple of 8).");
+          "packed=True: through the fast path's repacked rows (repack.h; Q4_0/Q4_1/Q8_0, rows a multiple of 8).\n"
+          "rows=(r0, r1) with packed=True: only those rows, on this thread, as one thread's share of a product\n"
+          "(a share may cut an 8-row group); the other rows of Y are NaN.");
     // The forward pass's float kernels, exposed so tests can hold them against references.
     m.def("softmax", [](F32Array x) {
         F32Array y(x.size());
@@ -303,7 +327,7 @@ void bind_kernels(py::module_& m) {
     }, py::arg("x"), py::arg("y"), "Dot product of two f16 vectors (uint16 bits) in ggml's order.");
     m.def("time_matmul", &time_matmul, py::arg("weights"), py::arg("qtype"), py::arg("x"),
           py::arg("min_seconds") = 0.2, py::arg("pool") = py::none(), py::arg("packed") = false,
-          "Benchmark helper: seconds per matrix-vector product, cycling through weight copies\n"
+          "Benchmark helper: seconds per product with x (cols,) or (tokens, cols), cycling through weight copies\n"
           "(packed=True: each copy repacked first, the fast path's products).");
     m.def("measure_read_bandwidth", [](size_t bytes, int repeats, const py::object& pool_obj) {
         auto pool = pick_pool(pool_obj);

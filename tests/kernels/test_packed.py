@@ -4,7 +4,9 @@ float64 numpy and the scalar reference.
 The packed products run ggml's x86 float operations for 8 rows at once, so they must be
 bit-identical to the exact kernels (quant_avx2.cpp, themselves bit-identical to llama.cpp's x86
 decode) for one token or a batch, one thread or two, short rows and rows longer than the
-activation chunk; and like every product, within float32 accumulation of float64 numpy
+activation chunk; the few-token products of a multi-sequence step (gemm_packed_avx2.cpp) give
+every (row, token) the one-token kernel's bits for every token count, also when a thread's share
+of the rows cuts an 8-row group; and like every product, within float32 accumulation of float64 numpy
 (test_matmul.reference) and of the scalar reference.
 """
 from __future__ import annotations
@@ -21,8 +23,8 @@ PACKED_FORMATS = ["q4_0", "q4_1", "q8_0"]
 HAS_PACKED = _native.active_isa() == "avx2"
 
 
-def packed(w: np.ndarray, fmt: str, x: np.ndarray, pool=None) -> np.ndarray:
-    return _native.matmul(w, fmt, x, pool, packed=True)
+def packed(w: np.ndarray, fmt: str, x: np.ndarray, pool=None, rows=None) -> np.ndarray:
+    return _native.matmul(w, fmt, x, pool, packed=True, rows=rows)
 
 
 @pytest.mark.skipif(not HAS_PACKED, reason="packed products exist for AVX2 only (other ISAs: see the next test)")
@@ -80,6 +82,46 @@ def test_packed_same_bits_for_any_batch_or_split(fmt: str) -> None:
     one = np.stack([packed(w, fmt, x[t], _native.ThreadPool(1)) for t in range(5)])
     assert np.array_equal(batch, one)
     assert np.array_equal(batch, _native.matmul(w, fmt, x))
+
+
+@pytest.mark.skipif(not HAS_PACKED, reason="packed products exist for AVX2 only")
+@pytest.mark.parametrize("fmt", PACKED_FORMATS)
+@pytest.mark.parametrize("n_blocks,rows", [(1, 8), (3, 24), (33, 40), (65, 16)])  # 33, 65: past 32-block chunks
+def test_few_tokens_same_bits_as_one_at_a_time(fmt: str, n_blocks: int, rows: int) -> None:
+    """A multi-sequence step (4..8 tokens: gemm_packed_avx2.cpp, each group unpacked once for all
+    tokens; 2..3: the one-token kernel per token) gives every (row, token) the bits the one-token
+    kernel gives it, for every count."""
+    rng = np.random.default_rng(n_blocks * 7 + rows)
+    w = _native.quantize(random_matrix(rng, rows, 32 * n_blocks), fmt)
+    x = random_matrix(rng, 8, 32 * n_blocks)
+    alone = np.stack([packed(w, fmt, x[t], _native.ThreadPool(1)) for t in range(8)])
+    assert np.array_equal(alone, np.stack([_native.matmul(w, fmt, x[t]) for t in range(8)]))
+    for n_tok in range(1, 9):
+        for pool in (_native.ThreadPool(1), _native.ThreadPool(2)):
+            got = packed(w, fmt, x[:n_tok], pool)
+            assert np.array_equal(got, alone[:n_tok]), f"{n_tok} tokens differ from one at a time"
+
+
+@pytest.mark.skipif(not HAS_PACKED, reason="packed products exist for AVX2 only")
+@pytest.mark.parametrize("fmt", PACKED_FORMATS)
+def test_row_shares_that_cut_groups(fmt: str) -> None:
+    """One thread's share of the rows may start or end inside an 8-row group (several products
+    in one matmul_multi): the cut group goes through a buffer, with the same bits, for any count."""
+    rng = np.random.default_rng(11)
+    w = _native.quantize(random_matrix(rng, 40, 96), fmt)
+    x = random_matrix(rng, 8, 96)
+    for n_tok in range(1, 9):
+        full = packed(w, fmt, x[:n_tok], _native.ThreadPool(1)).reshape(n_tok, 40)
+        halves = [packed(w, fmt, x[:n_tok], rows=r).reshape(n_tok, 40) for r in [(0, 13), (13, 40)]]
+        assert np.array_equal(np.where(np.isnan(halves[0]), halves[1], halves[0]), full)
+        for r0, r1 in [(3, 21), (8, 13), (5, 6), (16, 40), (0, 40)]:
+            got = packed(w, fmt, x[:n_tok], rows=(r0, r1)).reshape(n_tok, 40)
+            assert np.array_equal(got[:, r0:r1], full[:, r0:r1]), f"rows {r0}..{r1}, {n_tok} tokens"
+            assert np.isnan(np.delete(got, np.s_[r0:r1], axis=1)).all(), "rows outside the share were written"
+    with pytest.raises(ValueError, match="rows must be"):
+        packed(w, fmt, x, rows=(30, 41))
+    with pytest.raises(ValueError, match="packed=True"):
+        _native.matmul(w, fmt, x, rows=(0, 8))
 
 
 def test_packed_refused_where_unavailable() -> None:
