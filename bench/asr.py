@@ -54,8 +54,11 @@ def rtf(args: argparse.Namespace) -> dict:
     seconds = write_wav(path, voice.stream(TEXT, noise_scale=0.0, noise_w=0.0))
     del voice
     ours = edgegen.load_asr(threads=args.threads, beam_size=args.beam)
-    ref = WhisperModel(str(ours.model_dir), device="cpu", compute_type="int8", cpu_threads=args.threads,
-                       local_files_only=True)
+    # --same-instance: faster-whisper is called directly on the very WhisperModel edgegen wraps, so
+    # the two sides differ only by edgegen's code (two instances also differ by where their
+    # weights and thread pools landed)
+    ref = ours.model if args.same_instance else WhisperModel(
+        str(ours.model_dir), device="cpu", compute_type="int8", cpu_threads=args.threads, local_files_only=True)
 
     def run_ours() -> str:
         return ours.transcribe(path).text
@@ -162,6 +165,8 @@ def main() -> None:
     p.add_argument("--reps", type=int, default=7)
     p.add_argument("--beam", type=int, default=5, help="beam size for the RTF comparison")
     p.add_argument("--pause", type=float, default=0.25)
+    p.add_argument("--same-instance", action="store_true",
+                   help="RTF: call faster-whisper on edgegen's own WhisperModel instead of a second instance")
     args = p.parse_args()
     out = {}
     if args.part == "questions":
