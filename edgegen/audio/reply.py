@@ -104,15 +104,20 @@ class Reply:
             limit = {} if self.max_phonemes is None else {"max_phonemes": self.max_phonemes}
             speech = SpeechStream(self._deltas(), self.voice, synthesis_guard=getattr(scheduler, "hold", None), **limit)
             t_clause = time.perf_counter()
+            start: Optional[float] = None
             for chunk in speech:
                 if self.stopped.is_set():
                     break
                 if self.timings.first_clause_synthesis is None:
                     self.timings.first_clause_synthesis = time.perf_counter() - t_clause
-                start = self._written
+                start = self._written if start is None else start
                 if not self._play(chunk.samples):
                     break
-                self._clauses.append((chunk.text, start, self._written))
+                # A clause spoken in parts (the voice's max_phonemes) carries its text on its last
+                # part: it counts as heard, and is recorded, once all of its parts have played.
+                if chunk.text:
+                    self._clauses.append((chunk.text, start, self._written))
+                    start = None
                 t_clause = time.perf_counter()
             else:
                 self._drain()
